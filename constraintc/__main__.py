@@ -1,0 +1,5 @@
+import sys
+
+from constraintc.cli import main
+
+sys.exit(main())

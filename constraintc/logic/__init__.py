@@ -1,0 +1,1 @@
+"""Lowering, grounding and CNF encoding (rules AST -> propositional constraint)."""

@@ -1,0 +1,1 @@
+"""Example fine-tuning configs (data; installed as ``constraintc.configs``)."""

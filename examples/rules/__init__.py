@@ -1,0 +1,1 @@
+"""The rule library (data; installed as ``constraintc.rules``)."""

@@ -1,0 +1,1 @@
+"""Lark grammars of the rules language (data; installed as ``constraintc.grammars``)."""

@@ -1,0 +1,1 @@
+"""Fused circuit-evaluation kernels (installed as ``constraintc.kernels``)."""

@@ -1,0 +1,92 @@
+"""The shared foundation: DIMACS round trips, the circuit IR builder, the CLI shell."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from constraintc.cli import main
+from constraintc.compile.ir import AND, LIT, OR, IRBuilder
+from constraintc.logic.cnf import CNF, DimacsError
+
+
+def clauses_strategy(max_vars=6):
+    lit = st.integers(1, max_vars).flatmap(lambda v: st.sampled_from([v, -v]))
+    return st.lists(st.lists(lit, min_size=1, max_size=4).map(tuple), max_size=12)
+
+
+@given(clauses_strategy())
+def test_dimacs_round_trip(clauses):
+    names = {1: "causes(a,b)", 3: "dsep(a,b,{c})"}
+    cnf = CNF(num_vars=6, clauses=clauses, num_atoms=4, names=names)
+    back = CNF.from_dimacs(cnf.to_dimacs())
+    assert back.clauses == cnf.clauses
+    assert back.num_vars == 6 and back.num_atoms == 4
+    assert back.names == names
+    assert back.atom_names == ["causes(a,b)", "x2", "dsep(a,b,{c})", "x4"]
+
+
+@pytest.mark.parametrize(
+    "text, where, what",
+    [
+        ("1 2 0\n", "<dimacs>:1:1", "before the 'p cnf"),
+        ("p cnf 2 1\n1 x 0\n", "<dimacs>:2:3", "expected an integer literal, found 'x'"),
+        ("p cnf 2 1\n1 3 0\n", "<dimacs>:2:3", "literal 3 exceeds the 2 variables"),
+        ("p cnf two 1\n", "<dimacs>:1:1", "expected a header"),
+    ],
+)
+def test_dimacs_errors_name_position(text, where, what):
+    with pytest.raises(DimacsError) as info:
+        CNF.from_dimacs(text)
+    assert str(info.value).startswith(where) and what in str(info.value)
+
+
+def test_dimacs_clause_count_mismatch():
+    with pytest.raises(DimacsError, match="declares 2 clauses, file has 1"):
+        CNF.from_dimacs("p cnf 2 2\n1 -2 0\n")
+
+
+def _eval(ir, assignment):
+    val = []
+    for i in range(ir.num_nodes):
+        k = ir.kinds[i]
+        if k == LIT:
+            lit = int(ir.lits[i])
+            val.append(assignment[abs(lit)] == (lit > 0))
+        elif k == AND:
+            val.append(all(val[c] for c in ir.node_children(i)))
+        elif k == OR:
+            val.append(any(val[c] for c in ir.node_children(i)))
+        else:
+            val.append(bool(k))
+    return [val[r] for r in ir.roots]
+
+
+def test_ir_builder_hash_conses_and_folds():
+    b = IRBuilder(num_vars=3)
+    x, y = b.lit(1), b.lit(-2)
+    assert b.lit(1) == x
+    assert b.conj([x, y]) == b.conj([y, x, b.true()])
+    assert b.conj([x, b.false()]) == b.false()
+    assert b.disj([x, b.true()]) == b.true()
+    assert b.disj([]) == b.false() and b.conj([]) == b.true()
+    root = b.disj([b.conj([x, y]), b.conj([b.lit(-1), b.lit(3)])])
+    ir = b.build([root, x], root_names=["r", "x"])
+    ir.validate()
+    assert ir.root_names == ["r", "x"]
+    for bits in itertools.product([False, True], repeat=3):
+        a = dict(zip([1, 2, 3], bits))
+        assert _eval(ir, a) == [(a[1] and not a[2]) or (not a[1] and a[3]), a[1]]
+    # unreachable nodes are dropped
+    assert ir.num_nodes == 7 and int(np.sum(ir.kinds == OR)) == 1
+
+
+def test_cli_help_and_unknown_command(capsys):
+    assert main([]) == 0
+    assert "constraintc check" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
