@@ -1,0 +1,73 @@
+"""Generate balanced causal reasoning tasks as JSONL, one question per line.
+
+Labels come from networkx (transitivity: reachability; dsep: nx.is_d_separator). Every split is
+balanced: Yes and No counts differ by at most one. Questions about one graph share a "group" id.
+
+tasks:   transitivity, dsep
+splits:  train (3-6 nodes), length (7-15), reversed (effects stated first), shuffled
+         (statement order random), branching (dense DAGs), long_names (8-10 letter names),
+         adversarial (minimal pairs + cases where a surface shortcut is wrong)
+
+examples:
+  constraintc data transitivity --split train --n 1000 -o train.jsonl
+  constraintc data dsep --split adversarial --n 200 --seed 3 -o adv.jsonl
+  constraintc data dsep --split length --n 5 --format prompt      # show prompts
+  constraintc data transitivity --all-splits --n 500 -o test.jsonl  # every split but train
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from constraintc.errors import OptionError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from constraintc.tasks.generate import SPLITS, TASKS
+
+    parser.add_argument("task", choices=TASKS, help="which task")
+    parser.add_argument("--split", default="train", choices=SPLITS, help="which split (default: train)")
+    parser.add_argument(
+        "--all-splits", action="store_true", help="write every evaluation split (all but train), --n each"
+    )
+    parser.add_argument("--n", type=int, default=1000, help="records per split (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0); same seed, same file")
+    parser.add_argument(
+        "--questions-per-graph", type=int, default=4, help="questions per graph, half Yes half No (default: 4)"
+    )
+    parser.add_argument("-o", "--output", default="-", help="output JSONL file (default: stdout)")
+    parser.add_argument(
+        "--format",
+        choices=("jsonl", "prompt"),
+        default="jsonl",
+        help="jsonl records (default) or the plain prompt text followed by the label",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from constraintc.tasks.generate import SPLITS, iter_records
+    from constraintc.tasks.io import write_jsonl
+    from constraintc.tasks.prompts import format_prompt
+
+    if args.n < 0:
+        raise OptionError("--n", args.n, "a non-negative integer")
+    splits = [s for s in SPLITS if s != "train"] if args.all_splits else [args.split]
+
+    def records():
+        for split in splits:
+            yield from iter_records(args.task, split, args.n, args.seed, questions_per_graph=args.questions_per_graph)
+
+    if args.format == "prompt":
+        out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
+        try:
+            for record in records():
+                out.write(format_prompt(record) + " " + record["label"] + "\n\n")
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        return 0
+    count = write_jsonl(records(), args.output)
+    if args.output != "-":
+        print(f"wrote {count} records to {args.output}", file=sys.stderr)
+    return 0

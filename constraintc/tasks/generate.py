@@ -1,0 +1,354 @@
+"""Balanced causal reasoning tasks: transitivity and d-separation over random DAGs.
+
+Every record is one question about one graph; records about the same graph share a ``group``.
+Labels come from networkx (reachability; :func:`networkx.is_d_separator`). Each split is
+balanced: its Yes and No counts differ by at most one.
+
+Splits (see docs/tasks.md):
+
+===========  =======  =========================================================================
+split        nodes    what changes
+===========  =======  =========================================================================
+train        3-6      sparse DAGs and chains, statements in causal (topological) order
+length       7-15     longer chains and bigger DAGs, same style
+reversed     3-6      train graphs stated in exactly reverse causal order (effects first)
+shuffled     3-6      train graphs stated in random order
+branching    4-7      dense DAGs (many forks, colliders and skip edges)
+long_names   3-6      train graphs with 8-10 letter names
+adversarial  4-6      minimal pairs (one edge added or removed flips the answer) and cases
+                      where a surface shortcut disagrees with the truth; statements shuffled
+===========  =======  =========================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Iterator
+
+import networkx as nx
+
+from constraintc.errors import OptionError
+from constraintc.tasks import graphs
+from constraintc.tasks.shortcuts import SHORTCUTS, TASK_SHORTCUTS, Query
+
+TASKS = ("transitivity", "dsep")
+SPLITS = ("train", "length", "reversed", "shuffled", "branching", "long_names", "adversarial")
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    nodes: tuple[int, int]
+    extra_p: float
+    chain_p: float
+    order: str  # topological | reversed | shuffled
+    names: str  # short | long
+
+
+SPLIT_SPECS: dict[str, SplitSpec] = {
+    "train": SplitSpec((3, 6), 0.2, 0.4, "topological", "short"),
+    "length": SplitSpec((7, 15), 0.08, 0.4, "topological", "short"),
+    "reversed": SplitSpec((3, 6), 0.2, 0.4, "reversed", "short"),
+    "shuffled": SplitSpec((3, 6), 0.2, 0.4, "shuffled", "short"),
+    "branching": SplitSpec((4, 7), 0.55, 0.0, "topological", "short"),
+    "long_names": SplitSpec((3, 6), 0.2, 0.4, "topological", "long"),
+    "adversarial": SplitSpec((4, 6), 0.25, 0.4, "shuffled", "short"),
+}
+
+# shortcuts the adversarial split defeats, with the labels on which each can disagree with the
+# truth (adjacent nodes are never d-separated, so "overlap" can only be wrong on d-separation
+# questions whose answer is No)
+ADVERSARIAL_SHORTCUTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "transitivity": {
+        "Yes": ("overlap", "statement_order", "recency", "chain_length", "name_order"),
+        "No": ("overlap", "statement_order", "recency", "chain_length", "name_order"),
+    },
+    "dsep": {
+        "Yes": ("chain_length", "conditioning", "recency", "statement_order"),
+        "No": ("overlap", "chain_length", "conditioning", "recency", "statement_order"),
+    },
+}
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed that is the same on every machine and Python run (unlike ``hash``)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def premise_text(edges: list[tuple[str, str]]) -> str:
+    return " ".join(f"{u} causes {v}." for u, v in edges)
+
+
+def question_text(task: str, x: str, y: str, z: tuple[str, ...] = ()) -> str:
+    """The question exactly as the rules' templates render it.
+
+    >>> question_text("dsep", "B", "C", ("E", "D"))
+    'Are B and C d-separated given {D, E}?'
+    """
+    if task == "transitivity":
+        return f"Does {x} cause {y}?"
+    return f"Are {x} and {y} d-separated given {{{', '.join(sorted(z))}}}?"
+
+
+def atom_text(task: str, x: str, y: str, z: tuple[str, ...] = ()) -> str:
+    if task == "transitivity":
+        return f"causes({x},{y})"
+    return f"dsep({x},{y},{{{','.join(sorted(z))}}})"
+
+
+class _Graph:
+    """One drawn graph: names, statement-ordered edges, and its networkx view."""
+
+    __slots__ = ("nodes", "edges", "nx", "_reach")
+
+    def __init__(self, nodes: list[str], edges: list[tuple[str, str]]):
+        self.nodes = nodes
+        self.edges = edges
+        self.nx = graphs.to_networkx(nodes, edges)
+        self._reach: dict[str, set[str]] | None = None
+
+    def label(self, task: str, x: str, y: str, z: tuple[str, ...]) -> str:
+        if task == "transitivity":
+            if self._reach is None:
+                self._reach = graphs.reachability(self.nx)
+            return "Yes" if y in self._reach[x] else "No"
+        return "Yes" if graphs.d_separated(self.nx, x, y, z) else "No"
+
+
+def _draw_graph(rng: random.Random, spec: SplitSpec) -> _Graph:
+    n = rng.randint(*spec.nodes)
+    int_edges, rank = graphs.random_dag(rng, n, spec.extra_p, spec.chain_p)
+    ordered = graphs.statement_order(rng, int_edges, rank, spec.order)
+    names = graphs.draw_names(rng, n, spec.names)
+    edges = [(names[u], names[v]) for u, v in ordered]
+    return _Graph(graphs.first_mention_order(edges), edges)
+
+
+def _random_question(rng: random.Random, task: str, nodes: list[str]) -> tuple[str, str, tuple[str, ...]]:
+    x, y = rng.sample(nodes, 2)
+    if task == "transitivity":
+        return x, y, ()
+    others = [v for v in nodes if v != x and v != y]
+    size = rng.randint(0, min(3, len(others)))
+    return x, y, tuple(sorted(rng.sample(others, size)))
+
+
+def _questions(rng: random.Random, task: str, g: _Graph, per_class: int):
+    """Up to ``per_class`` Yes and as many No questions about ``g`` (equal counts)."""
+    pos: list[tuple] = []
+    neg: list[tuple] = []
+    if task == "transitivity":
+        for x in g.nodes:
+            for y in g.nodes:
+                if x != y:
+                    (pos if g.label(task, x, y, ()) == "Yes" else neg).append((x, y, ()))
+        k = min(per_class, len(pos), len(neg))
+        return rng.sample(pos, k), rng.sample(neg, k)
+    seen: set[tuple] = set()
+    for _ in range(40 * per_class + 8):
+        q = _random_question(rng, task, g.nodes)
+        if q in seen:
+            continue
+        seen.add(q)
+        (pos if g.label(task, *q) == "Yes" else neg).append(q)
+        if len(pos) >= per_class and len(neg) >= per_class:
+            break
+    k = min(per_class, len(pos), len(neg))
+    return pos[:k], neg[:k]
+
+
+def make_record(
+    task: str,
+    split: str,
+    rid: str,
+    group: str,
+    g: _Graph | tuple[list[str], list[tuple[str, str]]],
+    question: tuple[str, str, tuple[str, ...]],
+    label: str,
+    pair: str | None = None,
+    meta: dict | None = None,
+) -> dict:
+    """One record in the JSONL schema of INTERFACES.md."""
+    nodes, edges = (g.nodes, g.edges) if isinstance(g, _Graph) else g
+    x, y, z = question
+    record = {
+        "id": rid,
+        "premise": premise_text(edges),
+        "question": question_text(task, x, y, z),
+        "label": label,
+        "task": task,
+        "split": split,
+        "nodes": list(nodes),
+        "edges": [[u, v] for u, v in edges],
+        "atom": atom_text(task, x, y, z),
+        "group": group,
+    }
+    if pair is not None:
+        record["pair"] = pair
+    record["meta"] = {"x": x, "y": y, "z": list(z), **(meta or {})}
+    return record
+
+
+def _check(task: str, split: str, n: int) -> None:
+    if task not in TASKS:
+        raise OptionError("task", task, f"one of {', '.join(TASKS)}")
+    if split not in SPLITS:
+        raise OptionError("--split", split, f"one of {', '.join(SPLITS)}")
+    if not isinstance(n, int) or n < 0:
+        raise OptionError("--n", n, "a non-negative integer")
+
+
+def generate(task: str, split: str, n: int, seed: int = 0, *, questions_per_graph: int = 4) -> list[dict]:
+    """``n`` balanced records of ``task`` on ``split``, deterministic in ``seed``.
+
+    Each graph contributes ``questions_per_graph`` questions (half Yes, half No) that share a
+    ``group`` id; the adversarial split has one question per graph (minimal pairs share ``pair``).
+
+    >>> recs = generate("transitivity", "train", 4, seed=1)
+    >>> sorted(r["label"] for r in recs)
+    ['No', 'No', 'Yes', 'Yes']
+    >>> recs[0]["question"].startswith("Does ")
+    True
+    """
+    return list(iter_records(task, split, n, seed, questions_per_graph=questions_per_graph))
+
+
+def iter_records(task: str, split: str, n: int, seed: int = 0, *, questions_per_graph: int = 4) -> Iterator[dict]:
+    """The records of :func:`generate`, one at a time (for writing large files)."""
+    _check(task, split, n)
+    if questions_per_graph < 2:
+        raise OptionError("--questions-per-graph", questions_per_graph, "an integer >= 2")
+    rng = random.Random(stable_seed("constraintc.tasks", task, split, seed))
+    prefix = f"{task}-{split}-s{seed}"
+    if split == "adversarial":
+        yield from _adversarial(rng, task, n, prefix)
+        return
+    spec = SPLIT_SPECS[split]
+    per_class = questions_per_graph // 2
+    made = 0
+    group_index = 0
+    extra_yes = rng.random() < 0.5  # which class gets the odd record at the very end
+    while made < n:
+        g = _draw_graph(rng, spec)
+        pos, neg = _questions(rng, task, g, per_class)
+        if not pos:
+            continue  # a graph with only one answer class cannot be asked about in balance
+        need = n - made
+        k = len(pos)
+        if need < 2 * k:
+            half = need // 2
+            pos_take, neg_take = pos[:half], neg[:half]
+            if need % 2:
+                (pos_take if extra_yes else neg_take).append((pos if extra_yes else neg)[half])
+            pos, neg = pos_take, neg_take
+        items = [(q, "Yes") for q in pos] + [(q, "No") for q in neg]
+        rng.shuffle(items)
+        group = f"{prefix}-g{group_index:06d}"
+        group_index += 1
+        for q, label in items:
+            yield make_record(task, split, f"{prefix}-{made:06d}", group, g, q, label)
+            made += 1
+
+
+def _would_stay_connected(edges: list[tuple[str, str]], drop: tuple[str, str]) -> bool:
+    """True when removing ``drop`` leaves both of its ends in some other edge (still mentioned)."""
+    u, v = drop
+    rest = [e for e in edges if e != drop]
+    return any(u in e for e in rest) and any(v in e for e in rest)
+
+
+def minimal_pair(rng: random.Random, task: str, g: _Graph, q: tuple[str, str, tuple[str, ...]]):
+    """A one-edge change of ``g`` (an edge added or removed, graph still a DAG with the same
+    nodes) that flips the answer to ``q``; ``None`` when no such change exists."""
+    label = g.label(task, *q)
+    present = set(g.edges)
+    changes: list[tuple[str, tuple[str, str]]] = [("remove", e) for e in g.edges if _would_stay_connected(g.edges, e)]
+    changes += [("add", (u, v)) for u in g.nodes for v in g.nodes if u != v and (u, v) not in present]
+    rng.shuffle(changes)
+    for kind, edge in changes:
+        if kind == "remove":
+            new_edges = [e for e in g.edges if e != edge]
+        else:
+            if edge[0] in g.nx and nx.has_path(g.nx, edge[1], edge[0]):
+                continue  # would close a cycle
+            new_edges = list(g.edges)
+            new_edges.insert(rng.randint(0, len(new_edges)), edge)
+        variant = _Graph(g.nodes, new_edges)
+        if variant.label(task, *q) != label:
+            return kind, edge, variant
+    return None
+
+
+def _adversarial(rng: random.Random, task: str, n: int, prefix: str) -> Iterator[dict]:
+    spec = SPLIT_SPECS["adversarial"]
+    split = "adversarial"
+    n_pairs = n // 4
+    made = 0
+    # minimal pairs: two graphs one edge apart, the same question, opposite answers
+    pair_index = 0
+    while pair_index < n_pairs:
+        g = _draw_graph(rng, spec)
+        q = _random_question(rng, task, g.nodes)
+        found = minimal_pair(rng, task, g, q)
+        if found is None:
+            continue
+        kind, edge, variant = found
+        pair = f"{prefix}-p{pair_index:06d}"
+        items = [(g, g.label(task, *q), None), (variant, variant.label(task, *q), (kind, edge))]
+        rng.shuffle(items)
+        for gg, label, change in items:
+            meta = {"kind": "minimal_pair"}
+            if change is not None:
+                meta.update(change=change[0], edge=list(change[1]))
+            yield make_record(task, split, f"{prefix}-{made:06d}", f"{prefix}-g{made:06d}", gg, q, label, pair, meta)
+            made += 1
+        pair_index += 1
+    # shortcut conflicts: the truth is `label`, a named surface shortcut answers the opposite
+    labels = ["Yes", "No"] if rng.random() < 0.5 else ["No", "Yes"]
+    counters = {"Yes": 0, "No": 0}
+    case = 0
+    while made < n:
+        label = labels[case % 2]
+        options = ADVERSARIAL_SHORTCUTS[task][label]
+        target = options[counters[label] % len(options)]
+        counters[label] += 1
+        found = _shortcut_conflict(rng, task, spec, label, target)
+        g, q = found
+        query = Query(task, q[0], q[1], q[2], tuple(g.edges))
+        disagree = [s for s in TASK_SHORTCUTS[task] if ("Yes" if SHORTCUTS[s](query) else "No") != label]
+        meta = {"kind": "shortcut", "shortcut": target, "disagree": disagree}
+        yield make_record(task, split, f"{prefix}-{made:06d}", f"{prefix}-g{made:06d}", g, q, label, None, meta)
+        made += 1
+        case += 1
+
+
+def _shortcut_conflict(rng: random.Random, task: str, spec: SplitSpec, label: str, shortcut: str):
+    """A graph and question whose true answer is ``label`` while ``shortcut`` answers otherwise."""
+    fn = SHORTCUTS[shortcut]
+    for _ in range(20000):
+        g = _draw_graph(rng, spec)
+        for _ in range(24):
+            q = _random_question(rng, task, g.nodes)
+            if ("Yes" if fn(Query(task, q[0], q[1], q[2], tuple(g.edges))) else "No") == label:
+                continue
+            if g.label(task, *q) == label:
+                return g, q
+    raise RuntimeError(f"no {task} question found where {shortcut} disagrees with the answer {label}")
+
+
+def all_questions(task: str, nodes: list[str], max_z: int = 3) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+    """Every question of ``task`` about a graph on ``nodes`` (dsep: conditioning sets up to ``max_z``)."""
+    for x in nodes:
+        for y in nodes:
+            if x == y:
+                continue
+            if task == "transitivity":
+                yield x, y, ()
+                continue
+            others = sorted(v for v in nodes if v != x and v != y)
+            for size in range(0, min(max_z, len(others)) + 1):
+                for z in combinations(others, size):
+                    yield x, y, z

@@ -1,0 +1,130 @@
+"""Random causal DAGs, node names and the labels networkx gives them.
+
+A graph here is a list of node names and a list of ``(cause, effect)`` edges in *statement order*
+(the order the premise states them). Labels always come from networkx: reachability for
+transitivity, :func:`networkx.is_d_separator` for d-separation.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+
+import networkx as nx
+
+# Single capital letters read as names to a tokenizer and to a person; "A" and "I" are left out
+# because they are also English words ("A causes B." is ambiguous to a language model).
+SHORT_NAMES: tuple[str, ...] = tuple(c for c in string.ascii_uppercase if c not in "AI")
+
+_CONSONANTS = "bcdfghjklmnprstvwz"
+_VOWELS = "aeiou"
+
+
+def long_name(rng: random.Random, low: int = 8, high: int = 10) -> str:
+    """A pronounceable capitalised name of ``low..high`` letters.
+
+    >>> len(long_name(random.Random(0))) in range(8, 11)
+    True
+    """
+    length = rng.randint(low, high)
+    letters = []
+    while len(letters) < length:
+        letters.append(rng.choice(_CONSONANTS))
+        letters.append(rng.choice(_VOWELS))
+    return "".join(letters[:length]).capitalize()
+
+
+def draw_names(rng: random.Random, n: int, style: str = "short") -> list[str]:
+    """``n`` distinct names: ``short`` (letters) or ``long`` (8-10 characters).
+
+    Names are unique within one graph so that two nodes never merge into one (which could
+    create a cycle the generator did not draw).
+    """
+    if style == "short":
+        if n > len(SHORT_NAMES):
+            raise ValueError(f"at most {len(SHORT_NAMES)} short names, asked for {n}")
+        return rng.sample(SHORT_NAMES, n)
+    names: list[str] = []
+    seen: set[str] = set()
+    while len(names) < n:
+        name = long_name(rng)
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+    return names
+
+
+def random_dag(rng: random.Random, n: int, extra_p: float, chain_p: float) -> tuple[list[tuple[int, int]], list[int]]:
+    """A weakly connected random DAG on nodes ``0..n-1`` and a topological rank per node.
+
+    With probability ``chain_p`` the backbone is a causal chain ``0 -> 1 -> ... -> n-1`` (in a
+    random relabelling); otherwise it is a random recursive tree whose edges are oriented by a
+    random ranking, which yields forks, colliders and chains alike. Every other pair gets an edge
+    (oriented by the ranking, so the graph stays acyclic) with probability ``extra_p``.
+    Weak connectivity keeps every node mentioned in the premise.
+    """
+    order = list(range(n))
+    rng.shuffle(order)
+    edges: set[tuple[int, int]] = set()
+    if rng.random() < chain_p:
+        rank = [0] * n
+        for position, node in enumerate(order):
+            rank[node] = position
+        for a, b in zip(order, order[1:]):
+            edges.add((a, b))
+    else:
+        positions = list(range(n))
+        rng.shuffle(positions)
+        rank = positions
+        for index in range(1, n):
+            a, b = order[index], order[rng.randrange(index)]
+            edges.add((a, b) if rank[a] < rank[b] else (b, a))
+    for a in range(n):
+        for b in range(n):
+            if rank[a] < rank[b] and (a, b) not in edges and rng.random() < extra_p:
+                edges.add((a, b))
+    return sorted(edges), rank
+
+
+def statement_order(
+    rng: random.Random, edges: list[tuple[int, int]], rank: list[int], order: str
+) -> list[tuple[int, int]]:
+    """Edges in the order the premise states them.
+
+    ``topological``: causes before their effects (a chain is told forwards);
+    ``reversed``: the exact reverse of that; ``shuffled``: a uniformly random order.
+    """
+    if order == "shuffled":
+        out = list(edges)
+        rng.shuffle(out)
+        return out
+    # random tie-breaking among edges with the same ranks is not needed: (rank u, rank v) is unique
+    out = sorted(edges, key=lambda e: (rank[e[0]], rank[e[1]]))
+    if order == "reversed":
+        out.reverse()
+    return out
+
+
+def to_networkx(nodes: list[str], edges: list[tuple[str, str]] | list[list[str]]) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from((u, v) for u, v in edges)
+    return graph
+
+
+def reachability(graph: nx.DiGraph) -> dict[str, set[str]]:
+    """node -> the set of nodes it causes (directly or through a chain), by networkx."""
+    return {node: nx.descendants(graph, node) for node in graph.nodes}
+
+
+def d_separated(graph: nx.DiGraph, x: str, y: str, z: list[str] | tuple[str, ...] | set[str]) -> bool:
+    return bool(nx.is_d_separator(graph, {x}, {y}, set(z)))
+
+
+def first_mention_order(edges: list[tuple[str, str]]) -> list[str]:
+    """Node names in the order the premise first mentions them."""
+    seen: dict[str, None] = {}
+    for u, v in edges:
+        seen.setdefault(u, None)
+        seen.setdefault(v, None)
+    return list(seen)

@@ -1,0 +1,59 @@
+"""Prompt formats: the text a model reads before it answers Yes or No.
+
+``plain`` is a bare completion prompt; ``chat`` wraps the same content in the model's own chat
+template (``tokenizer.apply_chat_template``) when the tokenizer has one, and otherwise in Gemma's
+turn markers. Every prompt ends exactly where the answer token comes next.
+"""
+
+from __future__ import annotations
+
+STYLES = ("plain", "chat")
+
+GEMMA_TEMPLATE = "<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n"
+INSTRUCTION = "Answer with Yes or No."
+
+
+def plain_prompt(premise: str, question: str) -> str:
+    return f"{premise}\nQuestion: {question}\nAnswer:"
+
+
+def chat_content(premise: str, question: str) -> str:
+    return f"{premise}\n{question}\n{INSTRUCTION}"
+
+
+def format_prompt(record: dict, style: str = "plain", tokenizer=None) -> str:
+    """The prompt for one record, up to where the answer token comes next.
+
+    ``plain``: ``"<premise>\\nQuestion: <question>\\nAnswer:"`` (the answer follows as " Yes"/" No").
+    ``chat``: the user turn ``"<premise>\\n<question>\\nAnswer with Yes or No."`` through the
+    tokenizer's chat template with the generation prompt added; a leading BOS token the template
+    writes is removed, because tokenizing the prompt adds it again. Without a tokenizer or template,
+    Gemma's ``<start_of_turn>`` markers are used.
+
+    >>> r = {"premise": "B causes C.", "question": "Does B cause C?"}
+    >>> format_prompt(r)
+    'B causes C.\\nQuestion: Does B cause C?\\nAnswer:'
+    >>> format_prompt(r, "chat").splitlines()[0]
+    '<start_of_turn>user'
+    """
+    premise, question = record["premise"], record["question"]
+    if style == "plain":
+        return plain_prompt(premise, question)
+    if style != "chat":
+        from constraintc.errors import OptionError
+
+        raise OptionError("--prompt-style", style, f"one of {', '.join(STYLES)}")
+    content = chat_content(premise, question)
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
+        bos = getattr(tokenizer, "bos_token", None)
+        if bos and text.startswith(bos):
+            text = text[len(bos) :]
+        return text
+    return GEMMA_TEMPLATE.format(content=content)
+
+
+def format_prompts(records: list[dict], style: str = "plain", tokenizer=None) -> list[str]:
+    return [format_prompt(r, style, tokenizer) for r in records]
