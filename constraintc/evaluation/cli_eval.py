@@ -1,0 +1,190 @@
+"""Score predictions (or run a model) on a task file; report per split and flag collapse.
+
+Predictions are JSONL with "id" and "prediction" ("Yes"/"No"), optionally "p_yes" (then the
+prediction may be omitted: Yes iff p_yes >= 0.5) and "trace" or "output" (reasoning, checked
+step by step against the premise graph). With --model, the model is run instead: P(Yes) against
+P(No) at the answer position, batched, with a progress bar; scores are checkpointed to
+OUT/predictions.jsonl every chunk, and a rerun with the same --out resumes.
+
+The report (per task/split and overall): accuracy, balanced accuracy, MCC, F1 per class,
+yes-rate, prediction entropy, a collapse flag (one answer >= 90% of predictions, or balanced
+accuracy at chance with one answer >= 75%, or constant p_yes), context sensitivity over minimal
+pairs, every shortcut baseline (always-Yes, always-No, name order, statement order, recency,
+overlap, chain length, conditioning) with the gap to the best one, trace validity, and with
+--rules the fraction of graphs whose answers violate the rules.
+
+examples:
+  constraintc eval --data test.jsonl --predictions preds.jsonl
+  constraintc eval --data test.jsonl --predictions preds.jsonl --json > report.json
+  constraintc eval --data test.jsonl --model embedded --out runs/eval   # report.md, plots, ...
+  constraintc eval --data test.jsonl --model ./my-model --prompt-style chat --batch-size 32
+  constraintc eval --data test.jsonl --predictions p.jsonl --rules transitivity --fail-on-collapse
+
+outputs with --out DIR: report.json, report.md, balanced_accuracy.png, yes_rate.png
+(and predictions.jsonl with --model). Without --out the Markdown report goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from constraintc.errors import OptionError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="task records (JSONL from `constraintc data`)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", help="predictions JSONL: id, prediction and/or p_yes, optional trace")
+    source.add_argument("--model", help="run a causal LM: hub id, local directory, .gguf file or 'embedded'")
+    parser.add_argument("--prompt-style", choices=("plain", "chat"), default="plain", help="prompt format for --model (default: plain)")
+    parser.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass with --model (default: 16)")
+    parser.add_argument("--yes", default="Yes", help="the Yes verbalizer (default: Yes)")
+    parser.add_argument("--no", default="No", help="the No verbalizer (default: No)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N records")
+    parser.add_argument("--rules", default=None, help="rules file or library name for the rule violation rate")
+    parser.add_argument(
+        "--rules-max-nodes", type=int, default=5, help="check rule violations on graphs up to this many nodes (default: 5)"
+    )
+    parser.add_argument(
+        "--collapse-threshold", type=float, default=0.90, help="share of one answer that flags collapse (default: 0.90)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the JSON report to stdout instead of Markdown")
+    parser.add_argument("--out", default=None, help="directory for report.json, report.md and the PNG plots")
+    parser.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots")
+    parser.add_argument("--fail-on-collapse", action="store_true", help="exit with status 1 when any split collapsed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _check_args(args) -> None:
+    if args.batch_size < 1:
+        raise OptionError("--batch-size", args.batch_size, "a positive integer")
+    if args.limit is not None and args.limit < 1:
+        raise OptionError("--limit", args.limit, "a positive integer")
+    if not 0.5 < args.collapse_threshold <= 1.0:
+        raise OptionError("--collapse-threshold", args.collapse_threshold, "a number in (0.5, 1]")
+    if args.rules_max_nodes < 1:
+        raise OptionError("--rules-max-nodes", args.rules_max_nodes, "a positive integer")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise OptionError("--out", args.out, "a directory (it exists and is a file)")
+
+
+def _validate_records(records: list[dict], path: str) -> None:
+    from constraintc.tasks.io import DataError
+
+    seen = set()
+    for r in records:
+        where = f"{path}:{r.get('_line', '?')}:1"
+        for field in ("id", "label"):
+            if field not in r:
+                raise DataError(f"{where}: error: record without the {field!r} field")
+        if r["label"] not in ("Yes", "No"):
+            raise DataError(f"{where}: error: label={r['label']!r}: expected 'Yes' or 'No'")
+        if r["id"] in seen:
+            raise DataError(f"{where}: error: duplicate record id {r['id']!r}")
+        seen.add(r["id"])
+
+
+def score_model(records: list[dict], args, out_dir: Path | None) -> list[dict]:
+    """Run ``args.model`` on the records; checkpoint to OUT/predictions.jsonl and resume from it."""
+    from tqdm.auto import tqdm
+
+    from constraintc.lm import load_model, score_prompts
+    from constraintc.tasks.io import read_jsonl
+    from constraintc.tasks.prompts import format_prompts
+
+    fingerprint = {
+        "model": args.model,
+        "prompt_style": args.prompt_style,
+        "yes": args.yes,
+        "no": args.no,
+        "data_sha256": hashlib.sha256(Path(args.data).read_bytes()).hexdigest(),
+    }
+    done: dict[str, dict] = {}
+    pred_path = meta_path = None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pred_path, meta_path = out_dir / "predictions.jsonl", out_dir / "predictions.meta.json"
+        if pred_path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == fingerprint:
+            done = {p["id"]: p for p in read_jsonl(pred_path, "--out")}
+            print(f"resuming: {len(done)} predictions already in {pred_path}", file=sys.stderr)
+        else:
+            pred_path.write_text("")
+            meta_path.write_text(json.dumps(fingerprint, indent=1))
+    todo = [r for r in records if r["id"] not in done]
+    if todo:
+        model, tokenizer = load_model(args.model)
+        chunk = max(args.batch_size * 8, 64)
+        bar = tqdm(total=len(todo), desc="eval", unit="prompt", disable=args.no_progress, file=sys.stderr)
+        try:
+            for start in range(0, len(todo), chunk):
+                part = todo[start : start + chunk]
+                prompts = format_prompts(part, args.prompt_style, tokenizer)
+                p_yes = score_prompts(model, tokenizer, prompts, args.yes, args.no, batch_size=args.batch_size)
+                rows = [
+                    {"id": r["id"], "prediction": "Yes" if p >= 0.5 else "No", "p_yes": float(p)}
+                    for r, p in zip(part, p_yes.tolist())
+                ]
+                for row in rows:
+                    done[row["id"]] = row
+                if pred_path is not None:
+                    with pred_path.open("a", encoding="utf-8") as handle:
+                        for row in rows:
+                            handle.write(json.dumps(row) + "\n")
+                bar.update(len(part))
+        finally:
+            bar.close()
+        del model
+    return [done[r["id"]] for r in records]
+
+
+def run(args: argparse.Namespace) -> int:
+    from constraintc.evaluation.metrics import Thresholds, compute_report
+    from constraintc.evaluation.report import markdown, plot
+    from constraintc.tasks.io import read_jsonl
+
+    _check_args(args)
+    records = read_jsonl(args.data, "--data")
+    if not records:
+        raise OptionError("--data", args.data, "a JSONL file with at least one record")
+    _validate_records(records, args.data)
+    if args.limit is not None:
+        records = records[: args.limit]
+    out_dir = Path(args.out) if args.out else None
+    if args.model is not None:
+        predictions = score_model(records, args, out_dir)
+        source = args.model
+    else:
+        predictions = read_jsonl(args.predictions, "--predictions")
+        source = args.predictions
+    thresholds = Thresholds(dominance=args.collapse_threshold)
+    report = compute_report(
+        records,
+        predictions,
+        thresholds=thresholds,
+        rules=args.rules,
+        rules_max_nodes=args.rules_max_nodes,
+        source=source,
+    )
+    report["data"] = args.data
+    report["source"] = source
+    text = markdown(report, title=f"constraintc eval: {source} on {args.data}")
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        (out_dir / "report.md").write_text(text)
+        written = ["report.json", "report.md"]
+        if not args.no_plots:
+            written += [p.name for p in plot(report, out_dir)]
+        print(f"wrote {', '.join(written)} to {out_dir}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        print(text, end="")
+    if args.fail_on_collapse and report["collapsed_splits"]:
+        print(f"collapsed: {', '.join(report['collapsed_splits'])}", file=sys.stderr)
+        return 1
+    return 0

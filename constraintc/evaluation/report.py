@@ -1,0 +1,158 @@
+"""Render an evaluation report: Markdown tables and PNG plots (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _f(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:+.{digits}f}" if digits < 0 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _gap(value) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def markdown(report: dict, title: str = "constraintc evaluation") -> str:
+    """The report as Markdown: one summary row per split, then one table per split with the
+    model next to every shortcut baseline (and its accuracy where that shortcut is wrong).
+
+    >>> from constraintc.tasks import generate
+    >>> from constraintc.evaluation.metrics import compute_report
+    >>> recs = generate("dsep", "train", 20, seed=0)
+    >>> md = markdown(compute_report(recs, [{"id": r["id"], "prediction": r["label"]} for r in recs]))
+    >>> "| dsep/train | 20 |" in md
+    True
+    """
+    lines = [f"# {title}", ""]
+    lines.append(
+        f"{report['n_records']} records, {report['n_predictions']} predictions, "
+        f"{report['missing_predictions']} records without a prediction, "
+        f"{report['unmatched_predictions']} predictions without a record."
+    )
+    if report["collapsed_splits"]:
+        lines.append(f"**Collapsed:** {', '.join(report['collapsed_splits'])}.")
+    lines += ["", "## Summary", ""]
+    header = (
+        "| split | n | acc | bal. acc | MCC | F1 yes | F1 no | yes-rate | entropy | collapse | ctx. sens. "
+        "| best shortcut | shortcut bal. acc | gap | rule viol. |"
+    )
+    lines += [header, "|" + "---|" * (header.count("|") - 1)]
+    rows = list(report["splits"].items()) + [("overall", report["overall"])]
+    for key, m in rows:
+        lines.append(
+            f"| {key} | {m['n']} | {_f(m['accuracy'])} | {_f(m['balanced_accuracy'])} | {_f(m['mcc'])} "
+            f"| {_f(m['f1_yes'])} | {_f(m['f1_no'])} | {_f(m['yes_rate'])} "
+            f"| {_f(m['mean_entropy'] if m['mean_entropy'] is not None else m['answer_entropy'])} "
+            f"| {'**COLLAPSED**' if m['collapsed'] else ('chance' if m['at_chance'] else 'no')} "
+            f"| {_f(m['context_sensitivity'])} | {m['best_baseline'] or '-'} "
+            f"| {_f(m['best_baseline_balanced_accuracy'])} | {_gap(m['shortcut_gap'])} "
+            f"| {_f(m['rule_violation_rate'])} |"
+        )
+    lines += [
+        "",
+        "entropy: mean binary entropy of p_yes in bits when p_yes is given, else the entropy of the "
+        "answer distribution; gap: balanced accuracy minus the best shortcut's.",
+    ]
+    for key, m in report["splits"].items():
+        lines += ["", f"## {key}", ""]
+        for reason in m["collapse_reasons"]:
+            lines.append(f"- collapse: {reason}")
+        if m["collapse_reasons"]:
+            lines.append("")
+        lines += [
+            "| predictor | acc | bal. acc | MCC | model acc where it is wrong (n) |",
+            "|---|---|---|---|---|",
+            f"| **model** | {_f(m['accuracy'])} | {_f(m['balanced_accuracy'])} | {_f(m['mcc'])} | |",
+        ]
+        for name, b in m["baselines"].items():
+            c = m["conflict_accuracy"].get(name, {})
+            lines.append(
+                f"| {name} | {_f(b['accuracy'])} | {_f(b['balanced_accuracy'])} | {_f(b['mcc'])} "
+                f"| {_f(c.get('accuracy'))} ({c.get('n', 0)}) |"
+            )
+        if m["pairs"]:
+            lines += ["", f"minimal pairs: {m['pairs']}, answer changes on {_f(m['context_sensitivity'])}, "
+                      f"both right on {_f(m['pair_accuracy'])}."]
+        t = m.get("traces")
+        if t:
+            counts = ", ".join(f"{s} {c}" for s, c in t["status_counts"].items())
+            lines += [
+                "",
+                f"traces: {counts}; steps {t['steps']} ({t['true_steps']} true, precision "
+                f"{_f(t['step_precision'])}); accuracy {_f(t['accuracy'])}, given a valid trace "
+                f"{_f(t['accuracy_given_valid'])}, given no valid trace {_f(t['accuracy_given_not_valid'])}, "
+                f"given a sound trace {_f(t['accuracy_given_sound'])}.",
+            ]
+        v = m.get("rule_violations")
+        if v:
+            lines += ["", f"rule violations: {v['violated']} of {v['checked']} graphs checked ({v['groups']} graphs; skipped: {v['skipped'] or 'none'})."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, out_dir: str | Path) -> list[Path]:
+    """Write ``balanced_accuracy.png`` (model and shortcut baselines per split) and
+    ``yes_rate.png`` (predicted and true yes-rate per split, collapse band shaded)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(report["splits"])
+    splits = [report["splits"][k] for k in keys]
+    xs = list(range(len(keys)))
+    width = max(6.0, 1.1 * len(keys) + 2)
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(width, 4.2))
+    model = [m["balanced_accuracy"] or 0.0 for m in splits]
+    best = [m["best_baseline_balanced_accuracy"] or 0.0 for m in splits]
+    ax.bar([x - 0.2 for x in xs], model, width=0.4, label="model", color="#3b6ea8")
+    ax.bar([x + 0.2 for x in xs], best, width=0.4, label="best shortcut", color="#c9c9c9")
+    names = sorted({n for m in splits for n in m["baselines"]} - {"always_yes", "always_no"})
+    markers = "o^sDvP*X"
+    for j, name in enumerate(names):
+        ys = [m["baselines"].get(name, {}).get("balanced_accuracy") for m in splits]
+        pts = [(x + 0.2, y) for x, y in zip(xs, ys) if y is not None]
+        if pts:
+            ax.scatter(*zip(*pts), marker=markers[j % len(markers)], s=18, zorder=3, label=name)
+    for x, m in zip(xs, splits):
+        if m["collapsed"]:
+            ax.text(x - 0.2, (m["balanced_accuracy"] or 0) + 0.02, "collapsed", rotation=90, ha="center", va="bottom", fontsize=7, color="#a33")
+    ax.axhline(0.5, color="black", lw=0.8, ls="--", label="chance")
+    ax.set_ylim(0, 1.05)
+    ax.set_xticks(xs, keys, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("balanced accuracy")
+    ax.set_title("Balanced accuracy per split, with shortcut baselines")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    path = out / "balanced_accuracy.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+
+    fig, ax = plt.subplots(figsize=(width, 3.8))
+    dom = report["thresholds"]["dominance"]
+    ax.axhspan(dom, 1.0, color="#f3d0d0", label="collapse (one answer)")
+    ax.axhspan(0.0, 1.0 - dom, color="#f3d0d0")
+    ax.bar(xs, [m["yes_rate"] or 0.0 for m in splits], width=0.5, color="#3b6ea8", label="predicted yes-rate")
+    ax.scatter(xs, [m["label_yes_rate"] or 0.0 for m in splits], color="black", marker="_", s=400, zorder=3, label="true yes-rate")
+    ax.set_ylim(0, 1.0)
+    ax.set_xticks(xs, keys, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("fraction answered Yes")
+    ax.set_title("Yes-rate per split")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    path = out / "yes_rate.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+    return paths

@@ -1,0 +1,160 @@
+"""Reasoning traces: is there one, is it complete, and are its stated steps true?
+
+A prediction may carry its reasoning either as ``trace`` (the reasoning text; ``null`` when the
+model gave none) or as the raw generation ``output`` (the reasoning, optionally inside
+``<think>...</think>``, then the final answer). ``truncated: true`` or ``finish_reason: "length"``
+marks a generation cut off by its length limit.
+
+Status of a trace:
+
+- ``truncated``: flagged as cut off, an unclosed ``<think>``, or reasoning with no final answer;
+- ``missing``: no reasoning at all (``trace`` null, or an output that is only the answer);
+- ``empty``: a reasoning section that is present but blank (``""``, ``<think> </think>``);
+- ``valid``: non-empty reasoning followed by a final answer.
+
+Steps: every ``X causes Y`` / ``X does not cause Y`` (also ``doesn't``, ``cannot``) in the
+reasoning whose two names are nodes of the record's graph is checked against the premise graph
+(reachability: an indirect cause is a true cause). A *sound* trace is valid, states at least one
+step, and every step is true.
+"""
+
+from __future__ import annotations
+
+import re
+
+import networkx as nx
+
+STATUSES = ("valid", "empty", "missing", "truncated")
+
+_STEP = re.compile(
+    r"\b([A-Za-z][\w-]*)\s+(causes|does\s+not\s+cause|doesn't\s+cause|cannot\s+cause|can't\s+cause)\s+([A-Za-z][\w-]*)"
+)
+_ANSWER = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+_ANSWER_LEAD = re.compile(r"(?:(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:?\s*)$", re.IGNORECASE)
+
+
+def parse_output(output: str) -> tuple[str | None, str | None, bool]:
+    """Split a raw generation into (reasoning, final answer, cut off).
+
+    >>> parse_output("<think>B causes C. C causes D.</think> Yes")
+    ('B causes C. C causes D.', 'Yes', False)
+    >>> parse_output("B causes C, so the answer is: No")
+    ('B causes C, so', 'No', False)
+    >>> parse_output("<think>B causes")
+    ('B causes', None, True)
+    """
+    if "<think>" in output:
+        head, _, rest = output.partition("<think>")
+        body, closed, tail = rest.partition("</think>")
+        if not closed:
+            return body.strip(), None, True
+        answers = _ANSWER.findall(tail)
+        return body.strip(), (answers[-1].capitalize() if answers else None), False
+    matches = list(_ANSWER.finditer(output))
+    if not matches:
+        return output.strip() or None, None, bool(output.strip())
+    last = matches[-1]
+    reasoning = _ANSWER_LEAD.sub("", output[: last.start()]).strip()
+    return (reasoning or None), last.group(1).capitalize(), False
+
+
+def classify_trace(prediction: dict) -> tuple[str, str | None]:
+    """(status, reasoning text) of one prediction; see the module docstring for the statuses."""
+    flagged = bool(prediction.get("truncated")) or prediction.get("finish_reason") == "length"
+    if "trace" in prediction:
+        trace = prediction["trace"]
+        if trace is None:
+            return ("truncated" if flagged else "missing"), None
+        text = str(trace)
+        stripped = re.sub(r"</?think>", "", text).strip()
+        if flagged or ("<think>" in text and "</think>" not in text):
+            return "truncated", stripped
+        if not stripped:
+            return "empty", ""
+        if prediction.get("prediction") is None:
+            return "truncated", stripped
+        return "valid", stripped
+    if "output" in prediction and prediction["output"] is not None:
+        output = str(prediction["output"])
+        reasoning, answer, cut = parse_output(output)
+        if flagged or cut or answer is None:
+            return "truncated", reasoning
+        if reasoning is None:
+            explicit_empty = "<think>" in output
+            return ("empty" if explicit_empty else "missing"), ("" if explicit_empty else None)
+        if not reasoning.strip():
+            return "empty", ""
+        return "valid", reasoning
+    return ("truncated" if flagged else "missing"), None
+
+
+def check_steps(reasoning: str | None, record: dict) -> dict:
+    """Count the causal steps stated in ``reasoning`` and how many are true in the record's graph.
+
+    >>> rec = {"nodes": ["B", "C", "D"], "edges": [["B", "C"], ["C", "D"]]}
+    >>> check_steps("B causes C. C causes D. So B causes D. D does not cause B. D causes C.", rec)
+    {'steps': 5, 'true': 4, 'in_premise': 2}
+    """
+    out = {"steps": 0, "true": 0, "in_premise": 0}
+    if not reasoning:
+        return out
+    nodes = set(record.get("nodes", ()))
+    edges = {tuple(e) for e in record.get("edges", ())}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes)
+    graph.add_edges_from(edges)
+    for x, verb, y in _STEP.findall(reasoning):
+        if x not in nodes or y not in nodes or x == y:
+            continue
+        positive = verb == "causes"
+        holds = nx.has_path(graph, x, y)
+        out["steps"] += 1
+        out["true"] += holds == positive
+        out["in_premise"] += positive and (x, y) in edges
+    return out
+
+
+def _rate(a: int, b: int) -> float | None:
+    return a / b if b else None
+
+
+def trace_metrics(records: list[dict], pred_map: dict[str, dict]) -> dict | None:
+    """Trace statuses, step validity and accuracy conditional on the trace, or None when no
+    prediction carries a ``trace`` or ``output`` field."""
+    rows = [(r, pred_map[r["id"]]) for r in records if r["id"] in pred_map]
+    if not any("trace" in p or "output" in p for _, p in rows):
+        return None
+    counts = {s: 0 for s in STATUSES}
+    right = {s: 0 for s in STATUSES}
+    steps = true = in_premise = 0
+    sound = sound_right = 0
+    for record, pred in rows:
+        status, reasoning = classify_trace(pred)
+        correct = pred.get("prediction") == record["label"]
+        counts[status] += 1
+        right[status] += correct
+        checked = check_steps(reasoning, record)
+        steps += checked["steps"]
+        true += checked["true"]
+        in_premise += checked["in_premise"]
+        if status == "valid" and checked["steps"] and checked["true"] == checked["steps"]:
+            sound += 1
+            sound_right += correct
+    n = len(rows)
+    not_valid = n - counts["valid"]
+    return {
+        "n": n,
+        "status_counts": counts,
+        "status_rates": {s: _rate(c, n) for s, c in counts.items()},
+        "valid_rate": _rate(counts["valid"], n),
+        "steps": steps,
+        "true_steps": true,
+        "premise_steps": in_premise,
+        "step_precision": _rate(true, steps),
+        "sound_traces": sound,
+        "accuracy": _rate(sum(right.values()), n),
+        "accuracy_given_valid": _rate(right["valid"], counts["valid"]),
+        "accuracy_given_not_valid": _rate(sum(right.values()) - right["valid"], not_valid),
+        "accuracy_given_sound": _rate(sound_right, sound),
+        "accuracy_by_status": {s: _rate(right[s], counts[s]) for s in STATUSES},
+    }
