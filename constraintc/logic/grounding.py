@@ -1,0 +1,607 @@
+"""Ground a checked rules :class:`~constraintc.language.Program` over a set of nodes.
+
+Every quantified template (rule, definition) is instantiated over the domains (the nodes, and
+each subset domain: the node subsets up to its size bound, smallest first); given predicates stay
+variables (a *schema*, one constraint for every graph on these nodes) or are substituted from a
+graph (an *instance*). Derived predicates are computed, not guessed: non-recursive ones are
+instantiated where used, recursive ones by bounded unrolling (level 0 false, level k from level
+k-1, to the number of nodes: exact whenever a witness is a simple path, as for ancestors and
+active trails in DAGs). The result is a hash-consed circuit, its Tseitin CNF (atoms first), and,
+on request, sympy formulas.
+
+>>> from constraintc.language import load_rules
+>>> g = ground(load_rules("transitivity"), 3)
+>>> g.atoms[:2], len(g.query_atoms), len(g.given_atoms)
+(['causes(n0,n1)', 'causes(n0,n2)'], 6, 6)
+>>> g.cnf.num_atoms
+12
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from constraintc.errors import ConstraintcError, OptionError, SourcePosition, Unsatisfiable
+from constraintc.language import ast
+from constraintc.language.ast import Program
+from constraintc.language.checker import strongly_connected
+from constraintc.logic.boolean import FALSE, TRUE, BoolBuilder, to_sympy, tseitin
+from constraintc.logic.cnf import CNF
+
+NODE = "node"
+
+
+class GroundingBudget(ConstraintcError):
+    """Grounding needed more instantiation steps than the budget allowed."""
+
+
+@dataclass(frozen=True)
+class Atom:
+    """One ground input atom: ``str(atom) == "dsep(a,b,{c,d})"`` (set members sorted)."""
+
+    pred: str
+    args: tuple
+    kind: str  # "query" | "given"
+
+    def __str__(self) -> str:
+        return atom_name(self.pred, self.args)
+
+
+def atom_name(pred: str, args) -> str:
+    """``atom_name("dsep", ("a", "b", frozenset({"d", "c"})))`` -> ``"dsep(a,b,{c,d})"``."""
+    parts = [a if isinstance(a, str) else "{" + ",".join(sorted(a)) + "}" for a in args]
+    return f"{pred}({','.join(parts)})"
+
+
+@dataclass
+class Grounding:
+    """A ground constraint: atoms (query atoms first, then the given atoms of a schema), its
+    circuit, its CNF, and sympy views of the whole formula and of each rule."""
+
+    program: Program
+    nodes: list[str]
+    graph: list[tuple[str, str]] | None
+    atoms: list[str]
+    atom_info: list[Atom]
+    cnf: CNF
+    builder: BoolBuilder = field(repr=False)
+    atom_lits: list[int] = field(repr=False)
+    rule_lits: dict[str, int] = field(repr=False)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def query_atoms(self) -> list[str]:
+        return [str(a) for a in self.atom_info if a.kind == "query"]
+
+    @property
+    def given_atoms(self) -> list[str]:
+        return [str(a) for a in self.atom_info if a.kind == "given"]
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.atoms)}
+
+    def index(self, name: str) -> int:
+        """0-based position of an atom (``cnf`` variable ``index + 1``); spaces are ignored."""
+        key = name.replace(" ", "")
+        try:
+            return self._index[key]
+        except KeyError:
+            raise KeyError(f"no atom {name!r} in this grounding") from None
+
+    @cached_property
+    def _sympy_memo(self):
+        return {}, {}
+
+    def _to_sympy(self, lit: int):
+        symbols, memo = self._sympy_memo
+        return to_sympy(self.builder, lit, symbols, memo)
+
+    @cached_property
+    def rule_formulas(self) -> dict:
+        """rule name -> sympy formula over the atoms (built on first use: sympy is slow)."""
+        return {name: self._to_sympy(lit) for name, lit in self.rule_lits.items()}
+
+    @cached_property
+    def formula(self):
+        """The whole constraint as one sympy formula (the conjunction of the rules)."""
+        import sympy
+
+        return sympy.And(*self.rule_formulas.values())
+
+
+def node_names(nodes: int | list[str] | tuple[str, ...]) -> list[str]:
+    """``4`` -> ``["n0", "n1", "n2", "n3"]``; a list of names is checked and kept."""
+    if isinstance(nodes, int) and not isinstance(nodes, bool):
+        if nodes < 0:
+            raise OptionError("nodes", nodes, "a number of nodes >= 0 or a list of names")
+        return [f"n{i}" for i in range(nodes)]
+    names = [str(x) for x in nodes]
+    for name in names:
+        if not name or any(c in name for c in " ,(){}\t\n"):
+            raise OptionError("nodes", name, "node names without spaces, commas, parentheses or braces")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise OptionError("nodes", dup, "distinct node names (this one appears twice)")
+    return names
+
+
+class _Grounder:
+    def __init__(self, program: Program, names: list[str], budget: int | None = None):
+        self.program = program
+        self.names = names
+        self.n = len(names)
+        self.b = BoolBuilder()
+        self.budget = budget
+        self.steps = 0
+        self.domain_values: dict[str, list[int]] = {NODE: list(range(self.n))}
+        self.domain_bound: dict[str, int] = {}
+        for dom, size in program.domain_sizes.items():
+            bound = min(size, self.n)
+            self.domain_bound[dom] = size
+            values = []
+            for k in range(bound + 1):
+                for combo in itertools.combinations(range(self.n), k):
+                    mask = 0
+                    for i in combo:
+                        mask |= 1 << i
+                    values.append(mask)
+            self.domain_values[dom] = values
+        self.tables: dict[str, dict[tuple, int]] = {}
+        self.lazy: set[str] = set()
+        self.compiled_bodies: dict[str, tuple] = {}
+        self.existing: dict[str, list[tuple]] = {}
+
+    # ------------------------------------------------------------ budget
+    def spend(self, k: int) -> None:
+        self.steps += k
+        if self.budget is not None and self.steps > self.budget:
+            raise GroundingBudget(f"grounding needs more than {self.budget} steps")
+
+    # ------------------------------------------------------------ values
+    def value_name(self, type_: str, value: int):
+        if type_ == NODE:
+            return self.names[value]
+        return frozenset(self.names[i] for i in range(self.n) if value >> i & 1)
+
+    def existing_tuples(self, pred: ast.PredDecl) -> list[tuple]:
+        """Argument tuples for which ``pred``'s atoms exist (its ``where`` holds), in order."""
+        if pred.name in self.existing:
+            return self.existing[pred.name]
+        doms = [self.domain_values[a.type] for a in pred.args]
+        total = 1
+        for d in doms:
+            total *= len(d)
+        self.spend(total)
+        tuples = list(itertools.product(*doms))
+        if pred.where is not None:
+            scope = {a.name: (i, a.type) for i, a in enumerate(pred.args)}
+            test, width = self.compile_top(pred.where, scope)
+            pad = [None] * (width - len(pred.args))
+            tuples = [t for t in tuples if test(list(t) + pad) == TRUE]
+        self.existing[pred.name] = tuples
+        return tuples
+
+    # ------------------------------------------------------------ compile AST to closures
+    def compile_top(self, formula, scope: dict[str, tuple[int, str]]):
+        """A closure ``env -> literal`` and the environment width it needs."""
+        self._width = len(scope)
+        fn = self.comp(formula, dict(scope), len(scope))
+        return fn, self._width
+
+    def comp_term(self, term, scope):
+        """``(fn, type)``: ``fn(env)`` is the term's value, or None when it leaves its domain."""
+        if isinstance(term, ast.Var):
+            i, type_ = scope[term.name]
+            return (lambda env: env[i]), type_
+        set_fn, type_ = self.comp_term(term.set, scope)
+        j, _ = scope[term.elem.name]
+        bound = self.domain_bound.get(type_, self.n)
+
+        def add(env):
+            s = set_fn(env)
+            if s is None:
+                return None
+            s |= 1 << env[j]
+            return s if s.bit_count() <= bound else None
+
+        return add, type_
+
+    def comp(self, f, scope, depth: int):
+        b = self.b
+        if isinstance(f, ast.Const):
+            value = TRUE if f.value else FALSE
+            return lambda env: value
+        if isinstance(f, ast.Atom):
+            return self.comp_atom(f, scope)
+        if isinstance(f, ast.Compare):
+            left, _ = self.comp_term(f.left, scope)
+            right, _ = self.comp_term(f.right, scope)
+            op = f.op
+            if op == "=":
+                return lambda env: TRUE if (x := left(env)) is not None and x == right(env) else FALSE
+            if op == "!=":
+                return lambda env: TRUE if (x := left(env)) is not None and (y := right(env)) is not None \
+                    and x != y else FALSE
+            if op == "in":
+                return lambda env: TRUE if (s := right(env)) is not None and s >> left(env) & 1 else FALSE
+            return lambda env: TRUE if (s := right(env)) is not None and not s >> left(env) & 1 else FALSE
+        if isinstance(f, ast.Not):
+            inner = self.comp(f.arg, scope, depth)
+            return lambda env: -inner(env)
+        if isinstance(f, ast.And):
+            parts = [self.comp(a, scope, depth) for a in f.args]
+
+            def conj(env):
+                out = []
+                for p in parts:
+                    lit = p(env)
+                    if lit == FALSE:
+                        return FALSE
+                    out.append(lit)
+                return b.and_(out)
+
+            return conj
+        if isinstance(f, ast.Or):
+            parts = [self.comp(a, scope, depth) for a in f.args]
+
+            def disj(env):
+                out = []
+                for p in parts:
+                    lit = p(env)
+                    if lit == TRUE:
+                        return TRUE
+                    out.append(lit)
+                return b.or_(out)
+
+            return disj
+        if isinstance(f, ast.Implies):
+            left = self.comp(f.left, scope, depth)
+            right = self.comp(f.right, scope, depth)
+
+            def imp(env):
+                a = left(env)
+                if a == FALSE:
+                    return TRUE
+                return b.or_((-a, right(env)))
+
+            return imp
+        if isinstance(f, ast.Iff):
+            left = self.comp(f.left, scope, depth)
+            right = self.comp(f.right, scope, depth)
+            return lambda env: b.iff(left(env), right(env))
+        if isinstance(f, (ast.Quantified, ast.Counting)):
+            inner = dict(scope)
+            idxs = []
+            doms = []
+            for k, binder in enumerate(f.binders):
+                inner[binder.name] = (depth + k, binder.type)
+                idxs.append(depth + k)
+                doms.append(self.domain_values[binder.type])
+            new_depth = depth + len(f.binders)
+            self._width = max(self._width, new_depth)
+            if isinstance(f, ast.Quantified):
+                return self.comp_quant(f.kind == "forall", idxs, doms,
+                                       self.comp(f.body, inner, new_depth))
+            return self.comp_counting(f, idxs, doms, [self.comp(i, inner, new_depth) for i in f.items])
+        raise TypeError(f"cannot ground {f!r}")  # pragma: no cover
+
+    def bindings(self, idxs, doms):
+        if len(idxs) == 1:
+            i = idxs[0]
+            dom = doms[0]
+
+            def gen(env):
+                self.spend(len(dom))
+                for v in dom:
+                    env[i] = v
+                    yield
+
+            return gen
+
+        def gen_many(env):
+            for combo in itertools.product(*doms):
+                self.spend(1)
+                for i, v in zip(idxs, combo):
+                    env[i] = v
+                yield
+
+        return gen_many
+
+    def comp_quant(self, forall: bool, idxs, doms, body):
+        b = self.b
+        gen = self.bindings(idxs, doms)
+        stop = FALSE if forall else TRUE
+
+        def quant(env):
+            out = []
+            for _ in gen(env):
+                lit = body(env)
+                if lit == stop:
+                    return stop
+                out.append(lit)
+            return b.and_(out) if forall else b.or_(out)
+
+        return quant
+
+    def comp_counting(self, f: ast.Counting, idxs, doms, items):
+        b = self.b
+        k = f.count if isinstance(f.count, int) else self.program.params[f.count]
+        kind = f.kind
+        gen = self.bindings(idxs, doms) if idxs else None
+
+        def count(env):
+            lits = []
+            if gen is None:
+                lits = [item(env) for item in items]
+            else:
+                body = items[0]
+                for _ in gen(env):
+                    lits.append(body(env))
+            s = b.counts(lits, k + 1)
+            self.spend(len(lits) * (k + 1))
+            if kind == "atleast":
+                return s[k]
+            if kind == "atmost":
+                return -s[k + 1]
+            return b.and_((s[k], -s[k + 1]))
+
+        return count
+
+    def comp_atom(self, f: ast.Atom, scope):
+        pred = self.program.preds[f.pred]
+        tables = self.tables
+        name = f.pred
+        if all(isinstance(t, ast.Var) for t in f.args):
+            idxs = tuple(scope[t.name][0] for t in f.args)
+            if len(idxs) == 1:
+                i0 = idxs[0]
+                key_fn = lambda env: (env[i0],)  # noqa: E731
+            elif len(idxs) == 2:
+                i0, i1 = idxs
+                key_fn = lambda env: (env[i0], env[i1])  # noqa: E731
+            elif len(idxs) == 3:
+                i0, i1, i2 = idxs
+                key_fn = lambda env: (env[i0], env[i1], env[i2])  # noqa: E731
+            else:
+                key_fn = lambda env: tuple(env[i] for i in idxs)  # noqa: E731
+        else:
+            fns = [self.comp_term(t, scope)[0] for t in f.args]
+
+            def key_fn(env):
+                key = tuple(fn(env) for fn in fns)
+                return None if None in key else key
+
+        if pred.kind == "derived" and name in self.lazy:
+            get = self.lazy_get
+
+            def lazy_atom(env):
+                key = key_fn(env)
+                return FALSE if key is None else get(name, key)
+
+            return lazy_atom
+
+        def atom(env):
+            key = key_fn(env)
+            return FALSE if key is None else tables[name].get(key, FALSE)
+
+        return atom
+
+    # ------------------------------------------------------------ derived predicates
+    def body_fn(self, pred: ast.PredDecl):
+        if pred.name not in self.compiled_bodies:
+            scope = {a.name: (i, a.type) for i, a in enumerate(pred.args)}
+            fn, width = self.compile_top(pred.body, scope)
+            self.compiled_bodies[pred.name] = (fn, width - len(pred.args))
+        return self.compiled_bodies[pred.name]
+
+    def lazy_get(self, name: str, key: tuple) -> int:
+        table = self.tables[name]
+        lit = table.get(key)
+        if lit is None:
+            pred = self.program.preds[name]
+            if pred.where is not None and key not in self.existing_set(pred):
+                lit = FALSE
+            else:
+                fn, pad = self.body_fn(pred)
+                lit = fn(list(key) + [None] * pad)
+            table[key] = lit
+        return lit
+
+    def existing_set(self, pred) -> set:
+        attr = "_set_" + pred.name
+        cached = self.__dict__.get(attr)
+        if cached is None:
+            cached = set(self.existing_tuples(pred))
+            self.__dict__[attr] = cached
+        return cached
+
+    def ground_derived(self, depth: int | None = None) -> None:
+        derived = self.program.derived
+        deps = {n: set() for n in derived}
+        for name, pred in derived.items():
+            for atom in _atoms(pred.body):
+                if atom.pred in derived:
+                    deps[name].add(atom.pred)
+        depth = self.n if depth is None else depth
+        for scc in strongly_connected(deps):
+            (first,) = scc if len(scc) == 1 else (None,)
+            if first is not None and first not in deps[first]:
+                self.lazy.add(first)
+                self.tables[first] = {}
+        for scc in strongly_connected(deps):
+            if len(scc) == 1 and next(iter(scc)) in self.lazy:
+                continue
+            self.unroll(sorted(scc, key=list(derived).index), depth)
+
+    def unroll(self, names: list[str], depth: int) -> None:
+        """Bounded unrolling of one recursive component: level k from level k-1, level 0 false;
+        stops early at a fixed point (always reached on an instance whose evidence is constant)."""
+        preds = [self.program.preds[n] for n in names]
+        for name in names:
+            self.tables[name] = {}
+        plan = [(p.name, self.existing_tuples(p), *self.body_fn(p)) for p in preds]
+        for _level in range(depth):
+            new = {}
+            for name, tuples, fn, pad in plan:
+                padding = [None] * pad
+                table = {}
+                for key in tuples:
+                    lit = fn(list(key) + padding)
+                    if lit != FALSE:
+                        table[key] = lit
+                new[name] = table
+            if all(new[n] == self.tables[n] for n in names):
+                break
+            for n in names:
+                self.tables[n] = new[n]
+
+    # ------------------------------------------------------------ atoms, rules
+    def make_atoms(self, evidence: dict[str, dict[tuple, bool]] | None):
+        atoms: list[Atom] = []
+        lits: list[int] = []
+        for kind in ("query", "given"):
+            for pred in self.program.preds.values():
+                if pred.kind != kind:
+                    continue
+                table = {}
+                known = None if evidence is None else evidence.get(pred.name)
+                for key in self.existing_tuples(pred):
+                    args = tuple(self.value_name(a.type, v) for a, v in zip(pred.args, key))
+                    if known is not None:
+                        table[key] = TRUE if known.get(key, False) else FALSE
+                        continue
+                    atom = Atom(pred.name, args, kind)
+                    lit = self.b.var(str(atom))
+                    atoms.append(atom)
+                    lits.append(lit)
+                    table[key] = lit
+                self.tables[pred.name] = table
+        return atoms, lits
+
+    def ground_rules(self) -> dict[str, int]:
+        out = {}
+        for name, rule in self.program.rules.items():
+            fn, width = self.compile_top(rule.formula, {})
+            out[name] = fn([None] * width)
+        return out
+
+
+def _atoms(f):
+    if isinstance(f, ast.Atom):
+        yield f
+    elif isinstance(f, ast.Not):
+        yield from _atoms(f.arg)
+    elif isinstance(f, (ast.And, ast.Or)):
+        for a in f.args:
+            yield from _atoms(a)
+    elif isinstance(f, (ast.Implies, ast.Iff)):
+        yield from _atoms(f.left)
+        yield from _atoms(f.right)
+    elif isinstance(f, ast.Quantified):
+        yield from _atoms(f.body)
+    elif isinstance(f, ast.Counting):
+        for item in f.items:
+            yield from _atoms(item)
+
+
+def graph_predicate(program: Program) -> ast.PredDecl:
+    """The given predicate a graph fills: the one given predicate over (node, node)."""
+    candidates = [p for p in program.givens.values() if p.arg_types == (NODE, NODE)]
+    if len(candidates) != 1:
+        found = ", ".join(p.name for p in candidates) or "none"
+        raise ConstraintcError(
+            f"error: {program.filename}: a graph fills the one given predicate over (node, node), "
+            f"but this file has {len(candidates)} ({found}); pass evidence= instead")
+    return candidates[0]
+
+
+def _evidence_from_graph(program: Program, names: list[str], graph) -> dict[str, dict[tuple, bool]]:
+    pred = graph_predicate(program)
+    index = {n: i for i, n in enumerate(names)}
+    table: dict[tuple, bool] = {}
+    for edge in graph:
+        if len(edge) != 2:
+            raise OptionError("graph", edge, "edges as (source, target) pairs")
+        u, v = (str(x) for x in edge)
+        for x in (u, v):
+            if x not in index:
+                raise OptionError("graph", f"{u}->{v}", f"edges between the nodes ({', '.join(names)})")
+        table[(index[u], index[v])] = True
+    return {pred.name: table}
+
+
+def _check_evidence(g: _Grounder, evidence: dict[str, dict[tuple, bool]]) -> None:
+    for name, table in evidence.items():
+        pred = g.program.preds[name]
+        exists = set(g.existing_tuples(pred))
+        for key, value in table.items():
+            if value and key not in exists:
+                shown = atom_name(name, tuple(g.value_name(a.type, v) for a, v in zip(pred.args, key)))
+                raise OptionError("graph", shown, f"atoms of given {name} (its 'where' excludes this one)")
+
+
+def ground(program: Program, nodes: int | list[str], graph: list[tuple[str, str]] | None = None,
+           check_rules: bool = True) -> Grounding:
+    """Ground ``program`` over ``nodes`` (``4`` means ``n0..n3``).
+
+    With ``graph=None`` the given predicates stay variables (a schema constraint: atoms are the
+    query atoms then the given atoms); with a graph (a list of ``(u, v)`` edges) the one given
+    predicate over (node, node) is substituted (an instance constraint: only query atoms).
+    Raises :class:`~constraintc.errors.Unsatisfiable` when a rule grounds to false.
+
+    >>> from constraintc.language import load_rules
+    >>> g = ground(load_rules("transitivity"), ["a", "b", "c"], graph=[("a", "b"), ("b", "c")])
+    >>> g.atoms[:3], g.cnf.num_atoms
+    (['causes(a,b)', 'causes(a,c)', 'causes(b,a)'], 6)
+    """
+    start = time.perf_counter()
+    names = node_names(nodes)
+    g = _Grounder(program, names)
+    evidence = None
+    if graph is not None:
+        evidence = _evidence_from_graph(program, names, graph)
+        _check_evidence(g, evidence)
+    atoms, atom_lits = g.make_atoms(evidence)
+    g.ground_derived()
+    rule_lits = g.ground_rules()
+    for name, lit in rule_lits.items():
+        if lit == FALSE and check_rules:
+            rule = program.rules[name]
+            pos = SourcePosition(program.filename, rule.span.line, rule.span.column)
+            where = "this graph" if graph is not None else f"{len(names)} nodes"
+            raise Unsatisfiable(f"{pos}: error: rule {name} is false on {where}: the constraint "
+                                f"has no model")
+    grounded = time.perf_counter()
+    num_vars, clauses = tseitin(g.b, atom_lits, list(rule_lits.values()))
+    names_map = {i + 1: str(a) for i, a in enumerate(atoms)}
+    comments = [f"constraintc grounding of {program.filename}",
+                f"nodes {','.join(names)}",
+                "schema (given atoms are variables)" if graph is None else
+                "graph " + ", ".join(f"{u}->{v}" for u, v in graph)]
+    if program.params:
+        comments.append("params " + ", ".join(f"{k}={v}" for k, v in program.params.items()))
+    cnf = CNF(num_vars=num_vars, clauses=clauses, num_atoms=len(atoms), names=names_map,
+              comments=comments)
+    done = time.perf_counter()
+    stats = {"atoms": len(atoms), "variables": num_vars, "clauses": len(clauses),
+             "circuit_nodes": len(g.b), "ground_seconds": grounded - start,
+             "cnf_seconds": done - grounded, "seconds": done - start}
+    return Grounding(program=program, nodes=names, graph=None if graph is None else list(graph),
+                     atoms=[str(a) for a in atoms], atom_info=atoms, cnf=cnf, builder=g.b,
+                     atom_lits=atom_lits, rule_lits=rule_lits, stats=stats)
+
+
+def rule_constants(program: Program, nodes: int, budget: int | None = None) -> dict[str, bool | None]:
+    """Which rules ground to a constant on a schema over ``nodes`` (None: not constant).
+    Raises :class:`GroundingBudget` if grounding takes more than ``budget`` steps."""
+    g = _Grounder(program, node_names(nodes), budget=budget)
+    g.make_atoms(None)
+    g.ground_derived()
+    out = {}
+    for name, lit in g.ground_rules().items():
+        out[name] = True if lit == TRUE else False if lit == FALSE else None
+    return out
