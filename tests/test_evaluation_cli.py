@@ -1,0 +1,110 @@
+"""`constraintc eval` end to end: predictions files, errors, outputs, and a tiny Gemma model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from constraintc.cli import main
+from constraintc.tasks import generate
+from constraintc.tasks.io import write_jsonl
+from constraintc.tasks.prompts import format_prompt
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    records = generate("transitivity", "train", 30, seed=1) + generate("dsep", "adversarial", 30, seed=1)
+    write_jsonl(records, d / "data.jsonl")
+    write_jsonl([{"id": r["id"], "prediction": "Yes"} for r in records], d / "yes.jsonl")
+    write_jsonl([{"id": r["id"], "prediction": r["label"]} for r in records], d / "oracle.jsonl")
+    return d, records
+
+
+def test_markdown_report_on_stdout(data, capsys):
+    d, _ = data
+    assert main(["eval", "--data", str(d / "data.jsonl"), "--predictions", str(d / "yes.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "| transitivity/train | 30 | 0.500 | 0.500 | 0.000 |" in out
+    assert "**COLLAPSED**" in out and "## dsep/adversarial" in out and "| always_yes |" in out
+
+
+def test_json_report_and_fail_on_collapse(data, capsys):
+    d, _ = data
+    code = main(["eval", "--data", str(d / "data.jsonl"), "--predictions", str(d / "yes.jsonl"), "--json", "--fail-on-collapse"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert report["collapsed_splits"] == ["transitivity/train", "dsep/adversarial"]
+    assert main(["eval", "--data", str(d / "data.jsonl"), "--predictions", str(d / "oracle.jsonl"), "--json", "--fail-on-collapse"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["overall"]["balanced_accuracy"] == 1.0
+
+
+def test_out_directory_holds_report_and_plots(data, tmp_path):
+    d, _ = data
+    out = tmp_path / "out"
+    assert main(["eval", "--data", str(d / "data.jsonl"), "--predictions", str(d / "oracle.jsonl"), "--out", str(out)]) == 0
+    assert json.loads((out / "report.json").read_text())["n_records"] == 60
+    assert (out / "report.md").read_text().startswith("# constraintc eval")
+    for name in ("balanced_accuracy.png", "yes_rate.png"):
+        blob = (out / name).read_bytes()
+        assert blob.startswith(PNG) and len(blob) > 5000
+
+
+def test_user_errors_are_reported_without_traceback(data, tmp_path):
+    d, _ = data
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "prediction": "Yes"}\n{"id": "y", "prediction": "perhaps"}\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "constraintc", "eval", "--data", str(d / "data.jsonl"), "--predictions", str(bad)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1 and f"{bad}:2:1:" in proc.stderr and "Traceback" not in proc.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "x"}\n{"id": \n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "constraintc", "eval", "--data", str(broken), "--predictions", str(bad)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1 and f"{broken}:2:" in proc.stderr and "invalid JSON" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "constraintc", "eval", "--data", str(tmp_path / "nope.jsonl"), "--predictions", str(bad)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2 and "--data=" in proc.stderr and "Traceback" not in proc.stderr
+    assert main(["eval", "--data", str(d / "data.jsonl"), "--predictions", str(bad), "--batch-size", "0"]) == 2
+
+
+def test_model_path_on_a_tiny_gemma(data, tmp_path, capsys):
+    from constraintc.lm import build_tiny_model, load_model, score_prompts
+
+    d, records = data
+    model, tok = build_tiny_model(texts=[format_prompt(r) + " Yes No" for r in records])
+    assert type(model).__name__ == "Gemma3ForCausalLM"
+    model_dir = tmp_path / "tiny"
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    out = tmp_path / "run"
+    argv = ["eval", "--data", str(d / "data.jsonl"), "--model", str(model_dir), "--out", str(out), "--batch-size", "8", "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "eval" in captured.err  # the progress bar
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in preds] == [r["id"] for r in records]
+    # differential: the CLI's p_yes are the scorer's on the same prompts
+    m2, t2 = load_model(str(model_dir))
+    direct = score_prompts(m2, t2, [format_prompt(r) for r in records]).tolist()
+    # (float32 model: batches padded differently agree to ~1e-8)
+    assert max(abs(p["p_yes"] - q) for p, q in zip(preds, direct)) < 1e-6
+    assert all(p["prediction"] == ("Yes" if p["p_yes"] >= 0.5 else "No") for p in preds)
+    assert report["overall"]["n"] == 60 and report["overall"]["mean_entropy"] is not None
+    assert (out / "balanced_accuracy.png").read_bytes().startswith(PNG)
+    # a rerun resumes from the checkpoint instead of scoring again
+    assert main(argv) == 0
+    assert "resuming: 60 predictions" in capsys.readouterr().err
