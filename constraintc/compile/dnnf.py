@@ -1,0 +1,258 @@
+"""The built-in back end: a top-down decision-DNNF compiler with a C++ core.
+
+The core (``dnnf_core.cpp`` beside this file) is built with the system C++ compiler on first use
+and cached per user (``$CONSTRAINTC_CACHE`` or ``~/.cache/constraintc``), keyed by a hash of its
+source, so no build step is needed at install time and torch never becomes a build requirement.
+``available()`` says whether it could be built; ``compile_cnf(backend="auto")`` uses PySDD when not.
+
+>>> from constraintc.logic.cnf import CNF
+>>> ir, stats = compile_builtin([CNF(3, [(1, 2), (-2, 3)])], num_vars=3)
+>>> from constraintc.compile.counting import model_count
+>>> model_count(ir), stats["decisions"] >= 1
+(4, True)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from constraintc.compile.ir import CircuitIR
+from constraintc.errors import BudgetExceeded, ConstraintcError
+
+_SOURCE = Path(__file__).with_name("dnnf_core.cpp")
+_FLAGS = ["-O2", "-std=c++17", "-shared", "-fPIC"]
+_LIB = None
+_BUILD_ERROR: str | None = None
+
+# Variable-ordering heuristics of the core: 0 = dynamic (most occurrences in the component's
+# open clauses, short clauses weighted up), 1 = static (lowest variable index first).
+HEURISTICS = {"dynamic": 0, "static": 1, "occ": 2, "binary": 3, "long": 4, "priority": 5, "shortened": 6, "shortened2": 7, "connectivity": 8}
+HEURISTICS.update({k + "+sem": v | 16 for k, v in list(HEURISTICS.items())})
+
+_PROGRESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_double, ctypes.c_int64, ctypes.c_int64,
+                             ctypes.c_int64)
+
+
+class CompilerUnavailable(ConstraintcError):
+    """The C++ core of the built-in compiler could not be built (no C++ compiler?)."""
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("CONSTRAINTC_CACHE")
+    if base:
+        return Path(base)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "constraintc"
+
+
+def _build() -> Path:
+    source = _SOURCE.read_bytes()
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    if cxx is None:
+        raise CompilerUnavailable(
+            "error: backend='builtin' needs a C++ compiler (g++ or clang++) to build its core on "
+            "first use; none was found on PATH. Install one or use backend='pysdd'."
+        )
+    digest = hashlib.sha256(source + " ".join(_FLAGS).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"libdnnf_core-{digest}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # build beside the target and rename: concurrent first uses never see a half-written library
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        tmp_lib = Path(tmp) / target.name
+        proc = subprocess.run([cxx, *_FLAGS, str(_SOURCE), "-o", str(tmp_lib)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CompilerUnavailable(
+                f"error: building the built-in compiler core with {cxx} failed:\n{proc.stderr[-2000:]}"
+            )
+        os.replace(tmp_lib, target)
+    return target
+
+
+def _load():
+    global _LIB, _BUILD_ERROR
+    if _LIB is not None:
+        return _LIB
+    if _BUILD_ERROR is not None:
+        raise CompilerUnavailable(_BUILD_ERROR)
+    try:
+        lib = ctypes.CDLL(str(_build()))
+    except (CompilerUnavailable, OSError) as exc:
+        _BUILD_ERROR = str(exc)
+        raise CompilerUnavailable(_BUILD_ERROR) from None
+    P = ctypes.c_void_p
+    lib.dnnf_new.restype = P
+    lib.dnnf_free.argtypes = [P]
+    lib.dnnf_compile.restype = ctypes.c_int
+    lib.dnnf_compile.argtypes = [P, ctypes.c_int, ctypes.c_int, P, P, ctypes.c_int, ctypes.c_double,
+                                 ctypes.c_int64, _PROGRESS, ctypes.c_double, P]
+    lib.dnnf_stats.argtypes = [P, P]
+    lib.dnnf_set_priority.argtypes = [P, ctypes.c_int, P]
+    lib.dnnf_finalize.argtypes = [P, P, ctypes.c_int, P]
+    lib.dnnf_export.argtypes = [P, P, P, P, P, P]
+    _LIB = lib
+    return lib
+
+
+def available() -> bool:
+    """True when the C++ core is built (or can be built now)."""
+    try:
+        _load()
+        return True
+    except CompilerUnavailable:
+        return False
+
+
+def _ptr(a: np.ndarray) -> ctypes.c_void_p:
+    return ctypes.c_void_p(a.ctypes.data)
+
+
+class _Stopped(Exception):
+    def __init__(self, status: int, stats: np.ndarray, index: int):
+        self.status, self.stats, self.index = status, stats.copy(), index
+
+
+def _flatten(cnf) -> tuple[np.ndarray, np.ndarray]:
+    lens = np.fromiter((len(c) for c in cnf.clauses), dtype=np.int64, count=len(cnf.clauses))
+    cptr = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=cptr[1:])
+    flat = np.fromiter((x for c in cnf.clauses for x in c), dtype=np.int32, count=int(cptr[-1]))
+    return flat, cptr
+
+
+def _attempt(lib, cnfs, num_vars, heuristic, deadline, edge_cap, bar, priority=None):
+    """One compilation of every CNF with one heuristic; raises ``_Stopped`` on a budget."""
+    handle = lib.dnnf_new()
+    stats_buf = np.zeros(6, dtype=np.float64)
+    interrupted = []
+    base = [0.0]
+
+    def report(done, nodes, edges, decisions):
+        try:
+            if bar is not None:
+                bar.n = min(1000, int((base[0] + done) * 1000 / len(cnfs)))
+                bar.set_postfix_str(f"{heuristic}: {nodes} nodes, {edges} edges, "
+                                    f"{decisions} decisions", refresh=False)
+                bar.refresh()
+        except KeyboardInterrupt:  # Ctrl-C lands here while the core runs: stop it cleanly
+            interrupted.append(True)
+            return 1
+        return 0
+
+    callback = _PROGRESS(report)
+    totals = {"decisions": 0, "cache_hits": 0}
+    try:
+        if priority is not None:
+            prio = np.zeros(num_vars + 1, dtype=np.int32)
+            prio[1:] = np.asarray(priority, dtype=np.int32)
+            lib.dnnf_set_priority(handle, num_vars, _ptr(prio))
+        roots = []
+        for i, cnf in enumerate(cnfs):
+            base[0] = i
+            flat, cptr = _flatten(cnf)
+            root = np.zeros(1, dtype=np.int32)
+            left = -1.0 if deadline is None else max(1e-6, deadline - time.perf_counter())
+            status = lib.dnnf_compile(
+                handle, num_vars, len(cnf.clauses), _ptr(flat), _ptr(cptr), HEURISTICS[heuristic],
+                left, -1 if edge_cap is None else edge_cap, callback, 0.25, _ptr(root),
+            )
+            lib.dnnf_stats(handle, _ptr(stats_buf))
+            totals["decisions"] += int(stats_buf[3])
+            totals["cache_hits"] += int(stats_buf[4])
+            if interrupted:
+                raise KeyboardInterrupt
+            if status != 0:
+                raise _Stopped(status, stats_buf, i)
+            roots.append(int(root[0]))
+        roots_arr = np.asarray(roots, dtype=np.int32)
+        sizes = np.zeros(2, dtype=np.int64)
+        lib.dnnf_finalize(handle, _ptr(roots_arr), len(roots), _ptr(sizes))
+        n, e = int(sizes[0]), int(sizes[1])
+        kinds = np.empty(n, dtype=np.int8)
+        lits = np.empty(n, dtype=np.int32)
+        ptr = np.empty(n + 1, dtype=np.int64)
+        kids = np.empty(e, dtype=np.int32)
+        out_roots = np.empty(len(roots), dtype=np.int32)
+        lib.dnnf_export(handle, _ptr(kinds), _ptr(lits), _ptr(ptr), _ptr(kids), _ptr(out_roots))
+    finally:
+        lib.dnnf_free(handle)
+    ir = CircuitIR(num_vars=num_vars, num_atoms=num_vars, kinds=kinds, lits=lits, child_ptr=ptr,
+                   children=kids, roots=out_roots)
+    return ir, totals
+
+
+# "auto" runs this portfolio in turn; each later run is stopped as soon as it has created as many
+# edges as the best finished circuit, so it costs little when it loses. Measured
+# (benchmarks/bench_compile.py): connectivity is 3x smaller on the transitivity constraint,
+# dynamic 1.5-3x smaller on random 3-CNFs.
+PORTFOLIO = ("connectivity", "dynamic")
+
+
+def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
+                    max_edges: int | None = None, progress: bool = False,
+                    heuristic: str = "auto", priority=None) -> tuple[CircuitIR, dict]:
+    """Compile CNFs into one shared decision-DNNF; returns (ir without names, extra stats).
+
+    ``heuristic``: ``"auto"`` (the smaller circuit of the ``PORTFOLIO`` heuristics) or one of
+    ``HEURISTICS``. Raises ``BudgetExceeded`` naming the budget, the time spent and the estimated
+    fraction of the search space covered. An unsatisfiable root is the FALSE node (the caller
+    raises ``Unsatisfiable``).
+    """
+    lib = _load()
+    if heuristic != "auto" and heuristic not in HEURISTICS:
+        raise ValueError(f"unknown heuristic {heuristic!r}; expected auto or one of {list(HEURISTICS)}")
+    start = time.perf_counter()
+    deadline = None if max_seconds is None else start + max_seconds
+    tries = PORTFOLIO if heuristic == "auto" else (heuristic,)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=1000, desc="compile", leave=False,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+    best = None
+    failure = None
+    try:
+        for h in tries:
+            cap = max_edges
+            if best is not None:
+                cap = best[0].num_edges if cap is None else min(cap, best[0].num_edges)
+            try:
+                ir, totals = _attempt(lib, cnfs, num_vars, h, deadline, cap, bar, priority)
+            except _Stopped as stop:
+                user_edges = stop.status == 3 and (max_edges is not None and cap == max_edges)
+                if stop.status == 2 or user_edges:
+                    failure = failure or stop
+                    if stop.status == 2:
+                        break  # the time is spent: later heuristics would have none
+                continue
+            if best is None or ir.num_edges < best[0].num_edges:
+                best = (ir, {**totals, "heuristic": h})
+    finally:
+        if bar is not None:
+            bar.close()
+    if best is None:
+        _raise_budget(failure.status, max_seconds, max_edges, failure.index, len(cnfs),
+                      failure.stats, time.perf_counter() - start)
+    return best
+
+
+def _raise_budget(status, max_seconds, max_edges, index, total, stats, seconds) -> None:
+    where = f" (CNF {index + 1} of {total})" if total > 1 else ""
+    progress = (f"{stats[0] * 100:.1f}% of the search space covered{where}, {int(stats[1])} nodes, "
+                f"{int(stats[2])} edges, {int(stats[3])} decisions, after {seconds:.1f} s")
+    if status == 2:
+        raise BudgetExceeded(f"error: compile budget max_seconds={max_seconds:g} exceeded: "
+                             f"{progress}; raise the budget or simplify the constraint")
+    raise BudgetExceeded(f"error: compile budget max_edges={max_edges} exceeded: "
+                         f"{progress}; raise the budget or simplify the constraint")
