@@ -1,0 +1,244 @@
+"""Batched log-space evaluation with exact gradients, over interchangeable back ends.
+
+``Evaluator`` owns a layerized circuit and runs it through one of three back ends that share the
+row layout of :mod:`constraintc.circuit.layers`:
+
+* ``"torch"``: the pure-torch reference (:mod:`constraintc.circuit.torch_ref`), any device;
+* ``"cpu"``: the fused C/OpenMP kernel (``kernels/circuit_cpu.c``), compiled just in time;
+* ``"triton"``: the Triton kernel (``kernels/circuit_triton.py``) for CUDA tensors.
+
+``"auto"`` picks ``cpu`` for CPU tensors when a C compiler is available, ``triton`` for CUDA
+tensors when Triton is installed, and the torch reference otherwise.
+
+The autograd function keeps the forward values (``[rows, batch]``) for the backward pass and
+takes its buffers from a small pool: on glibc, large tensors freed and reallocated on every call
+are returned to the OS and faulted back in, which costs several times the evaluation itself.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from constraintc.circuit import torch_ref
+from constraintc.circuit.layers import LayerPlan
+
+BACKENDS = ("auto", "torch", "cpu", "triton")
+
+
+class _BufferPool:
+    """Reuses ``[rows, batch]`` work buffers across calls (see the module docstring)."""
+
+    def __init__(self, keep: int = 4):
+        self.keep = keep
+        self._free: dict[tuple, list[torch.Tensor]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, shape, dtype, device) -> torch.Tensor:
+        key = (tuple(shape), dtype, str(device))
+        with self._lock:
+            free = self._free.get(key)
+            if free:
+                return free.pop()
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def give(self, buf: torch.Tensor) -> None:
+        key = (tuple(buf.shape), buf.dtype, str(buf.device))
+        with self._lock:
+            free = self._free.setdefault(key, [])
+            if len(free) < self.keep:
+                free.append(buf)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+
+
+class _Lease:
+    """Returns a pooled buffer when the autograd graph that saved it is freed (so a second
+    ``backward(retain_graph=True)`` still finds it intact)."""
+
+    __slots__ = ("buf", "pool")
+
+    def __init__(self, buf: torch.Tensor, pool: _BufferPool):
+        self.buf, self.pool = buf, pool
+
+    def __del__(self):
+        try:
+            self.pool.give(self.buf)
+        except Exception:  # interpreter shutdown
+            pass
+
+
+class Evaluator:
+    """Runs one layerized circuit: forward values, top-down adjoints, on a chosen back end."""
+
+    def __init__(self, plan: LayerPlan):
+        self.plan = plan
+        self.pool = _BufferPool()
+        self._torch_plans: dict[str, torch_ref.TorchPlan] = {}
+        self._cpu = None
+        self._triton: dict[str, object] = {}
+
+    # -- back ends ---------------------------------------------------------------------------
+    def torch_plan(self, device) -> torch_ref.TorchPlan:
+        key = str(device)
+        tp = self._torch_plans.get(key)
+        if tp is None:
+            tp = self._torch_plans[key] = torch_ref.TorchPlan(self.plan, device)
+        return tp
+
+    def cpu_kernel(self):
+        if self._cpu is None:
+            from constraintc.circuit import cpu_kernel
+
+            self._cpu = cpu_kernel.CpuCircuit(self.plan)
+        return self._cpu
+
+    def triton_kernel(self, device):
+        key = str(device)
+        k = self._triton.get(key)
+        if k is None:
+            from constraintc.kernels import circuit_triton
+
+            k = self._triton[key] = circuit_triton.TritonCircuit(self.plan, device)
+        return k
+
+    def resolve(self, backend: str, device: torch.device) -> str:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        if backend != "auto":
+            return backend
+        if device.type == "cpu":
+            from constraintc.circuit import cpu_kernel
+
+            return "cpu" if cpu_kernel.available() else "torch"
+        if device.type == "cuda":
+            try:
+                import triton  # noqa: F401
+
+                return "triton"
+            except ImportError:
+                return "torch"
+        return "torch"
+
+    def forward(self, V: torch.Tensor, backend: str) -> None:
+        if backend == "torch":
+            torch_ref.forward(self.torch_plan(V.device), V)
+        elif backend == "cpu":
+            self.cpu_kernel().forward(V)
+        else:
+            self.triton_kernel(V.device).forward(V)
+
+    def backward(self, V: torch.Tensor, R: torch.Tensor, backend: str) -> None:
+        if backend == "torch":
+            torch_ref.backward(self.torch_plan(V.device), V, R)
+        elif backend == "cpu":
+            self.cpu_kernel().backward(V, R)
+        else:
+            self.triton_kernel(V.device).backward(V, R)
+
+    # -- the pieces the autograd function uses ------------------------------------------------
+    def run_forward(self, log_p: torch.Tensor, log_not_p: torch.Tensor, backend: str) -> torch.Tensor:
+        """Values of every row for inputs ``[batch, atoms]``; returns the ``[rows, batch]`` buffer."""
+        plan = self.plan
+        batch = log_p.shape[0]
+        V = self.pool.take((plan.num_rows, batch), log_p.dtype, log_p.device)
+        V[0] = float("-inf")
+        V[1] = 0.0
+        A = plan.num_atoms
+        V[2 : 2 + A] = log_p.t()
+        V[2 + A : plan.base] = log_not_p.t()
+        self.forward(V, backend)
+        return V
+
+    def run_backward(self, V: torch.Tensor, seed: torch.Tensor, backend: str) -> torch.Tensor:
+        """Adjoint rows ``R`` for root seeds ``seed [roots, batch]`` given as log multipliers of
+        ``log W_root``'s gradient; returns ``R [rows, batch]``, ``R = log(g * dW/dW_row / W)``."""
+        plan = self.plan
+        R = self.pool.take(V.shape, V.dtype, V.device)
+        root_vals = V[plan.num_rows - plan.num_roots :]
+        # a root whose constraint is false under the evidence has W = 0: its gradient is defined
+        # as zero (no +inf seed), so it contributes nothing
+        R[plan.num_rows - plan.num_roots :] = torch.where(
+            torch.isfinite(root_vals), seed - root_vals, torch.full_like(seed, float("-inf"))
+        )
+        self.backward(V, R, backend)
+        return R
+
+
+class LogWMC(torch.autograd.Function):
+    """``[batch, atoms]`` inputs -> ``[batch, roots]`` log weighted model counts.
+
+    ``mode="probs"``: inputs ``(p, None)``; the gradient is ``dlogW/dp = A/W - B/W`` computed
+    from adjoints directly (never ``marginal / p``), so it is exact and finite at p in {0, 1}.
+    ``mode="log"``: inputs ``(log_p, log_not_p)``; gradients w.r.t. both.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, evaluator: Evaluator, backend: str, mode: str):
+        if mode == "probs":
+            log_p, log_not_p = torch.log(a), torch.log1p(-a)
+        else:
+            log_p, log_not_p = a, b
+        V = evaluator.run_forward(log_p, log_not_p, backend)
+        plan = evaluator.plan
+        out = V[plan.num_rows - plan.num_roots :].t().clone(memory_format=torch.contiguous_format)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            ctx.lease = _Lease(V, evaluator.pool)
+            ctx.evaluator, ctx.backend, ctx.mode = evaluator, backend, mode
+            ctx.log_p, ctx.log_not_p = (None, None) if mode == "probs" else (log_p, log_not_p)
+        else:
+            evaluator.pool.give(V)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        ev, V, mode = ctx.evaluator, ctx.lease.buf, ctx.mode
+        grads = [None, None]
+        # the top-down pass is linear in its seed but runs in log space: split the seed by sign
+        g = grad_out.t().to(V.dtype)
+        plan = ev.plan
+        live = torch.isfinite(V[plan.num_rows - plan.num_roots :])  # roots with W > 0
+        for sign, part in ((1.0, g.clamp(min=0)), (-1.0, (-g).clamp(min=0))):
+            if not bool((part > 0).any()):
+                continue
+            R = ev.run_backward(V, torch.log(part), ctx.backend)
+            total = (part * live).sum(0)[:, None]  # sum of the live seeds per batch row
+            ga, gb = _leaf_grads(plan, R, mode, ctx.log_p, ctx.log_not_p, total)
+            grads[0] = sign * ga if grads[0] is None else grads[0] + sign * ga
+            if gb is not None:
+                grads[1] = sign * gb if grads[1] is None else grads[1] + sign * gb
+            ev.pool.give(R)
+        batch, atoms = V.shape[1], ev.plan.num_atoms
+        if grads[0] is None:
+            grads[0] = torch.zeros((batch, atoms), dtype=V.dtype, device=V.device)
+            if mode == "log":
+                grads[1] = torch.zeros_like(grads[0])
+        if mode == "probs":
+            grads[1] = None
+        return grads[0], grads[1], None, None, None
+
+
+def _leaf_grads(plan: LayerPlan, R, mode, log_p, log_not_p, total):
+    A = plan.num_atoms
+    r_pos, r_neg = R[2 : 2 + A].t(), R[2 + A : plan.base].t()
+    if mode == "probs":
+        # dlogW/dp = (A - B) / W: the derivative of a multilinear W, finite at p in {0, 1}
+        return torch.exp(r_pos) - torch.exp(r_neg), None
+    # in log space the circuit is not smoothed: branches that do not mention an atom weigh it
+    # p + (1 - p) = 1 implicitly. Their share of W is total - m_pos - m_neg; giving it back to
+    # the atom's two literals in proportion p : 1-p makes the partials those of the smoothed
+    # (brute-force) polynomial, not only its derivative along log p ++ log(1-p) = 0.
+    m_pos, m_neg = torch.exp(log_p + r_pos), torch.exp(log_not_p + r_neg)
+    rest = total - m_pos - m_neg
+    return m_pos + torch.exp(log_p) * rest, m_neg + torch.exp(log_not_p) * rest
+
+
+def smoothed_marginals(plan: LayerPlan, R, log_p, log_not_p, live):
+    """``P(atom | root)`` from one top-down pass seeded with 0 at the root (see ``_leaf_grads``);
+    rows where the root is false (``live`` False) get zeros."""
+    grad, _ = _leaf_grads(plan, R, "log", log_p, log_not_p, live[:, None].to(log_p.dtype))
+    return grad

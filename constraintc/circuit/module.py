@@ -1,0 +1,226 @@
+"""``Circuit``: a compiled constraint as a torch module giving exact log WMC, semantic loss,
+marginals and model counts for a batch of atom probabilities.
+
+>>> import torch
+>>> from constraintc.compile.ir import IRBuilder
+>>> b = IRBuilder(num_vars=2)                      # a XOR b
+>>> xor = b.disj([b.conj([b.lit(1), b.lit(-2)]), b.conj([b.lit(-1), b.lit(2)])])
+>>> c = Circuit.from_ir(b.build([xor], atom_names=["a", "b"]))
+>>> p = torch.tensor([[0.9, 0.2]], dtype=torch.float64)
+>>> round(float(c.log_wmc(p).exp()), 6)           # 0.9*0.8 + 0.1*0.2
+0.74
+>>> c.model_count()
+2
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from constraintc.circuit.evaluate import BACKENDS, Evaluator, LogWMC, smoothed_marginals
+from constraintc.circuit.layers import layerize
+from constraintc.compile.ir import AND, FALSE, LIT, OR, TRUE, CircuitIR
+
+
+class Circuit(torch.nn.Module):
+    """A compiled constraint (one or more roots over the same atoms).
+
+    Inputs are ``[batch, atoms]`` tensors in :attr:`atoms` order; outputs keep the input dtype
+    (float32 for training, float64 for verification) and device. Probabilities 0 and 1 are exact:
+    values are ``-inf`` only where the constraint is false under them, and no value or gradient
+    is ever NaN (the gradient of a false constraint is zero).
+
+    ``backend`` is ``"auto"`` (fused C kernel on CPU, Triton on CUDA, torch otherwise), ``"cpu"``,
+    ``"triton"`` or ``"torch"`` (the reference).
+    """
+
+    def __init__(self, ir: CircuitIR, meta: dict | None = None, backend: str = "auto"):
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        self.ir = ir
+        self.plan = layerize(ir)
+        self.evaluator = Evaluator(self.plan)
+        self.backend = backend
+        self.meta = dict(meta or {})
+        self._model_counts: dict[int, int] = {
+            int(k): int(v) for k, v in self.meta.get("model_counts", {}).items()
+        }
+
+    # -- construction and artifacts -----------------------------------------------------------
+    @classmethod
+    def from_ir(cls, ir: CircuitIR, meta: dict | None = None, backend: str = "auto") -> "Circuit":
+        """Wrap a compiled ``CircuitIR``.
+
+        >>> from constraintc.compile.ir import IRBuilder
+        >>> b = IRBuilder(num_vars=1)
+        >>> Circuit.from_ir(b.build([b.lit(1)])).atoms
+        ['x1']
+        """
+        return cls(ir, meta=meta, backend=backend)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the artifact: IR tensors in safetensors, metadata as JSON in its header.
+
+        >>> import tempfile, os
+        >>> from constraintc.compile.ir import IRBuilder
+        >>> b = IRBuilder(num_vars=1)
+        >>> c = Circuit.from_ir(b.build([b.lit(1)]))
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     Circuit.load(c.save(os.path.join(d, "x.cc"))).atoms
+        ['x1']
+        """
+        from constraintc.circuit.artifact import save_artifact
+
+        return save_artifact(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str = "auto") -> "Circuit":
+        """Read an artifact written by :meth:`save` or ``constraintc compile -o PATH``."""
+        from constraintc.circuit.artifact import load_artifact
+
+        ir, meta = load_artifact(path)
+        return cls(ir, meta=meta, backend=backend)
+
+    # -- names -------------------------------------------------------------------------------
+    @property
+    def atoms(self) -> list[str]:
+        return list(self.ir.atom_names)
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.ir.num_atoms)
+
+    @property
+    def root_names(self) -> list[str]:
+        return list(self.ir.root_names)
+
+    @property
+    def num_roots(self) -> int:
+        return int(self.plan.num_roots)
+
+    def root_index(self, root: int | str) -> int:
+        if isinstance(root, str):
+            try:
+                return self.root_names.index(root)
+            except ValueError:
+                raise KeyError(f"no root named {root!r}; roots are {self.root_names}") from None
+        if not -self.num_roots <= root < self.num_roots:
+            raise IndexError(f"root {root} out of range for {self.num_roots} roots")
+        return root % self.num_roots
+
+    # -- evaluation --------------------------------------------------------------------------
+    def _check(self, x: torch.Tensor, what: str) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(x)
+        if not torch.is_floating_point(x):
+            x = x.to(torch.get_default_dtype())
+        if x.dim() != 2 or x.shape[1] != self.num_atoms:
+            raise ValueError(
+                f"{what} must have shape [batch, {self.num_atoms}] (atoms {self.atoms[:4]}"
+                f"{'...' if self.num_atoms > 4 else ''}), got {tuple(x.shape)}"
+            )
+        return x
+
+    def _backend(self, device: torch.device) -> str:
+        return self.evaluator.resolve(self.backend, device)
+
+    def log_wmc(self, probs: torch.Tensor) -> torch.Tensor:
+        """``log`` of the weighted model count of every root: ``[batch, atoms] -> [batch, roots]``.
+
+        Gradients flow to ``probs`` and are exact at 0 and 1.
+        """
+        probs = self._check(probs, "probs")
+        return LogWMC.apply(probs, None, self.evaluator, self._backend(probs.device), "probs")
+
+    def log_wmc_log(self, log_p: torch.Tensor, log_not_p: torch.Tensor) -> torch.Tensor:
+        """Like :meth:`log_wmc` from ``log p`` and ``log (1 - p)`` (e.g. ``logsigmoid(z)`` and
+        ``logsigmoid(-z)`` of yes/no logits), exact without ever forming ``p``."""
+        log_p = self._check(log_p, "log_p")
+        log_not_p = self._check(log_not_p, "log_not_p")
+        if log_p.shape != log_not_p.shape:
+            raise ValueError(f"log_p {tuple(log_p.shape)} and log_not_p {tuple(log_not_p.shape)} differ")
+        dtype = torch.promote_types(log_p.dtype, log_not_p.dtype)
+        return LogWMC.apply(
+            log_p.to(dtype), log_not_p.to(dtype), self.evaluator, self._backend(log_p.device), "log"
+        )
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        return self.log_wmc(probs)
+
+    def semantic_loss(self, probs: torch.Tensor, root: int | str = 0) -> torch.Tensor:
+        """``-log WMC`` of one root per batch row, ``[batch]``; ``+inf`` where the probabilities
+        make the constraint impossible (with a zero gradient there)."""
+        return -self.log_wmc(probs)[:, self.root_index(root)]
+
+    @torch.no_grad()
+    def marginals(self, probs: torch.Tensor, root: int | str = 0) -> torch.Tensor:
+        """``P(atom = 1 | constraint)`` under independent ``probs``, ``[batch, atoms]``.
+
+        Computed by one top-down pass (it equals ``d log WMC / d log p``); a row whose
+        constraint is impossible under ``probs`` gets zeros.
+        """
+        probs = self._check(probs, "probs")
+        k = self.root_index(root)
+        backend = self._backend(probs.device)
+        ev = self.evaluator
+        log_p, log_not_p = torch.log(probs), torch.log1p(-probs)
+        V = ev.run_forward(log_p, log_not_p, backend)
+        seed = torch.full((self.num_roots, probs.shape[0]), float("-inf"), dtype=V.dtype, device=V.device)
+        seed[k] = 0.0
+        R = ev.run_backward(V, seed, backend)
+        live = torch.isfinite(V[self.plan.num_rows - self.num_roots + k])
+        out = smoothed_marginals(self.plan, R, log_p, log_not_p, live)
+        ev.pool.give(R)
+        ev.pool.give(V)
+        return out
+
+    def model_count(self, root: int | str = 0) -> int:
+        """Exact number of assignments of the atoms that satisfy the root (a Python int)."""
+        k = self.root_index(root)
+        if k not in self._model_counts:
+            self._model_counts[k] = exact_model_count(self.ir, k)
+        return self._model_counts[k]
+
+    def extra_repr(self) -> str:
+        return (
+            f"atoms={self.num_atoms}, roots={self.root_names}, nodes={self.ir.num_nodes}, "
+            f"edges={self.ir.num_edges}, layers={self.plan.num_layers}, backend={self.backend!r}"
+        )
+
+
+def exact_model_count(ir: CircuitIR, root: int = 0) -> int:
+    """Model count over the atoms, by exact integer evaluation at p = 1/2 scaled by 2^atoms.
+
+    Needs decomposable AND nodes (checked: a non-integer product raises ``ValueError``) and
+    deterministic OR nodes; auxiliary variables weigh 1 on both literals.
+    """
+    A = int(ir.num_atoms)
+    one = 1 << A  # the scaled value of weight 1
+    half = 1 << (A - 1) if A > 0 else None
+    kinds = ir.kinds.tolist()
+    lits = ir.lits.tolist()
+    ptr = ir.child_ptr.tolist()
+    kids = ir.children.tolist()
+    target = int(ir.roots[root])
+    val: list[int] = [0] * (target + 1)
+    for i in range(target + 1):
+        kind = kinds[i]
+        if kind == FALSE:
+            val[i] = 0
+        elif kind == TRUE:
+            val[i] = one
+        elif kind == LIT:
+            val[i] = one if abs(lits[i]) > A else half
+        elif kind == OR:
+            val[i] = sum(val[c] for c in kids[ptr[i] : ptr[i + 1]])
+        elif kind == AND:
+            acc = one
+            for c in kids[ptr[i] : ptr[i + 1]]:
+                acc, rem = divmod(acc * val[c], one)
+                if rem:
+                    raise ValueError(f"AND node {i} is not decomposable: its model count is not exact")
+            val[i] = acc
+    return int(val[target])
