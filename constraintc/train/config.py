@@ -1,0 +1,181 @@
+"""The fine-tuning configuration: one dataclass, loaded from TOML, validated all at once.
+
+Every field has a default (the README's short run of the embedded model); a TOML file overrides
+some of them and command-line flags override the file. ``validate`` collects every problem
+(unknown keys, wrong types, values out of range) and raises one :class:`ConfigError` listing them
+all, each naming the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from constraintc.errors import ConstraintcError
+from constraintc.train.schedules import SCHEDULES
+
+
+class ConfigError(ConstraintcError):
+    """One or more invalid configuration values (all of them in the message)."""
+
+    exit_code = 2
+
+
+@dataclass
+class FinetuneConfig:
+    """Every knob of ``constraintc finetune`` (see ``constraintc finetune --help``)."""
+
+    # what to train
+    model: str = "embedded"
+    rules: str = "transitivity"
+    params: dict = field(default_factory=dict)
+    finetune: str = "auto"  # auto | full | lora (auto: full for the embedded model, LoRA otherwise)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: list = field(default_factory=lambda: ["q_proj", "v_proj"])
+    dtype: str = "float32"
+    # data
+    data: str = ""  # JSONL of task records; empty: generate `train_records` records of `task`
+    task: str = "transitivity"
+    train_records: int = 4000
+    eval_records: int = 200
+    eval_splits: list = field(default_factory=lambda: ["train", "reversed", "shuffled"])
+    prompt_style: str = "plain"
+    label_yes_rate: float = 0.75  # keep Yes labels, drop No labels until this share is Yes; 0: keep all
+    name_pool: int = 6  # rename each graph's nodes from the first N short names; 0: keep names
+    atoms_per_graph: int = 0  # query atoms asked per graph (0: all); unasked atoms are fair coins
+    # optimisation
+    steps: int = 400
+    batch_groups: int = 16
+    grad_accum: int = 1
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    # semantic loss
+    lambda_schedule: str = "linear"
+    lambda_start: float = 0.05
+    lambda_end: float = 0.30
+    lambda_up: float = 1.5
+    lambda_down: float = 0.8
+    lambda_max: float = 1.0
+    # bookkeeping
+    output_dir: str = "runs/finetune"
+    eval_every: int = 50
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    plots: bool = True
+    final_eval: bool = True
+    threads: int = 0  # torch threads per process; 0: leave torch's default
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {
+    "finetune": ("auto", "full", "lora"),
+    "dtype": ("float32", "bfloat16", "float64"),
+    "task": ("transitivity", "dsep"),
+    "prompt_style": ("plain", "chat"),
+    "lambda_schedule": SCHEDULES,
+}
+_POSITIVE = ("steps", "batch_groups", "grad_accum", "eval_every", "checkpoint_every", "train_records", "lora_r", "lora_alpha")
+_NON_NEGATIVE = (
+    "warmup_steps", "weight_decay", "max_grad_norm", "lambda_start", "lambda_end", "lambda_max",
+    "eval_records", "name_pool", "atoms_per_graph", "threads", "keep_checkpoints", "lora_dropout",
+)
+
+
+def _type_ok(value, default) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+def validate(values: dict, source: str = "config") -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from ``values``, or a :class:`ConfigError` listing every problem.
+
+    >>> validate({"steps": 10}).steps
+    10
+    >>> validate({"steps": 0, "lambda_schedule": "steep", "colour": 1})   # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    constraintc.train.config.ConfigError: config: 3 invalid settings:...
+    """
+    defaults = FinetuneConfig()
+    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    errors: list[str] = []
+    clean: dict = {}
+    for key, value in values.items():
+        if key not in known:
+            close = [k for k in known if k.replace("_", "") == key.replace("_", "").replace("-", "")]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            errors.append(f"{source}: {key}={value!r}: unknown setting{hint}")
+            continue
+        default = getattr(defaults, key)
+        if not _type_ok(value, default):
+            errors.append(f"{source}: {key}={value!r}: expected {type(default).__name__}")
+            continue
+        if isinstance(default, float):
+            value = float(value)
+        if key in _CHOICES and value not in _CHOICES[key]:
+            errors.append(f"{source}: {key}={value!r}: expected one of {', '.join(_CHOICES[key])}")
+            continue
+        if key in _POSITIVE and value <= 0:
+            errors.append(f"{source}: {key}={value!r}: expected a positive number")
+            continue
+        if key in _NON_NEGATIVE and value < 0:
+            errors.append(f"{source}: {key}={value!r}: expected a number >= 0")
+            continue
+        clean[key] = value
+    cfg = dataclasses.replace(defaults, **clean)
+    # cross-field checks, only on values that passed the checks above
+    if "lr" in clean and not cfg.lr > 0:
+        errors.append(f"{source}: lr={cfg.lr!r}: expected a positive learning rate")
+    if not 0 <= cfg.label_yes_rate < 1:
+        errors.append(f"{source}: label_yes_rate={cfg.label_yes_rate!r}: expected 0 (keep all labels) or a share in (0, 1)")
+    if cfg.batch_groups % cfg.grad_accum:
+        errors.append(
+            f"{source}: grad_accum={cfg.grad_accum!r}: must divide batch_groups={cfg.batch_groups!r} (micro-batches of equal size)"
+        )
+    if cfg.lambda_schedule == "adaptive" and not (cfg.lambda_up >= 1 and 0 < cfg.lambda_down <= 1):
+        errors.append(f"{source}: lambda_up/lambda_down={cfg.lambda_up!r}/{cfg.lambda_down!r}: expected up >= 1 and 0 < down <= 1")
+    if not all(isinstance(t, str) for t in cfg.lora_targets):
+        errors.append(f"{source}: lora_targets={cfg.lora_targets!r}: expected a list of module names")
+    if not all(isinstance(s, str) for s in cfg.eval_splits):
+        errors.append(f"{source}: eval_splits={cfg.eval_splits!r}: expected a list of split names")
+    if errors:
+        n = len(errors)
+        raise ConfigError(f"{source}: {n} invalid setting{'s' if n > 1 else ''}:\n  " + "\n  ".join(errors))
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> FinetuneConfig:
+    """Defaults, then the TOML file at ``path``, then ``overrides`` (None values ignored), validated.
+
+    The file may put settings at the top level or under ``[finetune]``.
+    """
+    values: dict = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"error: --config={str(path)!r}: no such file") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: error: not valid TOML: {err}") from None
+        values.update(data.pop("finetune", {}))
+        values.update(data)
+    errors_first = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(errors_first)
+    return validate(values, source)

@@ -1,0 +1,434 @@
+"""The fine-tuning recipe: setup, train, save_checkpoint, cleanup — readable top to bottom.
+
+One optimizer step takes a global batch of ``batch_groups`` graphs (drawn statelessly from the
+seed and the step), splits it into ``grad_accum`` micro-batches and, under ``torchrun`` /
+``accelerate launch``, each micro-batch across the processes. Every loss term is a *sum* divided
+by a count over the whole global batch, and gradients are summed across processes, so any number
+of processes and micro-batches computes the gradient of the same function: the one-process run.
+
+    loss = CE(labelled answers) / #labelled  +  lambda(t) * sum_graphs SL(graph) / #graphs
+    SL(graph) = -log P(the rules hold | the model's answers, the graph's edges clamped)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from constraintc.errors import ConstraintcError
+from constraintc.train.config import FinetuneConfig
+from constraintc.train.schedules import LambdaSchedule
+
+TRAIN_DATA_SEED, HELDOUT_SEED, EVAL_SEED = 0, 1, 2
+
+
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def _log(msg: str) -> None:
+    import sys
+
+    print(msg, file=sys.stderr, flush=True)
+
+
+class FinetuneRecipe:
+    """``FinetuneRecipe(cfg).run()`` trains, checkpoints, evaluates; see the module docstring.
+
+    >>> from constraintc.train.config import validate
+    >>> recipe = FinetuneRecipe(validate({"steps": 2, "output_dir": "/tmp/ft"}))   # doctest: +SKIP
+    >>> summary = recipe.run()                                                      # doctest: +SKIP
+    """
+
+    def __init__(self, cfg: FinetuneConfig, resume: str | None = None, progress: bool = True, quiet: bool = False):
+        self.cfg = cfg
+        self.resume = resume
+        self.progress = progress
+        self.quiet = quiet
+        self.out = Path(cfg.output_dir)
+        self.step = 0
+        self.before: dict | None = None
+        self.after: dict | None = None
+
+    # ------------------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        self._setup_distributed()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        self._setup_model()
+        self._setup_data()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warmup = cfg.warmup_steps
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+        )
+        self.schedule = LambdaSchedule(
+            cfg.lambda_schedule, cfg.steps, cfg.lambda_start, cfg.lambda_end,
+            cfg.lambda_up, cfg.lambda_down, cfg.lambda_max,
+        )
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        if self.resume:
+            self._load_checkpoint(self._find_checkpoint(self.resume))
+        elif self.rank == 0:
+            (self.out / "metrics.jsonl").write_text("")
+        before_path = self.out / "eval_before.json"
+        if cfg.final_eval and self.step == 0:
+            self.before = self.evaluate()
+            if self.rank == 0:
+                before_path.write_text(json.dumps(self.before, indent=1) + "\n")
+        elif cfg.final_eval and self.rank == 0 and before_path.is_file():
+            self.before = json.loads(before_path.read_text())
+
+    def _setup_distributed(self) -> None:
+        import torch.distributed as dist
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("gloo")
+        self.rank = dist.get_rank() if _dist() else 0
+        self.world = dist.get_world_size() if _dist() else 1
+
+    def _setup_model(self) -> None:
+        cfg = self.cfg
+        from constraintc.lm.models import EMBEDDED, build_embedded_model, load_model
+
+        dtype = getattr(torch, cfg.dtype)
+        if cfg.model == EMBEDDED:
+            model, tokenizer = build_embedded_model(dtype=dtype, seed=cfg.seed)
+        else:
+            model, tokenizer = load_model(cfg.model, dtype=dtype)
+        self.full = cfg.finetune == "full" or (cfg.finetune == "auto" and cfg.model == EMBEDDED)
+        if not self.full:
+            from peft import LoraConfig, get_peft_model
+
+            present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+            missing = [t for t in cfg.lora_targets if t not in present]
+            if missing:
+                raise ConstraintcError(
+                    f"error: lora_targets={cfg.lora_targets!r}: the model has no module named {', '.join(missing)}"
+                )
+            lora = LoraConfig(
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM",
+            )
+            model = get_peft_model(model, lora)
+        self.model, self.tokenizer = model.train(), tokenizer
+
+    def _setup_data(self) -> None:
+        cfg = self.cfg
+        from constraintc.tasks import generate
+        from constraintc.tasks.prompts import format_prompt
+        from constraintc.train.constraint import RulesConstraint
+        from constraintc.train.data import build_graphs, read_jsonl, rename_records, skew_labels
+
+        self.constraint = RulesConstraint(cfg.rules, cfg.params)
+        self.semantic = cfg.lambda_schedule != "none"
+        self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
+        records = read_jsonl(cfg.data) if cfg.data else generate(cfg.task, "train", cfg.train_records, TRAIN_DATA_SEED)
+        if cfg.name_pool:
+            records = rename_records(records, cfg.name_pool, TRAIN_DATA_SEED)
+        records = skew_labels(records, cfg.label_yes_rate, TRAIN_DATA_SEED)
+        self.train_graphs = build_graphs(
+            records, self.constraint, self.prompt_fn,
+            all_atoms=self.semantic, atoms_per_graph=cfg.atoms_per_graph, seed=TRAIN_DATA_SEED,
+        )
+        # CE-only training never needs an unlabelled question: drop graphs with none labelled
+        if not self.semantic:
+            self.train_graphs = [g for g in self.train_graphs if any(lab is not None for lab in g.labels)]
+        if not self.train_graphs:
+            raise ConstraintcError("error: no training graph left (no labels and no semantic loss?)")
+        held = generate(cfg.task, "train", cfg.eval_records, HELDOUT_SEED) if cfg.eval_records else []
+        if cfg.name_pool:
+            held = rename_records(held, cfg.name_pool, HELDOUT_SEED)
+        self.heldout = build_graphs(held, self.constraint, self.prompt_fn, all_atoms=False)
+
+    # ------------------------------------------------------------------------------ train
+    def train(self) -> None:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, desc="finetune", unit="step",
+            disable=not self.progress or self.rank != 0, dynamic_ncols=True,
+        )
+        while self.step < cfg.steps:
+            t0 = time.perf_counter()
+            row = self.train_step(self.step)
+            row["seconds"] = time.perf_counter() - t0
+            self.step += 1
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                row.update(self.heldout_metrics())
+                self.schedule.observe(bool(row.get("heldout_collapsed")))
+            if self.rank == 0:
+                with open(self.out / "metrics.jsonl", "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lam=f"{row['lambda']:.2f}", yes=f"{row['yes_rate']:.2f}")
+            bar.update(1)
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self.save_checkpoint()
+        bar.close()
+
+    def _forward(self, graphs):
+        """Answer logits of the graphs' questions, then (log p, log(1-p)) per question."""
+        from constraintc.lm.binding import pack_groups, packed_answer_logits, yes_no_log_probs
+
+        dtype = next(self.model.parameters()).dtype
+        batch = pack_groups(self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no, dtype=dtype)
+        logits = packed_answer_logits(self.model, batch)
+        log_p, log_q = yes_no_log_probs(logits.double(), batch)
+        return batch, logits, log_p, log_q
+
+    def train_step(self, step: int) -> dict:
+        """One optimizer step on global batch ``step``; returns its metrics row."""
+        from constraintc.train.data import batch_indices
+
+        cfg = self.cfg
+        graphs = [self.train_graphs[i] for i in batch_indices(len(self.train_graphs), cfg.batch_groups, step, cfg.seed)]
+        n_labelled = sum(lab is not None for g in graphs for lab in g.labels)
+        n_graphs = len(graphs)
+        lam = self.schedule.value(step)
+        micro = cfg.batch_groups // cfg.grad_accum
+        # sums over this process's share: ce, sl, questions, yes answers, violated graphs
+        stats = torch.zeros(5, dtype=torch.float64)
+        self.model.train()
+        for start in range(0, n_graphs, micro):
+            mine = graphs[start : start + micro][self.rank :: self.world]
+            if not mine:
+                continue
+            batch, logits, log_p, log_q = self._forward(mine)
+            labels = [lab for g in mine for lab in g.labels]
+            lab_idx = torch.tensor([i for i, lab in enumerate(labels) if lab is not None], dtype=torch.long)
+            loss = logits.new_zeros((), dtype=torch.float64)
+            if len(lab_idx):
+                targets = torch.where(
+                    torch.tensor([labels[i] == self.constraint.yes for i in lab_idx.tolist()]),
+                    batch.yes_ids[lab_idx], batch.no_ids[lab_idx],
+                )
+                ce_sum = F.cross_entropy(logits[lab_idx].double(), targets, reduction="sum")
+                loss = loss + ce_sum / n_labelled
+                stats[0] += ce_sum.item()
+            keys = [(g.nodes, g.edges, g.atoms) for g in mine]
+            lp_groups = list(torch.split(log_p, batch.group_sizes))
+            lq_groups = list(torch.split(log_q, batch.group_sizes))
+            if self.semantic:
+                sl = -self.constraint.log_wmc(keys, lp_groups, lq_groups)
+                loss = loss + lam * sl.sum() / n_graphs
+                stats[1] += sl.sum().item()
+            answers = [lp > math.log(0.5) for lp in lp_groups]
+            stats[2] += len(labels)
+            stats[3] += sum(int(a.sum()) for a in answers)
+            stats[4] += int(self.constraint.violated(keys, answers).sum())
+            loss.backward()
+        dist = _dist()
+        if dist:
+            for p in self.model.parameters():
+                if p.requires_grad:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    dist.all_reduce(p.grad)
+            dist.all_reduce(stats)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        ce = stats[0].item() / max(n_labelled, 1)
+        sl = stats[1].item() / n_graphs
+        return {
+            "step": step + 1,
+            "loss": ce + lam * sl if self.semantic else ce,
+            "ce": ce,
+            "semantic": sl if self.semantic else None,
+            "lambda": lam,
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "yes_rate": stats[3].item() / max(stats[2].item(), 1),
+            "violation_rate": stats[4].item() / n_graphs,
+            "labelled": n_labelled,
+            "questions": int(stats[2].item()),
+        }
+
+    # ------------------------------------------------------------------------------ metrics
+    @torch.no_grad()
+    def heldout_metrics(self) -> dict:
+        """Balanced accuracy, yes-rate, collapse flag and rule violations on the held-out slice."""
+        if not self.heldout:
+            return {}
+        from constraintc.evaluation.metrics import Thresholds, classification_metrics, collapse_check
+        from constraintc.lm.binding import score_groups
+
+        result = torch.zeros(4, dtype=torch.float64)
+        row: dict = {}
+        if self.rank == 0:
+            probs = score_groups(self.model, self.tokenizer, [g.prompts for g in self.heldout], self.constraint.yes, self.constraint.no)
+            labels, preds, pv = [], [], []
+            for g, p in zip(self.heldout, probs):
+                labels += g.labels
+                preds += ["Yes" if x > 0.5 else "No" for x in p.tolist()]
+                pv += p.tolist()
+            m = classification_metrics(labels, preds)
+            c = collapse_check(m, pv, Thresholds())
+            keys = [(g.nodes, g.edges, g.atoms) for g in self.heldout]
+            viol = self.constraint.violated(keys, [p > 0.5 for p in probs]).double().mean().item()
+            result = torch.tensor([m["balanced_accuracy"] or 0.0, m["yes_rate"] or 0.0, float(c["collapsed"]), viol], dtype=torch.float64)
+        dist = _dist()
+        if dist:  # every process needs the same collapse flag (the adaptive lambda depends on it)
+            dist.broadcast(result, 0)
+        row["heldout_balanced_accuracy"] = result[0].item()
+        row["heldout_yes_rate"] = result[1].item()
+        row["heldout_collapsed"] = bool(result[2].item())
+        row["heldout_violation_rate"] = result[3].item()
+        return row
+
+    @torch.no_grad()
+    def evaluate(self) -> dict | None:
+        """The evaluation suite's report (``compute_report``) on fresh graphs of each eval split."""
+        if self.rank != 0:
+            return None
+        cfg = self.cfg
+        from constraintc.evaluation.metrics import compute_report
+        from constraintc.lm.binding import score_groups
+        from constraintc.tasks import generate
+        from constraintc.train.data import build_graphs, rename_records
+
+        records: list[dict] = []
+        for split in cfg.eval_splits:
+            recs = generate(cfg.task, split, cfg.eval_records, EVAL_SEED)
+            if cfg.name_pool:
+                recs = rename_records(recs, cfg.name_pool, EVAL_SEED)
+            records += recs
+        graphs = build_graphs(records, self.constraint, self.prompt_fn, all_atoms=False)
+        probs = score_groups(self.model, self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no)
+        preds = [
+            {"id": rid, "p_yes": p, "prediction": "Yes" if p > 0.5 else "No"}
+            for g, ps in zip(graphs, probs)
+            for rid, p in zip(g.record_ids, ps.tolist())
+        ]
+        kept = {p["id"] for p in preds}
+        records = [r for r in records if r["id"] in kept]
+        import importlib.util
+
+        rules = cfg.rules if importlib.util.find_spec("constraintc.api") else None  # TEMP until E lands
+        return compute_report(records, preds, rules=rules)
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def _trainable_state(self) -> dict:
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def save_checkpoint(self) -> Path | None:
+        """Write ``checkpoints/step-NNNNNN`` (weights being trained, optimizer, schedules, RNG)."""
+        if self.rank != 0:
+            return None
+        ckpt_root = self.out / "checkpoints"
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        final = ckpt_root / f"step-{self.step:06d}"
+        tmp = ckpt_root / f".tmp-step-{self.step:06d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        torch.save(
+            {
+                "step": self.step,
+                "model": self._trainable_state(),
+                "optimizer": self.optimizer.state_dict(),
+                "lr_scheduler": self.lr_scheduler.state_dict(),
+                "lambda_schedule": self.schedule.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(),
+                "config": self.cfg.to_dict(),
+            },
+            tmp / "state.pt",
+        )
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)  # a checkpoint directory exists only once it is complete
+        old = sorted(ckpt_root.glob("step-*"))[: -self.cfg.keep_checkpoints or None]
+        for d in old if self.cfg.keep_checkpoints else []:
+            shutil.rmtree(d, ignore_errors=True)
+        return final
+
+    def _find_checkpoint(self, spec: str) -> Path:
+        path = Path(spec)
+        if spec in ("latest", "auto"):
+            found = sorted((self.out / "checkpoints").glob("step-*"))
+            if not found:
+                raise ConstraintcError(f"error: --resume={spec!r}: no checkpoint under {self.out / 'checkpoints'}")
+            return found[-1]
+        if path.is_dir() and (path / "state.pt").is_file():
+            return path
+        if path.is_dir() and (path / "checkpoints").is_dir():
+            found = sorted((path / "checkpoints").glob("step-*"))
+            if found:
+                return found[-1]
+        raise ConstraintcError(f"error: --resume={spec!r}: expected a checkpoint directory, an output directory or 'latest'")
+
+    def _load_checkpoint(self, path: Path) -> None:
+        state = torch.load(path / "state.pt", weights_only=False)
+        params = dict(self.model.named_parameters())
+        missing = [n for n in state["model"] if n not in params]
+        if missing:
+            raise ConstraintcError(f"error: --resume={str(path)!r}: checkpoint does not fit this model ({missing[0]})")
+        with torch.no_grad():
+            for n, t in state["model"].items():
+                params[n].copy_(t)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self.schedule.load_state_dict(state["lambda_schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        self.step = state["step"]
+        if self.rank == 0:  # drop metrics written after the checkpoint by the interrupted run
+            mpath = self.out / "metrics.jsonl"
+            rows = mpath.read_text().splitlines() if mpath.is_file() else []
+            kept = [r for r in rows if r.strip() and json.loads(r)["step"] <= self.step]
+            mpath.write_text("".join(r + "\n" for r in kept))
+            _log(f"resumed from {path} at step {self.step}")
+
+    # ------------------------------------------------------------------------------ cleanup
+    def cleanup(self) -> None:
+        """Save the final model, evaluate it, plot the metrics, close the process group."""
+        if self.rank == 0:
+            self.save_model(self.out / "model")
+            if self.cfg.final_eval:
+                self.after = self.evaluate()
+                (self.out / "eval_after.json").write_text(json.dumps(self.after, indent=1) + "\n")
+            if self.cfg.plots:
+                from constraintc.train.plots import plot_metrics
+
+                plot_metrics(self.out / "metrics.jsonl", self.out / "training.png")
+        dist = _dist()
+        if dist:
+            dist.barrier()
+            dist.destroy_process_group()
+
+    def save_model(self, path: Path) -> None:
+        """A plain model directory ``load_model`` reads (LoRA weights merged into the base)."""
+        model = self.model
+        if not self.full:
+            import copy
+
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    def run(self) -> dict:
+        """setup -> train -> cleanup; returns the before/after reports and the last metrics row."""
+        self.setup()
+        self.train()
+        self.cleanup()
+        return {"before": self.before, "after": self.after, "output_dir": str(self.out)}
