@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rules-max-nodes", type=int, default=5, help="check rule violations on graphs up to this many nodes (default: 5)"
     )
     parser.add_argument(
+        "--rules-param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a rules parameter, e.g. cond_size=3 for dsep questions with 3 conditioning nodes",
+    )
+    parser.add_argument(
         "--collapse-threshold", type=float, default=0.90, help="share of one answer that flags collapse (default: 0.90)"
     )
     parser.add_argument("--json", action="store_true", help="print the JSON report to stdout instead of Markdown")
@@ -57,6 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots")
     parser.add_argument("--fail-on-collapse", action="store_true", help="exit with status 1 when any split collapsed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _rules_params(items: list[str]) -> dict[str, int] | None:
+    params = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        try:
+            params[name.strip()] = int(value)
+        except ValueError:
+            raise OptionError("--rules-param", item, "NAME=INTEGER") from None
+        if not eq or not name.strip():
+            raise OptionError("--rules-param", item, "NAME=INTEGER")
+    return params or None
 
 
 def _check_args(args) -> None:
@@ -147,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     from constraintc.tasks.io import read_jsonl
 
     _check_args(args)
+    _rules_params(args.rules_param)
     records = read_jsonl(args.data, "--data")
     if not records:
         raise OptionError("--data", args.data, "a JSONL file with at least one record")
@@ -167,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         rules=args.rules,
         rules_max_nodes=args.rules_max_nodes,
+        rules_params=_rules_params(args.rules_param),
         source=source,
     )
     report["data"] = args.data

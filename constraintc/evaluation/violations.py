@@ -58,7 +58,13 @@ def _rename(args: tuple, mapping: dict[str, str]) -> tuple:
     return tuple(frozenset(mapping[v] for v in a) if isinstance(a, frozenset) else mapping[a] for a in args)
 
 
-def rule_violations(records: list[dict], pred_map: dict[str, dict], rules: str, max_nodes: int = 5) -> dict:
+def rule_violations(
+    records: list[dict],
+    pred_map: dict[str, dict],
+    rules: str,
+    max_nodes: int = 5,
+    params: dict[str, int] | None = None,
+) -> dict:
     """``{"groups": {group: violated (bool)}, "skipped": {group: reason}}`` for the records' groups.
 
     Needs :func:`constraintc.language.load_rules` and :func:`constraintc.api.compile_rules`.
@@ -68,7 +74,7 @@ def rule_violations(records: list[dict], pred_map: dict[str, dict], rules: str, 
     from constraintc.api import compile_rules
     from constraintc.language import load_rules
 
-    program = load_rules(rules)
+    program = load_rules(rules, params)
     queries = set(program.queries)
     givens = dict(program.givens)
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -84,7 +90,7 @@ def rule_violations(records: list[dict], pred_map: dict[str, dict], rules: str, 
         by_size[n].append((gid, members))
     for n, items in sorted(by_size.items()):
         try:
-            circuit = compile_rules(rules, n)
+            circuit = compile_rules(rules, n, params=params)
         except ConstraintcError as err:
             for gid, _ in items:
                 result["skipped"][gid] = f"rules do not compile for {n} nodes: {str(err).splitlines()[0]}"
@@ -121,7 +127,7 @@ def rule_violations(records: list[dict], pred_map: dict[str, dict], rules: str, 
                     # d-separation is symmetric; the rules may ground only one order
                     key = (name, (key[1][1], key[1][0], key[1][2]))
                 if key not in index:
-                    problem = f"atom {r['atom']} has no counterpart in the compiled rules"
+                    problem = "a question has no atom in the compiled rules (a rules parameter too small?)"
                     break
                 probs[index[key]] = 1.0 if pred_answer == "Yes" else 0.0
             if problem is not None:
