@@ -149,10 +149,18 @@ class Checker:
     def check_formula(self, formula, scope: dict[str, _Slot]) -> None:
         # pass 1 gathers the type evidence of quantified variables, pass 2 checks every use
         slots: dict[int, _Slot] = {}
+        self._equalities: list[tuple[_Slot, _Slot]] = []
         self.walk(formula, dict(scope), slots, infer=True)
         for slot in slots.values():
             if slot.type is None and slot.candidates:
                 slot.type = slot.candidates[0][0]
+        changed = True
+        while changed:  # X = Y passes a known type across
+            changed = False
+            for a, b in self._equalities:
+                for x, y in ((a, b), (b, a)):
+                    if x.type is None and y.type is not None:
+                        x.type, changed = y.type, True
         self.walk(formula, dict(scope), slots, infer=False)
         return _annotate(formula, slots)
 
@@ -225,10 +233,10 @@ class Checker:
                     slot.candidates.append((expected, term.span))
                 return slot.type
             if expected is not None and slot.type is not None and slot.type != expected:
-                self.error(term.span, f"{where} must be a {expected}, but {term.name} is a {slot.type}")
+                self.error(term.span, f"{where}, but {term.name} is a {slot.type}")
             return slot.type
         # SetAdd: Z + X where X is a node and the result has Z's type
-        self.term_type(term.elem, scope, infer, NODE, f"the node added to a set ({term.elem.name})")
+        self.term_type(term.elem, scope, infer, NODE, "'+' adds a node to a set")
         set_type = self.term_type(term.set, scope, infer, expected, where)
         if not infer and set_type is not None and set_type not in self.domains:
             self.error(term.set.span, f"'+' adds a node to a set, but the left side is a {set_type}")
@@ -247,19 +255,19 @@ class Checker:
                 sig = ", ".join(f"{a.name}: {a.type}" for a in pred.args)
                 self.error(f.span, f"{f.pred} takes {pred.arity} argument{'s' * (pred.arity != 1)} "
                                    f"({sig}), not {len(f.args)}")
-            for t in f.args:
+            # the arguments that line up still tell their types (one error, not a cascade)
+            for t in f.args[pred.arity:]:
                 self.term_type(t, scope, infer, None, "")
-            return
         for i, (t, decl) in enumerate(zip(f.args, pred.args), 1):
             self.term_type(t, scope, infer, decl.type if decl.type in self.types else None,
-                           f"argument {i} of {f.pred} ({decl.name})")
+                           f"{f.pred} expects a {decl.type} as argument {i}")
 
     def walk_compare(self, f: ast.Compare, scope, infer: bool) -> None:
         if f.op in ("in", "not in"):
-            self.term_type(f.left, scope, infer, NODE, f"the left side of '{f.op}'")
+            self.term_type(f.left, scope, infer, NODE, f"the left side of '{f.op}' must be a node")
             right = self.term_type(f.right, scope, infer,
                                    next(iter(self.domains)) if len(self.domains) == 1 else None,
-                                   f"the right side of '{f.op}'")
+                                   f"the right side of '{f.op}' must be a set")
             if not infer and right is not None and right not in self.domains:
                 self.error(f.right.span, f"the right side of '{f.op}' must be a set, but "
                                          f"{_term_text(f.right)} is a {right}")
@@ -267,10 +275,9 @@ class Checker:
         left = self.term_type(f.left, scope, infer, None, "")
         right = self.term_type(f.right, scope, infer, None, "")
         if infer:
-            # equality passes a known type across to an untyped side
-            for a, b in ((f.left, right), (f.right, left)):
-                if b is not None and isinstance(a, ast.Var) and a.name in scope:
-                    scope[a.name].candidates.append((b, a.span))
+            if isinstance(f.left, ast.Var) and isinstance(f.right, ast.Var) \
+                    and f.left.name in scope and f.right.name in scope:
+                self._equalities.append((scope[f.left.name], scope[f.right.name]))
         elif left is not None and right is not None and left != right:
             self.error(f.span, f"'{f.op}' compares a {left} with a {right}")
 

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             program = load_rules(name, params=params)
         except ConstraintcError as err:
             print(str(err), file=sys.stderr)
-            status = 1
+            status = max(status, err.exit_code)
             continue
         if not args.quiet:
             q, g, d = len(program.queries), len(program.givens), len(program.derived)

@@ -15,7 +15,8 @@ import re
 from functools import lru_cache
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (UnexpectedCharacters, UnexpectedEOF, UnexpectedInput,
+                             UnexpectedToken, VisitError)
 
 from constraintc.language import ast
 from constraintc.language.ast import Span
@@ -215,7 +216,8 @@ SYNTAX_EXAMPLES: dict[str, list[str]] = {
     "unexpected ')': it has no matching '('": ["rule r: p(X))", "rule r: (p(X)))"],
     "a predicate's arguments need types: write 'X: node'": [
         "given e(X)", "given e(X, Y: node)", "query e(X)", "define e(X) := p(X)",
-        "given e(X: node, Y)",
+        "given e(X: node, Y)", "query e(X, Y: node)", "define e(X, Y: node) := p(X)",
+        "query e(X: node, Y)", "define e(X: node, Y) := p(X)",
     ],
     "write a single '&' for 'and' and a single '|' for 'or'": [
         "rule r: p(X) && q(X)", "rule r: p(X) || q(X)",
@@ -275,12 +277,13 @@ _TERMINAL_NAMES = {
     "NAME": "a name", "VAR": "a variable", "INT": "a number", "STRING": "a string",
     "$END": "the end of the file",
 }
+_TOKEN_KINDS = {"NAME": "name", "VAR": "variable", "INT": "number", "STRING": "string"}
 
 
 def _describe_token(tok: Token) -> str:
     if tok.type == "$END":
         return "the end of the file"
-    kind = _TERMINAL_NAMES.get(tok.type)
+    kind = _TOKEN_KINDS.get(tok.type)
     if kind is None or tok.type in ("NAME",) and str(tok) in RESERVED:
         return f"'{tok}'"
     return f"{kind} '{tok}'"
@@ -335,16 +338,69 @@ def _lexer_message(text: str, pos: int) -> str:
     return f"unexpected character {ch!r}"
 
 
+def _state_key(err: UnexpectedInput):
+    state = getattr(err, "state", None)
+    if state is None:
+        return None
+    # the top LALR state, not the whole stack: the same mistake deeper inside a formula has a
+    # longer stack (lark's own match_examples compares stack lengths too and so misses it)
+    return (state.position, frozenset(getattr(err, "accepts", None) or ()))
+
+
+@lru_cache(maxsize=1)
+def _example_table() -> tuple[dict, dict]:
+    """(state, token) -> label and state -> label, from SYNTAX_EXAMPLES (first example wins)."""
+    parser = rules_parser()
+    exact: dict = {}
+    by_state: dict = {}
+    for label, examples in SYNTAX_EXAMPLES.items():
+        for example in examples:
+            try:
+                parser.parse(example)
+            except UnexpectedInput as err:
+                key = _state_key(err)
+                if key is None:
+                    continue
+                tok = getattr(err, "token", None)
+                tok_key = (tok.type, str(tok)) if tok is not None else ("$END", "")
+                exact.setdefault((key, tok_key), label)
+                exact.setdefault((key, (tok_key[0], None)), label)
+                by_state.setdefault(key, label)
+    return exact, by_state
+
+
+def _match_example(err: UnexpectedInput) -> str | None:
+    key = _state_key(err)
+    if key is None:
+        return None
+    exact, by_state = _example_table()
+    tok = getattr(err, "token", None)
+    tok_key = (tok.type, str(tok)) if tok is not None else ("$END", "")
+    return exact.get((key, tok_key)) or exact.get((key, (tok_key[0], None))) or by_state.get(key)
+
+
+def _hint_from_text(text: str, err: UnexpectedInput) -> str | None:
+    """Mistakes that are clearest from the characters themselves (habits from other languages)."""
+    pos = getattr(getattr(err, "token", None), "start_pos", None)
+    if pos is None:
+        return None
+    two = text[pos:pos + 2]
+    before = text[max(pos - 1, 0):pos + 1]
+    if two == "=>":
+        return "write implication as '->' and equivalence as '<->'"
+    if two in ("&&", "||") or before in ("&&", "||"):
+        return "write a single '&' for 'and' and a single '|' for 'or'"
+    if two == "==":
+        return "write equality as a single '='"
+    return None
+
+
 def _syntax_diagnostic(parser: Lark, text: str, err: UnexpectedInput) -> Diagnostic:
     if isinstance(err, UnexpectedCharacters):
         pos = err.pos_in_stream
         msg = _lexer_message(text, pos)
         return Diagnostic(Span(err.line, err.column, err.line, err.column + 1), msg)
-    label = None
-    try:
-        label = err.match_examples(parser.parse, SYNTAX_EXAMPLES, use_accepts=True)
-    except Exception:  # match_examples is best effort; the generic message still helps
-        label = None
+    label = _hint_from_text(text, err) or _match_example(err)
     tok = getattr(err, "token", None)
     if isinstance(err, UnexpectedEOF) or tok is None or tok.type == "$END":
         line, col = _end_position(text)
@@ -397,7 +453,12 @@ def parse_statements(text: str) -> list:
         diags = _collect_syntax_errors(parser, text, first)
         raise SyntaxErrors(diags) from None
     builder = _ToAst()
-    statements = builder.transform(tree)
+    try:
+        statements = builder.transform(tree)
+    except VisitError as err:
+        if isinstance(err.orig_exc, RecursionError):
+            raise RecursionError("formula nested too deeply") from None
+        raise
     if builder.diagnostics:
         raise SyntaxErrors(builder.diagnostics)
     return statements
