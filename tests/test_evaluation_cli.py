@@ -108,3 +108,29 @@ def test_model_path_on_a_tiny_gemma(data, tmp_path, capsys):
     # a rerun resumes from the checkpoint instead of scoring again
     assert main(argv) == 0
     assert "resuming: 60 predictions" in capsys.readouterr().err
+
+
+def test_model_traces_path_on_a_tiny_gemma(data, tmp_path, capsys):
+    from constraintc.lm import build_tiny_model
+    from constraintc.tasks.prompts import reasoning_prompt
+
+    d, records = data
+    texts = [reasoning_prompt(r) + " Yes No" for r in records]
+    model, tok = build_tiny_model(texts=texts)
+    model_dir = tmp_path / "tiny"
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    out = tmp_path / "run"
+    argv = ["eval", "--data", str(d / "data.jsonl"), "--model", str(model_dir), "--traces", "6", "--limit", "12",
+            "--out", str(out), "--json", "--no-plots"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    traces = report["overall"]["traces"]
+    assert traces["n"] == 12 and sum(traces["status_counts"].values()) == 12
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all(r["finish_reason"] in ("stop", "length") and "output" in r for r in rows)
+    # a valid trace needs a finished generation with a final answer
+    assert traces["status_counts"]["valid"] <= sum(
+        1 for r in rows if r["finish_reason"] == "stop" and r["prediction"] is not None
+    )
+    assert main(["eval", "--data", str(d / "data.jsonl"), "--predictions", str(d / "yes.jsonl"), "--traces", "5"]) == 2

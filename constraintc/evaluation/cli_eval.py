@@ -3,7 +3,9 @@
 Predictions are JSONL with "id" and "prediction" ("Yes"/"No"), optionally "p_yes" (then the
 prediction may be omitted: Yes iff p_yes >= 0.5) and "trace" or "output" (reasoning, checked
 step by step against the premise graph). With --model, the model is run instead: P(Yes) against
-P(No) at the answer position, batched, with a progress bar; scores are checkpointed to
+P(No) at the answer position, batched, with a progress bar (with --traces N the model first
+writes up to N tokens of reasoning, greedily, and its final Yes/No is scored with the trace
+checks); scores are checkpointed to
 OUT/predictions.jsonl every chunk, and a rerun with the same --out resumes.
 
 The report (per task/split and overall): accuracy, balanced accuracy, MCC, F1 per class,
@@ -18,6 +20,7 @@ examples:
   constraintc eval --data test.jsonl --predictions preds.jsonl --json > report.json
   constraintc eval --data test.jsonl --model embedded --out runs/eval   # report.md, plots, ...
   constraintc eval --data test.jsonl --model ./my-model --prompt-style chat --batch-size 32
+  constraintc eval --data test.jsonl --model smollm2 --prompt-style chat --traces 96 --limit 50
   constraintc eval --data test.jsonl --predictions p.jsonl --rules transitivity --fail-on-collapse
 
 outputs with --out DIR: report.json, report.md, balanced_accuracy.png, yes_rate.png
@@ -44,6 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass with --model (default: 16)")
     parser.add_argument("--yes", default="Yes", help="the Yes verbalizer (default: Yes)")
     parser.add_argument("--no", default="No", help="the No verbalizer (default: No)")
+    parser.add_argument(
+        "--traces",
+        type=int,
+        default=None,
+        metavar="MAX_NEW_TOKENS",
+        help="with --model: let the model reason first (greedy, up to this many tokens) and score the "
+        "answer after its reasoning, with trace checks, instead of P(Yes) at the answer position",
+    )
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N records")
     parser.add_argument("--rules", default=None, help="rules file or library name for the rule violation rate")
     parser.add_argument(
@@ -82,6 +93,8 @@ def _rules_params(items: list[str]) -> dict[str, int] | None:
 def _check_args(args) -> None:
     if args.batch_size < 1:
         raise OptionError("--batch-size", args.batch_size, "a positive integer")
+    if args.traces is not None and (args.traces < 1 or args.model is None):
+        raise OptionError("--traces", args.traces, "a positive token budget, together with --model")
     if args.limit is not None and args.limit < 1:
         raise OptionError("--limit", args.limit, "a positive integer")
     if not 0.5 < args.collapse_threshold <= 1.0:
@@ -114,13 +127,15 @@ def score_model(records: list[dict], args, out_dir: Path | None) -> list[dict]:
 
     from constraintc.lm import load_model, score_prompts
     from constraintc.tasks.io import read_jsonl
-    from constraintc.tasks.prompts import format_prompts
+    from constraintc.evaluation.generation import generate_traces
+    from constraintc.tasks.prompts import format_prompts, reasoning_prompt
 
     fingerprint = {
         "model": args.model,
         "prompt_style": args.prompt_style,
         "yes": args.yes,
         "no": args.no,
+        "traces": args.traces,
         "data_sha256": hashlib.sha256(Path(args.data).read_bytes()).hexdigest(),
     }
     done: dict[str, dict] = {}
@@ -142,12 +157,17 @@ def score_model(records: list[dict], args, out_dir: Path | None) -> list[dict]:
         try:
             for start in range(0, len(todo), chunk):
                 part = todo[start : start + chunk]
-                prompts = format_prompts(part, args.prompt_style, tokenizer)
-                p_yes = score_prompts(model, tokenizer, prompts, args.yes, args.no, batch_size=args.batch_size)
-                rows = [
-                    {"id": r["id"], "prediction": "Yes" if p >= 0.5 else "No", "p_yes": float(p)}
-                    for r, p in zip(part, p_yes.tolist())
-                ]
+                if args.traces is not None:
+                    prompts = [reasoning_prompt(r, args.prompt_style, tokenizer) for r in part]
+                    generated = generate_traces(model, tokenizer, prompts, args.traces, args.batch_size)
+                    rows = [{"id": r["id"], **g} for r, g in zip(part, generated)]
+                else:
+                    prompts = format_prompts(part, args.prompt_style, tokenizer)
+                    p_yes = score_prompts(model, tokenizer, prompts, args.yes, args.no, batch_size=args.batch_size)
+                    rows = [
+                        {"id": r["id"], "prediction": "Yes" if p >= 0.5 else "No", "p_yes": float(p)}
+                        for r, p in zip(part, p_yes.tolist())
+                    ]
                 for row in rows:
                     done[row["id"]] = row
                 if pred_path is not None:

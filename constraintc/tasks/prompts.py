@@ -43,7 +43,12 @@ def format_prompt(record: dict, style: str = "plain", tokenizer=None) -> str:
         from constraintc.errors import OptionError
 
         raise OptionError("--prompt-style", style, f"one of {', '.join(STYLES)}")
-    content = chat_content(premise, question)
+    return apply_chat(chat_content(premise, question), tokenizer)
+
+
+def apply_chat(content: str, tokenizer=None) -> str:
+    """One user turn through the tokenizer's chat template (leading BOS removed), ending where
+    the model's reply starts; Gemma's turn markers when there is no template."""
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
@@ -53,6 +58,28 @@ def format_prompt(record: dict, style: str = "plain", tokenizer=None) -> str:
             text = text[len(bos) :]
         return text
     return GEMMA_TEMPLATE.format(content=content)
+
+
+REASONING_INSTRUCTION = "Think step by step, then answer with Yes or No."
+
+
+def reasoning_prompt(record: dict, style: str = "plain", tokenizer=None) -> str:
+    """A prompt that asks for reasoning before the answer (for trace evaluation).
+
+    ``plain``: ``"<premise>\\nQuestion: <question>\\nThink step by step, then answer with Yes or
+    No.\\nReasoning:"``; ``chat``: the same request as the user turn of the chat template.
+
+    >>> reasoning_prompt({"premise": "B causes C.", "question": "Does B cause C?"}).endswith("Reasoning:")
+    True
+    """
+    premise, question = record["premise"], record["question"]
+    if style == "plain":
+        return f"{premise}\nQuestion: {question}\n{REASONING_INSTRUCTION}\nReasoning:"
+    if style != "chat":
+        from constraintc.errors import OptionError
+
+        raise OptionError("--prompt-style", style, f"one of {', '.join(STYLES)}")
+    return apply_chat(f"{premise}\n{question}\n{REASONING_INSTRUCTION}", tokenizer)
 
 
 def format_prompts(records: list[dict], style: str = "plain", tokenizer=None) -> list[str]:

@@ -1,0 +1,66 @@
+"""Let a model write its reasoning, for trace evaluation (``constraintc eval --model M --traces N``).
+
+Greedy decoding of at most ``max_new_tokens`` after :func:`constraintc.tasks.prompts.reasoning_prompt`;
+each prediction carries the raw ``output``, ``finish_reason`` (``"stop"`` when the model ended the
+text, ``"length"`` when the token budget cut it) and the final answer parsed from the output
+(``None`` when there is none, which :mod:`constraintc.evaluation.traces` counts as truncated).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from constraintc.evaluation.traces import parse_output
+
+
+@torch.no_grad()
+def generate_traces(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int = 128,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[dict]:
+    """``[{"output", "finish_reason", "prediction"}]`` per prompt, in order (greedy, left-padded batches).
+
+    >>> from constraintc.lm import build_tiny_model
+    >>> model, tok = build_tiny_model()
+    >>> rows = generate_traces(model, tok, ["a causes b. Does a cause b? Answer:"], max_new_tokens=3)
+    >>> rows[0]["finish_reason"] in ("stop", "length")
+    True
+    """
+    from tqdm.auto import tqdm
+
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    was_training = model.training
+    model.eval()
+    rows: list[dict] = [{} for _ in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    bar = tqdm(total=len(prompts), desc="generating", unit="prompt", disable=not progress, leave=False)
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, padding_side="left")
+            out = model.generate(
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=eos,
+            )
+            new = out[:, enc["input_ids"].shape[1] :]
+            for row, i in zip(new.tolist(), idx):
+                stopped = eos is not None and eos in row
+                if stopped:
+                    row = row[: row.index(eos)]
+                text = tokenizer.decode(row, skip_special_tokens=True)
+                _, answer, _ = parse_output(text)
+                rows[i] = {"output": text, "finish_reason": "stop" if stopped else "length", "prediction": answer}
+            bar.update(len(idx))
+    finally:
+        bar.close()
+        model.train(was_training)
+    return rows
