@@ -225,26 +225,34 @@ def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
     try:
         for h in tries:
             cap = max_edges
+            limit = deadline
             if best is not None:
                 cap = best[0].num_edges if cap is None else min(cap, best[0].num_edges)
+                # a later heuristic gets as long as the winner took: a slower one is not worth it
+                own = time.perf_counter() + max(0.5, best[2])
+                limit = own if deadline is None else min(deadline, own)
+            t0 = time.perf_counter()
             try:
-                ir, totals = _attempt(lib, cnfs, num_vars, h, deadline, cap, bar, priority)
+                ir, totals = _attempt(lib, cnfs, num_vars, h, limit, cap, bar, priority)
             except _Stopped as stop:
                 user_edges = stop.status == 3 and (max_edges is not None and cap == max_edges)
+                user_time = stop.status == 2 and deadline is not None and limit == deadline
+                if best is not None and not (user_time or user_edges):
+                    continue  # lost the race against the finished circuit
                 if stop.status == 2 or user_edges:
                     failure = failure or stop
                     if stop.status == 2:
                         break  # the time is spent: later heuristics would have none
                 continue
             if best is None or ir.num_edges < best[0].num_edges:
-                best = (ir, {**totals, "heuristic": h})
+                best = (ir, {**totals, "heuristic": h}, time.perf_counter() - t0)
     finally:
         if bar is not None:
             bar.close()
     if best is None:
         _raise_budget(failure.status, max_seconds, max_edges, failure.index, len(cnfs),
                       failure.stats, time.perf_counter() - start)
-    return best
+    return best[0], best[1]
 
 
 def _raise_budget(status, max_seconds, max_edges, index, total, stats, seconds) -> None:

@@ -55,6 +55,8 @@ struct Compiler {
   std::vector<int32_t> trail;
   size_t qhead = 0;
   std::vector<int32_t> nsat, nfalse;
+  std::vector<char> is_taut;
+  bool has_empty = false;
   std::vector<uint32_t> var_stamp, clause_stamp;
   uint32_t stamp = 0;
   std::unordered_map<std::vector<int32_t>, int32_t, VecHash> cache;
@@ -370,6 +372,8 @@ struct Compiler {
       nv = num_vars;
     }
     clauses.assign(num_clauses, {});
+    is_taut.assign(num_clauses, 0);
+    has_empty = false;
     occ.assign(2 * (size_t)nv + 1, {});
     for (int c = 0; c < num_clauses; ++c) {
       std::vector<int32_t> cl(flat + cptr[c], flat + cptr[c + 1]);
@@ -379,7 +383,9 @@ struct Compiler {
       for (size_t i = 0; i + 1 < cl.size(); ++i)
         for (size_t j = i + 1; j < cl.size(); ++j)
           if (cl[i] == -cl[j]) taut = true;
-      if (taut) cl.clear();  // a tautology constrains nothing; an empty slot is never visited
+      if (cl.empty()) has_empty = true;
+      if (taut) cl.clear();  // a tautology constrains nothing; marked satisfied in compile_root
+      is_taut[c] = taut;
       clauses[c] = cl;
       for (int32_t l : cl) occ[l + nv].push_back(c);
     }
@@ -437,8 +443,8 @@ struct Compiler {
 
   // Returns the root node (0 when unsatisfiable) or ABORTED.
   int32_t compile_root(bool& trivially_unsat) {
-    trivially_unsat = false;
-    std::vector<int32_t> units;
+    trivially_unsat = has_empty;
+    if (has_empty) return 0;
     for (size_t c = 0; c < clauses.size(); ++c) {
       if (clauses[c].size() == 1) {
         int32_t l = clauses[c][0];
@@ -449,7 +455,7 @@ struct Compiler {
     }
     // tautologies were emptied: mark them satisfied so they are never treated as conflicts
     for (size_t c = 0; c < clauses.size(); ++c)
-      if (clauses[c].empty()) nsat[c] = 1;
+      if (is_taut[c]) nsat[c] = 1;
     if (!propagate()) { undo(0); return 0; }
     std::vector<int32_t> ch;
     for (int32_t l : trail) ch.push_back(lit_of(l));
