@@ -341,6 +341,8 @@ class _Grounder:
                 body = items[0]
                 for _ in gen(env):
                     lits.append(body(env))
+            if k > len(lits):  # more than there are: no counter needed (and k may be huge)
+                return FALSE if kind != "atmost" else TRUE
             s = b.counts(lits, k + 1)
             self.spend(len(lits) * (k + 1))
             if kind == "atleast":
