@@ -7,8 +7,9 @@ statements of a file; :class:`Program` is a checked file with its parameters res
 
 >>> from constraintc.language import parse_rules
 >>> prog = parse_rules('query p(X: node)\\nrule r: forall X: p(X)')
->>> prog.rules["r"].formula
-Quantified(kind='forall', binders=(Binder(name='X', type=None, ...),), body=Atom(...), ...)
+>>> rule = prog.rules["r"].formula
+>>> rule.kind, rule.binders, rule.body.pred, rule.span.line
+('forall', (Binder(name='X', type='node'),), 'p', 2)
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ True
 1
 >>> num_vars, clauses = tseitin(b, [x, y], [b.or_([x, y])])
 >>> num_vars, clauses
-(2, [(1, 2)])
+(2, [(2, 1)])
 """
 
 from __future__ import annotations
