@@ -134,3 +134,16 @@ def test_model_traces_path_on_a_tiny_gemma(data, tmp_path, capsys):
         1 for r in rows if r["finish_reason"] == "stop" and r["prediction"] is not None
     )
     assert main(["eval", "--data", str(d / "data.jsonl"), "--predictions", str(d / "yes.jsonl"), "--traces", "5"]) == 2
+
+
+def test_rules_option_reports_violations(data, capsys):
+    d, _ = data
+    argv = ["eval", "--data", str(d / "data.jsonl"), "--predictions", str(d / "oracle.jsonl"), "--json",
+            "--rules", "transitivity", "--rules-max-nodes", "4"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["splits"]["transitivity/train"]["rule_violation_rate"] == 0.0
+    # the dsep records have no causes(...) question: skipped, with the reason
+    skipped = report["splits"]["dsep/adversarial"]["rule_violations"]["skipped"]
+    assert any("no query predicate 'dsep'" in why for why in skipped)
+    assert main(argv[:-2] + ["--rules-param", "cond_size"]) == 2

@@ -210,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         rules_max_nodes=args.rules_max_nodes,
         rules_params=_rules_params(args.rules_param),
         source=source,
+        progress=not args.no_progress,
     )
     report["data"] = args.data
     report["source"] = source

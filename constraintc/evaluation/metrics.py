@@ -293,6 +293,7 @@ def compute_report(
     rules_max_nodes: int = 5,
     rules_params: dict[str, int] | None = None,
     source: str = "predictions",
+    progress: bool = False,
 ) -> dict:
     """The evaluation report of ``predictions`` on ``records`` (JSON-serialisable dict).
 
@@ -329,7 +330,9 @@ def compute_report(
     if rules is not None:
         from constraintc.evaluation.violations import rule_violations
 
-        violations = rule_violations(records, pred_map, rules, max_nodes=rules_max_nodes, params=rules_params)
+        violations = rule_violations(
+            records, pred_map, rules, max_nodes=rules_max_nodes, params=rules_params, progress=progress
+        )
     splits = {}
     for key, members in by_split.items():
         m = split_metrics(members, pred_map, thresholds, [answers[r["id"]] for r in members])

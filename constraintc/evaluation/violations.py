@@ -1,22 +1,28 @@
 """Rule violations: do a graph's predicted answers contradict the rules?
 
-For every group (the questions asked about one graph) the rules file is compiled once per graph
-size into a *schema* circuit over nodes ``n0..n{k-1}`` (given predicates left as variables) with
-:func:`constraintc.api.compile_rules`. The graph's nodes are renamed to ``n0..`` in the order of
-the record's ``nodes``, and the circuit is evaluated at
+For every group (the questions asked about one graph) the rules are compiled to a circuit and
+evaluated at
 
 - given atoms (the evidence, e.g. ``edge(n0,n1)``): 1 if the premise states that edge, else 0;
 - query atoms the model answered: 1 for Yes, 0 for No;
 - query atoms nobody asked about: 0.5.
 
-The predicted answers violate the rules exactly when the weighted model count is zero, i.e.
-``log_wmc`` of root 0 is ``-inf``: no assignment of the unasked atoms makes the answers consistent
-with the rules and the graph. Groups larger than ``max_nodes`` nodes are skipped (compiling a
-schema grows quickly with the node count) and reported as skipped.
+The answers violate the rules exactly when the weighted model count is zero, i.e. ``log_wmc`` of
+root 0 is ``-inf``: no value of the unasked atoms makes the answers consistent with the rules
+and the graph.
+
+Circuits: one *schema* circuit per graph size over nodes ``n0..n{k-1}`` (given predicates left as
+variables, the graph's nodes renamed in ``nodes`` order) serves every graph of that size. When the
+schema does not compile within ``schema_seconds`` (d-separation beyond 4 nodes), each graph gets
+its own *instance* circuit (the graph substituted), within ``instance_seconds``. Compilation goes
+through :func:`constraintc.api.compile_rules` (load, ground, compile, cache).
+Groups larger than ``max_nodes`` nodes, and groups that cannot be checked, are reported as skipped
+with the reason.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import defaultdict
 
@@ -58,87 +64,135 @@ def _rename(args: tuple, mapping: dict[str, str]) -> tuple:
     return tuple(frozenset(mapping[v] for v in a) if isinstance(a, frozenset) else mapping[a] for a in args)
 
 
+def compile_circuit(rules: str, nodes, graph=None, params=None, max_seconds: float | None = None):
+    """The rules compiled over ``nodes`` (an int: ``n0..``; or names) and optionally a graph."""
+    try:
+        from constraintc.api import compile_rules
+    except ImportError:
+        # the one-call API is not there: the same three stages, called one by one
+        from constraintc.circuit import Circuit
+        from constraintc.compile import compile_cnf
+        from constraintc.language import load_rules
+        from constraintc.logic import ground
+
+        grounding = ground(load_rules(rules, params), nodes, graph)
+        return Circuit.from_ir(compile_cnf(grounding.cnf, max_seconds=max_seconds).ir)
+
+    kwargs = {}
+    if max_seconds is not None and "max_seconds" in inspect.signature(compile_rules).parameters:
+        kwargs["max_seconds"] = max_seconds
+    return compile_rules(rules, nodes, graph=graph, params=params, **kwargs)
+
+
+class _Unchecked(Exception):
+    """A group that cannot be checked against these rules (the message says why)."""
+
+
+def _probabilities(circuit_atoms, index, members, pred_map, queries, givens, mapping, edges) -> list[float]:
+    probs = [0.5] * len(circuit_atoms)
+    for i, (pred, args) in enumerate(circuit_atoms):
+        if pred in givens:
+            if len(args) != 2:
+                raise _Unchecked(f"given predicate {pred}/{len(args)} is not a binary edge relation")
+            probs[i] = 1.0 if (args[0], args[1]) in edges else 0.0
+        elif pred not in queries:
+            raise _Unchecked(f"atom {pred} is neither a query nor a given of the rules")
+    for r in members:
+        answer = pred_map.get(r["id"], {}).get("prediction")
+        if answer is None:
+            continue  # unanswered: stays 0.5, like an unasked atom
+        name, args = split_atom(r["atom"])
+        if name not in queries:
+            raise _Unchecked(f"the rules have no query predicate {name!r}")
+        key = (name, _rename(args, mapping))
+        if key not in index and name == "dsep" and len(args) == 3:
+            key = (name, (key[1][1], key[1][0], key[1][2]))  # d-separation is symmetric
+        if key not in index:
+            raise _Unchecked("a question has no atom in the compiled rules (a rules parameter too small?)")
+        probs[index[key]] = 1.0 if answer == "Yes" else 0.0
+    return probs
+
+
 def rule_violations(
     records: list[dict],
     pred_map: dict[str, dict],
     rules: str,
     max_nodes: int = 5,
     params: dict[str, int] | None = None,
+    schema_seconds: float = 5.0,
+    instance_seconds: float = 20.0,
+    progress: bool = False,
 ) -> dict:
-    """``{"groups": {group: violated (bool)}, "skipped": {group: reason}}`` for the records' groups.
+    """``{"groups": {group: violated (bool)}, "skipped": {group: reason}, "circuits": {...}}``.
 
-    Needs :func:`constraintc.language.load_rules` and :func:`constraintc.api.compile_rules`.
+    >>> from constraintc.tasks import generate
+    >>> recs = generate("transitivity", "train", 8, seed=0)
+    >>> truth = {r["id"]: {"prediction": r["label"]} for r in recs}
+    >>> any(rule_violations(recs, truth, "transitivity")["groups"].values())
+    False
     """
     import torch
+    from tqdm.auto import tqdm
 
-    from constraintc.api import compile_rules
     from constraintc.language import load_rules
 
     program = load_rules(rules, params)
     queries = set(program.queries)
-    givens = dict(program.givens)
+    givens = set(program.givens)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         groups[r.get("group", r["id"])].append(r)
-    result: dict = {"groups": {}, "skipped": {}}
+    result: dict = {"groups": {}, "skipped": {}, "circuits": {"schema": [], "instance": 0}}
     by_size: dict[int, list[tuple[str, list[dict]]]] = defaultdict(list)
     for gid, members in groups.items():
         n = len(members[0]["nodes"])
         if n > max_nodes:
             result["skipped"][gid] = f"more than {max_nodes} nodes"
-            continue
-        by_size[n].append((gid, members))
-    for n, items in sorted(by_size.items()):
-        try:
-            circuit = compile_rules(rules, n, params=params)
-        except ConstraintcError as err:
-            for gid, _ in items:
-                result["skipped"][gid] = f"rules do not compile for {n} nodes: {str(err).splitlines()[0]}"
-            continue
+        else:
+            by_size[n].append((gid, members))
+    bar = tqdm(total=sum(len(v) for v in by_size.values()), desc="rule check", unit="graph", disable=not progress, leave=False)
+
+    def evaluate(circuit, items, rename: bool) -> None:
         atoms = [split_atom(a) for a in circuit.atoms]
         index = {a: i for i, a in enumerate(atoms)}
-        rows = []
-        row_groups = []
+        rows, row_groups = [], []
         for gid, members in items:
             nodes = members[0]["nodes"]
-            mapping = {name: f"n{i}" for i, name in enumerate(nodes)}
+            mapping = {v: (f"n{i}" if rename else v) for i, v in enumerate(nodes)}
             edges = {(mapping[u], mapping[v]) for u, v in members[0]["edges"]}
-            probs = [0.5] * len(atoms)
-            problem = None
-            for i, (pred, args) in enumerate(atoms):
-                if pred in givens:
-                    if len(args) != 2:
-                        problem = f"given predicate {pred}/{len(args)} is not a binary edge relation"
-                        break
-                    probs[i] = 1.0 if (args[0], args[1]) in edges else 0.0
-                elif pred not in queries:
-                    problem = f"atom {pred} is neither a query nor a given of the rules"
-                    break
-            for r in members if problem is None else ():
-                pred_answer = pred_map.get(r["id"], {}).get("prediction")
-                if pred_answer is None:
-                    continue
-                name, args = split_atom(r["atom"])
-                if name not in queries:
-                    problem = f"the rules have no query predicate {name!r}"
-                    break
-                key = (name, _rename(args, mapping))
-                if key not in index and name == "dsep" and len(args) == 3:
-                    # d-separation is symmetric; the rules may ground only one order
-                    key = (name, (key[1][1], key[1][0], key[1][2]))
-                if key not in index:
-                    problem = "a question has no atom in the compiled rules (a rules parameter too small?)"
-                    break
-                probs[index[key]] = 1.0 if pred_answer == "Yes" else 0.0
-            if problem is not None:
-                result["skipped"][gid] = problem
+            try:
+                rows.append(_probabilities(atoms, index, members, pred_map, queries, givens, mapping, edges))
+                row_groups.append(gid)
+            except _Unchecked as why:
+                result["skipped"][gid] = str(why)
+        if rows:
+            with torch.no_grad():
+                values = circuit.log_wmc(torch.tensor(rows, dtype=torch.float64))[:, 0]
+            for gid, value in zip(row_groups, values.tolist()):
+                result["groups"][gid] = value == -math.inf
+
+    try:
+        for n, items in sorted(by_size.items()):
+            try:
+                circuit = compile_circuit(rules, n, params=params, max_seconds=schema_seconds)
+            except ConstraintcError:
+                circuit = None
+            if circuit is not None:
+                result["circuits"]["schema"].append(n)
+                evaluate(circuit, items, rename=True)
+                bar.update(len(items))
                 continue
-            rows.append(probs)
-            row_groups.append(gid)
-        if not rows:
-            continue
-        with torch.no_grad():
-            values = circuit.log_wmc(torch.tensor(rows, dtype=torch.float64))[:, 0]
-        for gid, value in zip(row_groups, values.tolist()):
-            result["groups"][gid] = value == -math.inf
+            for gid, members in items:
+                graph = [tuple(e) for e in members[0]["edges"]]
+                try:
+                    circuit = compile_circuit(rules, list(members[0]["nodes"]), graph=graph, params=params,
+                                              max_seconds=instance_seconds)
+                except ConstraintcError as err:
+                    result["skipped"][gid] = f"rules do not compile for this graph: {str(err).splitlines()[0]}"
+                else:
+                    result["circuits"]["instance"] += 1
+                    evaluate(circuit, [(gid, members)], rename=False)
+                bar.update(1)
+    finally:
+        bar.close()
     return result
