@@ -92,10 +92,9 @@ def test_dsep_schema_clamped_equals_networkx(seed):
     rng = random.Random(seed + 1)
     for _ in range(15):
         graph = random_dag(nodes, rng)
-        clamp = []
-        for i, atom in enumerate(schema.atom_info):
-            if atom.kind == "given":
-                clamp.append((i + 1) if graph.has_edge(*atom.args) else -(i + 1))
+        values = schema.evidence(list(graph.edges))
+        assert set(values) == set(schema.given_atoms)
+        clamp = [(schema.index(name) + 1) * (1 if value else -1) for name, value in values.items()]
         model = unique_model(schema.cnf, clamp)
         check_dsep(schema, graph, model)
 

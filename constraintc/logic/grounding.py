@@ -92,6 +92,32 @@ class Grounding:
         except KeyError:
             raise KeyError(f"no atom {name!r} in this grounding") from None
 
+    def evidence(self, graph: list[tuple[str, str]]) -> dict[str, bool]:
+        """The value of every given atom of this schema for one graph (to clamp them to 0/1).
+
+        >>> from constraintc.language import load_rules
+        >>> g = ground(load_rules("transitivity"), ["a", "b"])
+        >>> g.evidence([("a", "b")])
+        {'edge(a,b)': True, 'edge(b,a)': False}
+        """
+        pred = graph_predicate(self.program)
+        edges = set()
+        for edge in graph:
+            if len(edge) != 2 or not all(str(x) in self.nodes for x in edge):
+                raise OptionError("graph", edge, f"edges between the nodes ({', '.join(self.nodes)})")
+            edges.add((str(edge[0]), str(edge[1])))
+        out = {}
+        for atom in self.atom_info:
+            if atom.kind == "given":
+                if atom.pred != pred.name:
+                    raise ConstraintcError(f"error: given {atom.pred} is not filled by a graph")
+                out[str(atom)] = tuple(atom.args) in edges
+        missing = {e for e in edges if atom_name(pred.name, e) not in out}
+        if missing:
+            shown = atom_name(pred.name, sorted(missing)[0])
+            raise OptionError("graph", shown, f"atoms of given {pred.name} (its 'where' excludes this one)")
+        return out
+
     @cached_property
     def _sympy_memo(self):
         return {}, {}
