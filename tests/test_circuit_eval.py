@@ -22,7 +22,7 @@ from constraintc.compile import from_pysdd
 from constraintc.compile.ir import IRBuilder
 from constraintc.logic.cnf import CNF
 
-BACKENDS = ["torch"]
+BACKENDS = ["torch", "cpu"]
 
 
 # -- oracles ---------------------------------------------------------------------------------

@@ -1,2 +1,183 @@
-def available():
-    return False
+"""Loader of the fused CPU kernel (``kernels/circuit_cpu.cpp``): built just in time, cached per user.
+
+The kernel is a plain C ABI shared library built with the system C++ compiler
+(``$CXX`` or ``g++``/``c++``/``clang++``) and OpenMP when available, and called through ctypes on
+tensor data pointers: no torch headers, no ninja, and torch never becomes a build requirement.
+The library is cached under ``$CONSTRAINTC_CACHE/kernels`` (default ``~/.cache/constraintc``),
+keyed by a hash of the source, the compiler and the CPU's feature flags (it is built with
+``-march=native``). Without a compiler, :func:`available` is False and ``backend="auto"`` uses
+the torch reference.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from constraintc.circuit.layers import LayerPlan
+
+_LOCK = threading.Lock()
+_LIB: ctypes.CDLL | None = None
+_ERROR: str | None = None
+
+
+def _source() -> Path:
+    from constraintc.resources import kernels_dir
+
+    return kernels_dir() / "circuit_cpu.cpp"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _cache_dir() -> Path:
+    from constraintc.circuit.artifact import cache_dir
+
+    return cache_dir() / "kernels"
+
+
+def _build(cxx: str) -> Path:
+    src = _source()
+    text = src.read_bytes()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256(text + version.encode() + _cpu_flags().encode() + platform.machine().encode())
+    out = _cache_dir() / f"circuit_cpu-{key.hexdigest()[:16]}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    base = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math"]
+    attempts = [
+        base + ["-march=native", "-fopenmp"],
+        base + ["-fopenmp"],
+        base + ["-march=native"],
+        base,
+    ]
+    errors = []
+    for flags in attempts:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so")
+        os.close(fd)
+        proc = subprocess.run(flags + ["-o", tmp, str(src)], capture_output=True, text=True)
+        if proc.returncode == 0:
+            os.replace(tmp, out)  # atomic: concurrent builders never see a partial library
+            return out
+        os.unlink(tmp)
+        errors.append(f"{' '.join(flags)}: {proc.stderr.strip()[:500]}")
+    raise RuntimeError("could not build the CPU kernel:\n" + "\n".join(errors))
+
+
+def load() -> ctypes.CDLL | None:
+    """The kernel library, built on first use; None when it cannot be built."""
+    global _LIB, _ERROR
+    with _LOCK:
+        if _LIB is not None or _ERROR is not None:
+            return _LIB
+        if os.environ.get("CONSTRAINTC_NO_CPU_KERNEL"):
+            _ERROR = "disabled by CONSTRAINTC_NO_CPU_KERNEL"
+            return None
+        cxx = _compiler()
+        if cxx is None:
+            _ERROR = "no C++ compiler found (set CXX)"
+            return None
+        try:
+            lib = ctypes.CDLL(str(_build(cxx)))
+        except (OSError, RuntimeError) as exc:
+            _ERROR = str(exc)
+            return None
+        p = ctypes.c_void_p
+        i64 = ctypes.c_int64
+        plan_args = [i64, p, p, p, p, p, p, i64, i64, p, p, p, p, p]
+        for name in ("circuit_forward_f32", "circuit_forward_f64"):
+            getattr(lib, name).argtypes = plan_args + [p, i64, i64, i64, ctypes.c_int]
+            getattr(lib, name).restype = None
+        for name in ("circuit_backward_f32", "circuit_backward_f64"):
+            getattr(lib, name).argtypes = plan_args + [p, p, i64, i64, i64, ctypes.c_int]
+            getattr(lib, name).restype = None
+        _LIB = lib
+        return _LIB
+
+
+def available() -> bool:
+    """True when the kernel is built (or can be built) and loads."""
+    return load() is not None
+
+
+def unavailable_reason() -> str | None:
+    load()
+    return _ERROR
+
+
+class CpuCircuit:
+    """One layer plan bound to the kernel; ``forward(V)`` / ``backward(V, R)`` in place on
+    ``[tiles, rows, width]`` buffers (see ``Evaluator.alloc``)."""
+
+    def __init__(self, plan: LayerPlan):
+        lib = load()
+        if lib is None:
+            raise RuntimeError(f"the CPU kernel is unavailable: {_ERROR}")
+        self.lib = lib
+        self.plan = plan
+        blocks = np.asarray(plan.backward_blocks(), dtype=np.int64).reshape(-1, 2)
+        # keep every array alive as long as this object: the kernel reads them by address
+        self._arrays = [
+            np.ascontiguousarray(a)
+            for a in (plan.layer_start, plan.layer_mid, plan.layer_end, plan.node_ptr,
+                      plan.child_rows, plan.is_or, blocks, plan.rev_ptr, plan.rev_edge,
+                      plan.rev_parent, plan.edge_node)
+        ]
+        (ls, lm, le, nptr, crow, isor, blk, rptr, redge, rpar, enode) = self._arrays
+        ptr = lambda a: a.ctypes.data  # noqa: E731
+        self._plan_args = (
+            plan.num_layers, ptr(ls), ptr(lm), ptr(le), ptr(nptr), ptr(crow), ptr(isor),
+            plan.base, blk.shape[0], ptr(blk), ptr(rptr), ptr(redge), ptr(rpar), ptr(enode),
+        )
+
+    def _check(self, t: torch.Tensor) -> str:
+        if t.device.type != "cpu" or not t.is_contiguous() or t.dim() != 3:
+            raise ValueError("the CPU kernel needs contiguous CPU tensors [tiles, rows, width]")
+        if t.shape[1] != self.plan.num_rows or not 1 <= t.shape[2] <= 64:
+            raise ValueError(f"bad work buffer shape {tuple(t.shape)}")
+        if t.dtype == torch.float32:
+            return "f32"
+        if t.dtype == torch.float64:
+            return "f64"
+        raise TypeError(f"the CPU kernel evaluates float32 or float64, not {t.dtype}")
+
+    def forward(self, V: torch.Tensor) -> None:
+        suffix = self._check(V)
+        fn = getattr(self.lib, f"circuit_forward_{suffix}")
+        tiles, rows, width = V.shape
+        fn(*self._plan_args, V.data_ptr(), tiles, rows, width, torch.get_num_threads())
+
+    def backward(self, V: torch.Tensor, R: torch.Tensor) -> None:
+        suffix = self._check(V)
+        self._check(R)
+        if R.shape != V.shape:
+            raise ValueError("V and R differ in shape")
+        R[:, :2, :] = float("-inf")
+        fn = getattr(self.lib, f"circuit_backward_{suffix}")
+        tiles, rows, width = V.shape
+        fn(*self._plan_args, V.data_ptr(), R.data_ptr(), tiles, rows, width, torch.get_num_threads())

@@ -139,33 +139,78 @@ class Evaluator:
         else:
             self.triton_kernel(V.device).backward(V, R)
 
+    # -- buffer layouts ----------------------------------------------------------------------
+    # torch/triton: [rows, batch]. cpu: [tiles, rows, W], W batch columns per tile (see
+    # kernels/circuit_cpu.cpp); the batch is padded to tiles * W with finite dummy columns.
+    def alloc(self, backend: str, batch: int, dtype, device) -> torch.Tensor:
+        rows = self.plan.num_rows
+        if backend == "cpu":
+            width = cpu_tile_width(batch)
+            return self.pool.take((-(-batch // width), rows, width), dtype, device)
+        return self.pool.take((rows, batch), dtype, device)
+
+    @staticmethod
+    def get_rows(buf: torch.Tensor, r0: int, r1: int, batch: int) -> torch.Tensor:
+        """Rows ``r0:r1`` as ``[batch, r1 - r0]`` (a copy for the tiled layout)."""
+        if buf.dim() == 2:
+            return buf[r0:r1].t()
+        tiles, _, width = buf.shape
+        return buf[:, r0:r1, :].permute(0, 2, 1).reshape(tiles * width, r1 - r0)[:batch]
+
+    @staticmethod
+    def set_rows(buf: torch.Tensor, r0: int, r1: int, values, pad: float = 0.0) -> None:
+        """Write ``values [batch, r1 - r0]`` (or a scalar) into rows ``r0:r1``."""
+        if buf.dim() == 2:
+            buf[r0:r1] = values if not isinstance(values, torch.Tensor) else values.t()
+            return
+        if not isinstance(values, torch.Tensor):
+            buf[:, r0:r1, :] = values
+            return
+        tiles, _, width = buf.shape
+        batch = values.shape[0]
+        if tiles * width != batch:
+            filler = values.new_full((tiles * width - batch, r1 - r0), pad)
+            values = torch.cat([values, filler])
+        buf[:, r0:r1, :] = values.reshape(tiles, width, r1 - r0).permute(0, 2, 1)
+
     # -- the pieces the autograd function uses ------------------------------------------------
     def run_forward(self, log_p: torch.Tensor, log_not_p: torch.Tensor, backend: str) -> torch.Tensor:
-        """Values of every row for inputs ``[batch, atoms]``; returns the ``[rows, batch]`` buffer."""
+        """Values of every row for inputs ``[batch, atoms]``; returns the work buffer."""
         plan = self.plan
-        batch = log_p.shape[0]
-        V = self.pool.take((plan.num_rows, batch), log_p.dtype, log_p.device)
-        V[0] = float("-inf")
-        V[1] = 0.0
         A = plan.num_atoms
-        V[2 : 2 + A] = log_p.t()
-        V[2 + A : plan.base] = log_not_p.t()
+        V = self.alloc(backend, log_p.shape[0], log_p.dtype, log_p.device)
+        self.set_rows(V, 0, 1, float("-inf"))
+        self.set_rows(V, 1, 2, 0.0)
+        self.set_rows(V, 2, 2 + A, log_p)
+        self.set_rows(V, 2 + A, plan.base, log_not_p)
         self.forward(V, backend)
         return V
 
-    def run_backward(self, V: torch.Tensor, seed: torch.Tensor, backend: str) -> torch.Tensor:
-        """Adjoint rows ``R`` for root seeds ``seed [roots, batch]`` given as log multipliers of
-        ``log W_root``'s gradient; returns ``R [rows, batch]``, ``R = log(g * dW/dW_row / W)``."""
+    def roots(self, V: torch.Tensor, batch: int) -> torch.Tensor:
+        """``[batch, roots]`` root values of a forward buffer (a fresh tensor)."""
+        plan = self.plan
+        out = self.get_rows(V, plan.num_rows - plan.num_roots, plan.num_rows, batch)
+        return out.clone(memory_format=torch.contiguous_format)
+
+    def run_backward(self, V: torch.Tensor, seed: torch.Tensor, batch: int, backend: str) -> torch.Tensor:
+        """Adjoint rows ``R`` for root seeds ``seed [batch, roots]`` given as logs of the
+        multipliers of ``log W_root``'s gradient: ``R = log(g * dW/dW_row / W)`` in every row."""
         plan = self.plan
         R = self.pool.take(V.shape, V.dtype, V.device)
-        root_vals = V[plan.num_rows - plan.num_roots :]
+        root_vals = self.roots(V, batch)
         # a root whose constraint is false under the evidence has W = 0: its gradient is defined
         # as zero (no +inf seed), so it contributes nothing
-        R[plan.num_rows - plan.num_roots :] = torch.where(
-            torch.isfinite(root_vals), seed - root_vals, torch.full_like(seed, float("-inf"))
-        )
+        seeds = torch.where(torch.isfinite(root_vals), seed - root_vals,
+                            torch.full_like(seed, float("-inf")))
+        self.set_rows(R, plan.num_rows - plan.num_roots, plan.num_rows, seeds, pad=float("-inf"))
         self.backward(V, R, backend)
         return R
+
+
+def cpu_tile_width(batch: int) -> int:
+    """Batch columns per tile of the CPU kernel: the whole batch when small, else 64 (whole
+    cache lines, and a tile's rows stay in cache for circuits of up to ~100k nodes)."""
+    return batch if batch <= 64 else 64
 
 
 class LogWMC(torch.autograd.Function):
@@ -183,11 +228,11 @@ class LogWMC(torch.autograd.Function):
         else:
             log_p, log_not_p = a, b
         V = evaluator.run_forward(log_p, log_not_p, backend)
-        plan = evaluator.plan
-        out = V[plan.num_rows - plan.num_roots :].t().clone(memory_format=torch.contiguous_format)
+        batch = a.shape[0]
+        out = evaluator.roots(V, batch)
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             ctx.lease = _Lease(V, evaluator.pool)
-            ctx.evaluator, ctx.backend, ctx.mode = evaluator, backend, mode
+            ctx.evaluator, ctx.backend, ctx.mode, ctx.batch = evaluator, backend, mode, batch
             ctx.log_p, ctx.log_not_p = (None, None) if mode == "probs" else (log_p, log_not_p)
         else:
             evaluator.pool.give(V)
@@ -199,20 +244,21 @@ class LogWMC(torch.autograd.Function):
         ev, V, mode = ctx.evaluator, ctx.lease.buf, ctx.mode
         grads = [None, None]
         # the top-down pass is linear in its seed but runs in log space: split the seed by sign
-        g = grad_out.t().to(V.dtype)
+        g = grad_out.to(V.dtype)
         plan = ev.plan
-        live = torch.isfinite(V[plan.num_rows - plan.num_roots :])  # roots with W > 0
+        batch = ctx.batch
+        live = torch.isfinite(ev.roots(V, batch))  # roots with W > 0
         for sign, part in ((1.0, g.clamp(min=0)), (-1.0, (-g).clamp(min=0))):
             if not bool((part > 0).any()):
                 continue
-            R = ev.run_backward(V, torch.log(part), ctx.backend)
-            total = (part * live).sum(0)[:, None]  # sum of the live seeds per batch row
-            ga, gb = _leaf_grads(plan, R, mode, ctx.log_p, ctx.log_not_p, total)
+            R = ev.run_backward(V, torch.log(part), batch, ctx.backend)
+            total = (part * live).sum(1)[:, None]  # sum of the live seeds per batch row
+            ga, gb = _leaf_grads(ev, R, batch, mode, ctx.log_p, ctx.log_not_p, total)
             grads[0] = sign * ga if grads[0] is None else grads[0] + sign * ga
             if gb is not None:
                 grads[1] = sign * gb if grads[1] is None else grads[1] + sign * gb
             ev.pool.give(R)
-        batch, atoms = V.shape[1], ev.plan.num_atoms
+        atoms = ev.plan.num_atoms
         if grads[0] is None:
             grads[0] = torch.zeros((batch, atoms), dtype=V.dtype, device=V.device)
             if mode == "log":
@@ -222,9 +268,9 @@ class LogWMC(torch.autograd.Function):
         return grads[0], grads[1], None, None, None
 
 
-def _leaf_grads(plan: LayerPlan, R, mode, log_p, log_not_p, total):
-    A = plan.num_atoms
-    r_pos, r_neg = R[2 : 2 + A].t(), R[2 + A : plan.base].t()
+def _leaf_grads(ev: Evaluator, R, batch, mode, log_p, log_not_p, total):
+    A = ev.plan.num_atoms
+    r_pos, r_neg = ev.get_rows(R, 2, 2 + A, batch), ev.get_rows(R, 2 + A, ev.plan.base, batch)
     if mode == "probs":
         # dlogW/dp = (A - B) / W: the derivative of a multilinear W, finite at p in {0, 1}
         return torch.exp(r_pos) - torch.exp(r_neg), None
@@ -237,8 +283,9 @@ def _leaf_grads(plan: LayerPlan, R, mode, log_p, log_not_p, total):
     return m_pos + torch.exp(log_p) * rest, m_neg + torch.exp(log_not_p) * rest
 
 
-def smoothed_marginals(plan: LayerPlan, R, log_p, log_not_p, live):
+def smoothed_marginals(ev: Evaluator, R, log_p, log_not_p, live):
     """``P(atom | root)`` from one top-down pass seeded with 0 at the root (see ``_leaf_grads``);
     rows where the root is false (``live`` False) get zeros."""
-    grad, _ = _leaf_grads(plan, R, "log", log_p, log_not_p, live[:, None].to(log_p.dtype))
+    batch = log_p.shape[0]
+    grad, _ = _leaf_grads(ev, R, batch, "log", log_p, log_not_p, live[:, None].to(log_p.dtype))
     return grad

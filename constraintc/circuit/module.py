@@ -168,11 +168,12 @@ class Circuit(torch.nn.Module):
         ev = self.evaluator
         log_p, log_not_p = torch.log(probs), torch.log1p(-probs)
         V = ev.run_forward(log_p, log_not_p, backend)
-        seed = torch.full((self.num_roots, probs.shape[0]), float("-inf"), dtype=V.dtype, device=V.device)
-        seed[k] = 0.0
-        R = ev.run_backward(V, seed, backend)
-        live = torch.isfinite(V[self.plan.num_rows - self.num_roots + k])
-        out = smoothed_marginals(self.plan, R, log_p, log_not_p, live)
+        batch = probs.shape[0]
+        seed = torch.full((batch, self.num_roots), float("-inf"), dtype=V.dtype, device=V.device)
+        seed[:, k] = 0.0
+        R = ev.run_backward(V, seed, batch, backend)
+        live = torch.isfinite(ev.roots(V, batch)[:, k])
+        out = smoothed_marginals(ev, R, log_p, log_not_p, live)
         ev.pool.give(R)
         ev.pool.give(V)
         return out
