@@ -3,10 +3,10 @@
 Predictions are JSONL with "id" and "prediction" ("Yes"/"No"), optionally "p_yes" (then the
 prediction may be omitted: Yes iff p_yes >= 0.5) and "trace" or "output" (reasoning, checked
 step by step against the premise graph). With --model, the model is run instead: P(Yes) against
-P(No) at the answer position, batched, with a progress bar (with --traces N the model first
-writes up to N tokens of reasoning, greedily, and its final Yes/No is scored with the trace
-checks); scores are checkpointed to
-OUT/predictions.jsonl every chunk, and a rerun with the same --out resumes.
+P(No) at the answer position, batched, with a progress bar; with --traces N the model first
+writes up to N tokens of reasoning (greedy) and its final Yes/No is scored, with the trace checks.
+Model outputs are checkpointed to OUT/predictions.jsonl every chunk; a rerun with the same --out
+resumes.
 
 The report (per task/split and overall): accuracy, balanced accuracy, MCC, F1 per class,
 yes-rate, prediction entropy, a collapse flag (one answer >= 90% of predictions, or balanced
@@ -24,7 +24,7 @@ examples:
   constraintc eval --data test.jsonl --predictions p.jsonl --rules transitivity --fail-on-collapse
 
 outputs with --out DIR: report.json, report.md, balanced_accuracy.png, yes_rate.png
-(and predictions.jsonl with --model). Without --out the Markdown report goes to stdout.
+(and predictions.jsonl with --model). The Markdown report also goes to stdout (--json: the JSON).
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
 
     _check_args(args)
     _rules_params(args.rules_param)
-    records = read_jsonl(args.data, "--data")
+    records = read_jsonl(args.data, "--data", with_lines=True)
     if not records:
         raise OptionError("--data", args.data, "a JSONL file with at least one record")
     _validate_records(records, args.data)
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         predictions = score_model(records, args, out_dir)
         source = args.model
     else:
-        predictions = read_jsonl(args.predictions, "--predictions")
+        predictions = read_jsonl(args.predictions, "--predictions", with_lines=True)
         source = args.predictions
     thresholds = Thresholds(dominance=args.collapse_threshold)
     report = compute_report(

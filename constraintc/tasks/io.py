@@ -13,18 +13,19 @@ class DataError(ConstraintcError):
     """A malformed data or predictions file; the message names FILE:LINE."""
 
 
-def read_jsonl(path: str | Path, option: str = "--data") -> list[dict]:
-    """Every JSON object of a JSONL file (blank lines skipped).
+def read_jsonl(path: str | Path, option: str = "--data", with_lines: bool = False) -> list[dict]:
+    """Every JSON object of a JSONL file (blank lines skipped); ``with_lines`` adds each object's
+    line number as ``"_line"`` (for error messages; :func:`write_jsonl` drops it again).
 
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "x.jsonl"); _ = write_jsonl([{"a": 1}], p)
     >>> read_jsonl(p)
     [{'a': 1}]
     """
-    return list(iter_jsonl(path, option))
+    return list(iter_jsonl(path, option, with_lines))
 
 
-def iter_jsonl(path: str | Path, option: str = "--data") -> Iterator[dict]:
+def iter_jsonl(path: str | Path, option: str = "--data", with_lines: bool = False) -> Iterator[dict]:
     path = Path(path)
     if not path.is_file():
         raise OptionError(option, str(path), "an existing JSONL file")
@@ -38,7 +39,8 @@ def iter_jsonl(path: str | Path, option: str = "--data") -> Iterator[dict]:
                 raise DataError(f"{path}:{number}:{err.colno}: error: invalid JSON: {err.msg}") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{number}:1: error: expected a JSON object, got {type(obj).__name__}")
-            obj.setdefault("_line", number)
+            if with_lines:
+                obj.setdefault("_line", number)
             yield obj
 
 
