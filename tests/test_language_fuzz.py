@@ -86,7 +86,7 @@ ATOMS = {"p": ("node",), "q": ("node", "node"), "d": ("node", "node"), "s": ("no
 def formula(draw, depth: int, scope: dict, counter: list):
     """A mostly well-formed formula over ``scope`` (name -> type); now and then a mistake."""
     nodes = [v for v, t in scope.items() if t == "node"] or ["X"]
-    sets = [v for v, t in scope.items() if t == "sets"] or ["S"]
+    sets = ([v for v, t in scope.items() if t == "sets"] or ["S"]) + ["{}"]
     kind = draw(st.sampled_from(["atom", "atom", "compare", "const", "op", "not", "quant",
                                  "count", "list", "mistake"] if depth else ["atom", "compare"]))
     if kind == "atom":

@@ -51,7 +51,14 @@ class SetAdd:
     span: Span = field(default=NOSPAN, compare=False, repr=False)
 
 
-Term = Union[Var, SetAdd]
+@dataclass(frozen=True)
+class EmptySet:
+    """``{}``: the empty set (of whichever set domain the context needs)."""
+
+    span: Span = field(default=NOSPAN, compare=False, repr=False)
+
+
+Term = Union[Var, SetAdd, EmptySet]
 
 
 # ---------------------------------------------------------------- formulas

@@ -235,6 +235,10 @@ class Checker:
             if expected is not None and slot.type is not None and slot.type != expected:
                 self.error(term.span, f"{where}, but {term.name} is a {slot.type}")
             return slot.type
+        if isinstance(term, ast.EmptySet):
+            if not infer and expected is not None and expected not in self.domains:
+                self.error(term.span, f"{where}, but {{}} is a set")
+            return None  # fits whichever set domain the other side has
         # SetAdd: Z + X where X is a node and the result has Z's type
         self.term_type(term.elem, scope, infer, NODE, "'+' adds a node to a set")
         set_type = self.term_type(term.set, scope, infer, expected, where)
@@ -325,6 +329,8 @@ def _annotate(f, slots: dict[int, _Slot]):
 
 
 def _term_text(t) -> str:
+    if isinstance(t, ast.EmptySet):
+        return "{}"
     return t.name if isinstance(t, ast.Var) else f"{_term_text(t.set)} + {t.elem.name}"
 
 

@@ -168,6 +168,9 @@ class _ToAst(Transformer):
     def var(self, meta, tok):
         return ast.Var(str(tok), _span_of_token(tok))
 
+    def empty_set(self, meta):
+        return ast.EmptySet(_span_of_meta(meta))
+
     def set_add(self, meta, set_term, var):
         return ast.SetAdd(set_term, ast.Var(str(var), _span_of_token(var)), _span_of_meta(meta))
 

@@ -223,6 +223,9 @@ class _Grounder:
         if isinstance(term, ast.Var):
             i, type_ = scope[term.name]
             return (lambda env: env[i]), type_
+        if isinstance(term, ast.EmptySet):
+            # an atom whose set argument is outside its domain is missing from the atom tables
+            return (lambda env: 0), None
         set_fn, type_ = self.comp_term(term.set, scope)
         j, _ = scope[term.elem.name]
         bound = self.domain_bound.get(type_, self.n)
