@@ -1,0 +1,121 @@
+"""Compile a .rules file (grounded over nodes or a graph) or a DIMACS .cnf file into a circuit
+artifact: one safetensors file holding the circuit, its atoms in order and its metadata, loadable
+with `from constraintc import Circuit; Circuit.load(PATH)`.
+
+Results are cached by content hash in $CONSTRAINTC_CACHE (default ~/.cache/constraintc):
+compiling the same input twice is instant; --no-cache recompiles. Without -o the artifact stays
+in the cache and its path is printed.
+
+examples:
+  constraintc compile rules/dsep.rules --nodes 4 -o dsep4.cc
+  constraintc compile transitivity --nodes a,b,c,d --graph "a->b, b->c" --json
+  constraintc compile dsep --nodes 5 --param cond_size=1 --max-seconds 60
+  constraintc compile problem.cnf --json --backend pysdd
+
+--json prints one JSON object: variables, atoms, clauses, nodes, edges, model_count (exact),
+compile_seconds (of the compile that produced the artifact, also on a cache hit), backend,
+cached, artifact, source_hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from constraintc.errors import OptionError
+
+COMPILER_BACKENDS = ("auto", "builtin", "pysdd")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="INPUT",
+                        help="a .cnf (DIMACS) file, a .rules file, or a library name (dsep, transitivity)")
+    parser.add_argument("-o", "--output", metavar="PATH",
+                        help="write the artifact here (default: keep it in the cache, print its path)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    parser.add_argument("--nodes", metavar="N|a,b,c",
+                        help="rules only: number of nodes (n0..n{N-1}) or comma-separated names; "
+                             "default: the nodes of --graph")
+    parser.add_argument("--graph", metavar="EDGES|FILE",
+                        help="rules only: edges 'a->b, b->c' or a file of edges; substitutes the given "
+                             "predicate (an instance circuit) instead of keeping it as atoms (a schema)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="rules only: override a 'param' of the rules file (repeatable)")
+    parser.add_argument("--backend", default="auto", choices=COMPILER_BACKENDS,
+                        help="knowledge compiler (default: auto, the built-in one when it builds)")
+    parser.add_argument("--max-seconds", type=float, metavar="S",
+                        help="stop with an error when compiling takes longer (default: no limit)")
+    parser.add_argument("--max-edges", type=int, metavar="E",
+                        help="stop with an error when the circuit grows past E edges (default: no limit)")
+    parser.add_argument("--no-cache", action="store_true", help="recompile even when the cache has it")
+
+
+def _check(args) -> None:
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise OptionError("--max-seconds", args.max_seconds, "a positive number of seconds")
+    if args.max_edges is not None and args.max_edges <= 0:
+        raise OptionError("--max-edges", args.max_edges, "a positive number of edges")
+    path = Path(args.input)
+    if path.suffix.lower() in (".cnf", ".dimacs"):
+        if not path.is_file():
+            raise OptionError("INPUT", args.input, "an existing .cnf file")
+        for opt, val in (("--nodes", args.nodes), ("--graph", args.graph)):
+            if val is not None:
+                raise OptionError(opt, val, "nothing: a .cnf input is not grounded (drop this option)")
+        if args.param:
+            raise OptionError("--param", args.param[0], "nothing: a .cnf input has no params")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    from constraintc.api import compile_file
+
+    nodes = graph = params = None
+    if Path(args.input).suffix.lower() not in (".cnf", ".dimacs"):
+        from constraintc.language.cli_check import parse_param_options
+        from constraintc.logic.cli_ground import parse_graph, parse_nodes
+
+        params = parse_param_options(args.param) or None
+        graph = parse_graph(args.graph) if args.graph is not None else None
+        nodes = parse_nodes(args.nodes) if args.nodes is not None else None
+    progress = not args.json and sys.stderr.isatty()
+    circuit = compile_file(args.input, nodes=nodes, graph=graph, params=params, backend=args.backend,
+                           cache=not args.no_cache, max_seconds=args.max_seconds,
+                           max_edges=args.max_edges, progress=progress)
+    artifact = circuit.meta.get("cache", {}).get("path")
+    if args.output:
+        try:
+            artifact = str(circuit.save(args.output))
+        except OSError as exc:
+            raise OptionError("-o", args.output, f"a writable path ({exc.strerror})") from None
+    if artifact is None:  # --no-cache and no -o: nothing on disk, say so
+        artifact = None
+    stats = circuit.meta.get("stats", {})
+    summary = {
+        "input": args.input,
+        "variables": stats.get("variables", circuit.ir.num_vars),
+        "atoms": circuit.num_atoms,
+        "clauses": stats.get("clauses"),
+        "nodes": circuit.ir.num_nodes,
+        "edges": circuit.ir.num_edges,
+        "model_count": circuit.model_count(),
+        "compile_seconds": stats.get("compile_seconds"),
+        "ground_seconds": circuit.meta.get("ground_seconds"),
+        "backend": stats.get("backend"),
+        "cached": bool(circuit.meta.get("cache", {}).get("hit", False)),
+        "artifact": artifact,
+        "source_hash": circuit.meta.get("source_hash"),
+        "roots": circuit.root_names,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        where = f" -> {artifact}" if artifact else " (not written: --no-cache without -o)"
+        hit = " (cached)" if summary["cached"] else ""
+        print(f"{args.input}: {summary['atoms']} atoms, {summary['variables']} variables, "
+              f"{summary['clauses']} clauses -> {summary['nodes']} nodes, {summary['edges']} edges, "
+              f"{summary['model_count']} models, compiled in {summary['compile_seconds']:.2f} s "
+              f"({summary['backend']}){hit}{where}")
+    return 0
