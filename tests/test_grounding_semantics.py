@@ -225,6 +225,33 @@ def test_recursion_instance_on_cyclic_graphs_agrees_with_oracle():
         check_against_oracle(program, names, graph=graph, samples=200, seed=rng.random())
 
 
+@pytest.mark.parametrize("hops", [0, 1, 2, 3, 5])
+def test_unroll_bounds_path_length(hops):
+    """`unroll hops` derives exactly the pairs joined by a path of at most `hops` edges."""
+    import networkx as nx
+
+    text = """param hops = 1
+        given e(X: node, Y: node) where X != Y
+        query r(X: node, Y: node) where X != Y
+        define near(X: node, Y: node) unroll hops := e(X, Y) | exists W: e(X, W) & near(W, Y)
+        rule reach: forall X, Y: X != Y -> (r(X, Y) <-> near(X, Y))
+    """
+    program = parse_rules(text, params={"hops": hops})
+    names = ["a", "b", "c", "d", "e"]
+    rng = random.Random(hops)
+    edges = [(u, v) for u in names for v in names if u != v and rng.random() < 0.25]
+    graph = nx.DiGraph(edges)
+    graph.add_nodes_from(names)
+    g = ground(program, names, graph=edges)
+    with Minisat22(bootstrap_with=g.cnf.clauses) as solver:
+        assert solver.solve()
+        model = set(solver.get_model())
+    lengths = dict(nx.all_pairs_shortest_path_length(graph))
+    for i, atom in enumerate(g.atom_info):
+        x, y = atom.args
+        assert ((i + 1) in model) == (0 < lengths[x].get(y, 99) <= hops), str(atom)
+
+
 def test_semigraphoid_models_are_closed_under_the_axioms():
     """n=3: the models are exactly the sets of statements closed under symmetry and exchange,
     checked against an enumeration that knows nothing of the rules file."""

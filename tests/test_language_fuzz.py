@@ -18,7 +18,7 @@ LIBRARY = [p.read_text() for p in library_rules()]
 
 TOKENS = [
     "param", "domain", "given", "query", "define", "rule", "subsets", "of", "node", "up", "to",
-    "where", "question", "yes", "no", "forall", "exists", "exactly", "atmost", "atleast", "in",
+    "where", "unroll", "question", "yes", "no", "forall", "exists", "exactly", "atmost", "atleast", "in",
     "not", "true", "false", "(", ")", "{", "}", ",", ":", ":=", "=", "!=", "&", "|", "~", "->",
     "<->", "+", "X", "Y", "Z", "W", "p", "q", "edge", "nodeset", "k", "0", "1", "2", "99999999999",
     '"Does {X} cause {Y}?"', '"{Q}"', "\n", " ", "#", "# comment\n", "\t", "@", "'", '"', "=>",

@@ -188,6 +188,7 @@ class PredDecl:
     where: Formula | None = None
     body: Formula | None = None
     span: Span = field(default=NOSPAN, compare=False, repr=False)
+    unroll: int | str | None = None  # recursion depth (number or parameter); None: the node count
 
     @property
     def arity(self) -> int:

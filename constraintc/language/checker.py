@@ -124,6 +124,8 @@ class Checker:
                 scope[arg.name] = _Slot(arg.name, arg.span, arg.type if arg.type in self.types else None,
                                         declared=True)
             where, body = pred.where, pred.body
+            if pred.unroll is not None:
+                self.resolve_count(pred.unroll, pred.span)
             if where is not None and self.where_is_plain(where):
                 where = self.check_formula(where, scope)
             if body is not None:

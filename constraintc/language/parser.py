@@ -25,7 +25,7 @@ from constraintc.resources import grammar_path
 
 STATEMENT_KEYWORDS = ("param", "domain", "given", "query", "define", "rule")
 RESERVED = STATEMENT_KEYWORDS + (
-    "subsets", "of", "up", "to", "where", "question", "yes", "no", "forall", "exists",
+    "unroll", "subsets", "of", "up", "to", "where", "question", "yes", "no", "forall", "exists",
     "exactly", "atmost", "atleast", "in", "not", "true", "false",
 )
 
@@ -90,8 +90,13 @@ class _ToAst(Transformer):
                              yes=opts.get("yes", "Yes"), no=opts.get("no", "No"))
         return decl
 
-    def define_decl(self, meta, name, args, where, body):
-        return ast.PredDecl(str(name), "derived", tuple(args or ()), where, body, _name_span(meta, name))
+    def define_decl(self, meta, name, args, where, unroll, body):
+        decl = ast.PredDecl(str(name), "derived", tuple(args or ()), where, body, _name_span(meta, name),
+                            unroll=None if unroll is None else unroll[0])
+        return decl
+
+    def unroll_clause(self, meta, count):
+        return count
 
     def rule_decl(self, meta, name, formula):
         return ast.RuleDecl(str(name), formula, _name_span(meta, name))
@@ -255,6 +260,10 @@ SYNTAX_EXAMPLES: dict[str, list[str]] = {
     ],
     "a counting formula needs a number or a parameter before its variables: 'atmost 2 X: ...'": [
         "rule r: atmost X: p(X)", "rule r: exactly {p(X)}", "rule r: atleast X, Y: p(X)",
+    ],
+    "write 'unroll' and a number or a parameter before ':='": [
+        "define p(X: node) unroll := q(X)", "define p(X: node) unroll X := q(X)",
+        "define p(X: node) := unroll 3 q(X)",
     ],
     "use ':=' to give a derived predicate its definition": [
         "define p(X: node) = q(X)", "define p(X: node): q(X)", "define p(X: node) q(X)",

@@ -457,7 +457,6 @@ class _Grounder:
             for atom in _atoms(pred.body):
                 if atom.pred in derived:
                     deps[name].add(atom.pred)
-        depth = self.n if depth is None else depth
         for scc in strongly_connected(deps):
             (first,) = scc if len(scc) == 1 else (None,)
             if first is not None and first not in deps[first]:
@@ -466,7 +465,13 @@ class _Grounder:
         for scc in strongly_connected(deps):
             if len(scc) == 1 and next(iter(scc)) in self.lazy:
                 continue
-            self.unroll(sorted(scc, key=list(derived).index), depth)
+            scc_depth = depth
+            if scc_depth is None:
+                # the node count, unless a definition of the component asks for more or less
+                given = [self.program.preds[n].unroll for n in scc if self.program.preds[n].unroll is not None]
+                values = [v if isinstance(v, int) else self.program.params[v] for v in given]
+                scc_depth = max(values) if values else self.n
+            self.unroll(sorted(scc, key=list(derived).index), scc_depth)
 
     def unroll(self, names: list[str], depth: int) -> None:
         """Bounded unrolling of one recursive component: level k from level k-1, level 0 false;
