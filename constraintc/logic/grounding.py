@@ -180,6 +180,7 @@ class _Grounder:
         self.lazy: set[str] = set()
         self.compiled_bodies: dict[str, tuple] = {}
         self.existing: dict[str, list[tuple]] = {}
+        self.existing_sets: dict[str, set[tuple]] = {}
 
     # ------------------------------------------------------------ budget
     def spend(self, k: int) -> None:
@@ -443,11 +444,9 @@ class _Grounder:
         return lit
 
     def existing_set(self, pred) -> set:
-        attr = "_set_" + pred.name
-        cached = self.__dict__.get(attr)
+        cached = self.existing_sets.get(pred.name)
         if cached is None:
-            cached = set(self.existing_tuples(pred))
-            self.__dict__[attr] = cached
+            cached = self.existing_sets[pred.name] = set(self.existing_tuples(pred))
         return cached
 
     def ground_derived(self, depth: int | None = None) -> None:
