@@ -173,7 +173,7 @@ def test_structure_and_exact_wmc(cnf):
     assert eval_ir(out.ir, p) == brute_wmc(models, p)  # exact: no smoothing needed
 
 
-@settings(max_examples=400)
+@settings(max_examples=300)
 @given(tseitin_cnfs(), st.data())
 def test_tseitin_auxiliaries_weigh_one(cnf, data):
     models = brute_models(cnf)
@@ -183,6 +183,9 @@ def test_tseitin_auxiliaries_weigh_one(cnf, data):
         return
     assert out.stats["model_count"] == len(models)
     assert out.stats["atoms"] == cnf.num_atoms
+    # auxiliaries are forgotten: a d-DNNF over the atoms alone
+    assert np.all(np.abs(out.ir.lits) <= cnf.num_atoms)
+    check_structure(out.ir)
     p = data.draw(st.lists(probs, min_size=cnf.num_atoms, max_size=cnf.num_atoms))
     assert eval_ir(out.ir, p) == pytest.approx(brute_wmc(models, p), rel=1e-9, abs=1e-12)
 

@@ -11,11 +11,15 @@ Two back ends behind one interface:
 ``"auto"`` picks the built-in compiler (faster and smaller on the measured workloads, see
 ``benchmarks/bench_compile.py``) and falls back to PySDD when no C++ compiler is available.
 
-The IR guarantees (both back ends): decomposable ANDs, deterministic ORs, constants folded away
-unless a root is constant; NOT smooth. A variable that an OR child does not mention is free in
-that child (weight ``p + (1 - p) = 1`` for atoms: weighted model counts with normalized atom
-weights are exact without smoothing); auxiliary variables (``> num_atoms``) are never free in a
-satisfiable branch, so weight 1 on both of their literals is exact too.
+The IR guarantees: decomposable ANDs, deterministic ORs, constants folded away unless a root is
+constant; NOT smooth. A variable that an OR child does not mention is free in that child, so
+weighted model counts with normalized atom weights (``p`` and ``1 - p``: a free atom contributes
+``p + (1 - p) = 1``) are exact without smoothing. The built-in back end forgets auxiliary (Tseitin)
+variables: its circuit mentions atoms only and is a d-DNNF of the constraint projected onto the
+atoms (exact because the CNF defines each auxiliary as a function of the atoms). PySDD's circuit
+keeps auxiliary literals; weight 1 on both is exact there (every proof fixes every auxiliary).
+Either way: evaluate with atom weights ``(p, 1 - p)`` and weight 1 for any literal beyond
+``num_atoms``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """Exact model counting on a decomposable, deterministic circuit IR (Python ints, no floats).
 
-Compiled circuits are not smooth: a variable that an OR child does not mention is free in that
-child's models, and a variable the root does not mention is free in all of them. Counting keeps
-track of each node's variable set and multiplies by 2 per free variable, so the count is exact.
+Compiled circuits are not smooth: an atom that an OR child does not mention is free in that
+child's models, and an atom the root does not mention is free in all of them. Counting keeps
+track of each node's atom set and multiplies by 2 per free atom, so the count is exact.
 
-Free *auxiliary* variables (beyond ``num_atoms``) cannot occur in a satisfiable branch of a CNF
-whose auxiliaries are defined by full equivalences (an atom assignment fixes them), so a count over
-all mentioned variables equals the count over the atoms; only atoms are multiplied in at the root.
+Auxiliary variables (beyond ``num_atoms``) are ignored: with weight 1 on both of their literals
+the count is ``2^atoms`` times the circuit's value at p = 1/2, which is the number of atom
+assignments that satisfy the constraint whether the circuit keeps auxiliary literals (a PySDD
+result: every proof then fixes every auxiliary, as the CNF defines them) or forgets them (the
+built-in compiler's result, a d-DNNF of the projection onto the atoms).
 
 >>> from constraintc.compile.ir import IRBuilder
 >>> b = IRBuilder(num_vars=3)
@@ -20,8 +22,11 @@ from __future__ import annotations
 from constraintc.compile.ir import AND, FALSE, LIT, OR, TRUE, CircuitIR
 
 
-def node_vars(ir: CircuitIR) -> list[int]:
-    """The variable set of every node, as a bit mask (bit ``v`` set when variable ``v`` occurs)."""
+def node_vars(ir: CircuitIR, atoms_only: bool = False) -> list[int]:
+    """The variable set of every node, as a bit mask (bit ``v`` set when variable ``v`` occurs).
+
+    With ``atoms_only``, auxiliary variables (``> num_atoms``) are left out of the masks.
+    """
     kinds = ir.kinds.tolist()
     lits = ir.lits.tolist()
     ptr = ir.child_ptr.tolist()
@@ -29,7 +34,8 @@ def node_vars(ir: CircuitIR) -> list[int]:
     masks = [0] * len(kinds)
     for i, k in enumerate(kinds):
         if k == LIT:
-            masks[i] = 1 << abs(lits[i])
+            v = abs(lits[i])
+            masks[i] = 1 << v if not atoms_only or v <= ir.num_atoms else 0
         elif k == AND or k == OR:
             m = 0
             for c in kids[ptr[i] : ptr[i + 1]]:
@@ -42,7 +48,7 @@ def _counts(ir: CircuitIR) -> tuple[list[int], list[int]]:
     kinds = ir.kinds.tolist()
     ptr = ir.child_ptr.tolist()
     kids = ir.children.tolist()
-    masks = node_vars(ir)
+    masks = node_vars(ir, atoms_only=True)
     sizes = [m.bit_count() for m in masks]
     counts = [0] * len(kinds)
     for i, k in enumerate(kinds):

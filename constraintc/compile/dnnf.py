@@ -94,7 +94,8 @@ def _load():
     lib.dnnf_new.restype = P
     lib.dnnf_free.argtypes = [P]
     lib.dnnf_compile.restype = ctypes.c_int
-    lib.dnnf_compile.argtypes = [P, ctypes.c_int, ctypes.c_int, P, P, ctypes.c_int, ctypes.c_double,
+    lib.dnnf_compile.argtypes = [P, ctypes.c_int, ctypes.c_int, ctypes.c_int, P, P, ctypes.c_int,
+                                 ctypes.c_double,
                                  ctypes.c_int64, _PROGRESS, ctypes.c_double, P]
     lib.dnnf_stats.argtypes = [P, P]
     lib.dnnf_set_priority.argtypes = [P, ctypes.c_int, P]
@@ -163,7 +164,7 @@ def _attempt(lib, cnfs, num_vars, heuristic, deadline, edge_cap, bar, priority=N
             root = np.zeros(1, dtype=np.int32)
             left = -1.0 if deadline is None else max(1e-6, deadline - time.perf_counter())
             status = lib.dnnf_compile(
-                handle, num_vars, len(cnf.clauses), _ptr(flat), _ptr(cptr), HEURISTICS[heuristic],
+                handle, num_vars, cnf.num_atoms, len(cnf.clauses), _ptr(flat), _ptr(cptr), HEURISTICS[heuristic],
                 left, -1 if edge_cap is None else edge_cap, callback, 0.25, _ptr(root),
             )
             lib.dnnf_stats(handle, _ptr(stats_buf))

@@ -62,6 +62,12 @@ struct Compiler {
   std::unordered_map<std::vector<int32_t>, int32_t, VecHash> cache;
   std::vector<double> score;
   int heuristic = 0;
+  int num_atoms = 0;
+  // Auxiliary (Tseitin) literals are left out of the circuit: an auxiliary is a function of the
+  // atoms, so in every residual formula it is a function of the component's atoms, and replacing
+  // its literals by TRUE (forgetting it, valid in a DNNF) keeps every OR deterministic on the
+  // atoms. The circuit is then a d-DNNF of the constraint projected onto its atoms.
+  inline bool is_atom(int32_t l) const { return (l > 0 ? l : -l) <= num_atoms; }
   std::vector<int32_t> prio;
 
   // ---- budgets, progress ----
@@ -331,7 +337,8 @@ struct Compiler {
         continue;
       }
       std::vector<int32_t> ch;
-      for (size_t i = mark; i < trail.size(); ++i) ch.push_back(lit_of(trail[i]));
+      for (size_t i = mark; i < trail.size(); ++i)
+        if (is_atom(trail[i])) ch.push_back(lit_of(trail[i]));
       std::vector<std::vector<int32_t>> cv, cc;
       components(vars, cv, cc);
       int32_t result = -2;
@@ -458,7 +465,8 @@ struct Compiler {
       if (is_taut[c]) nsat[c] = 1;
     if (!propagate()) { undo(0); return 0; }
     std::vector<int32_t> ch;
-    for (int32_t l : trail) ch.push_back(lit_of(l));
+    for (int32_t l : trail)
+      if (is_atom(l)) ch.push_back(lit_of(l));
     std::vector<int32_t> all;
     for (int32_t v = 1; v <= nv; ++v) all.push_back(v);
     std::vector<std::vector<int32_t>> cv, cc;
@@ -520,11 +528,12 @@ void dnnf_set_priority(void* h, int num_vars, const int32_t* prio) {
 
 // Compiles one CNF into the shared node table. Returns a status (0 ok, 2 time budget, 3 edge
 // budget, 4 aborted by the progress callback); *root is the root node, 0 if unsatisfiable.
-int dnnf_compile(void* h, int num_vars, int num_clauses, const int32_t* lits, const int64_t* cptr,
-                 int heuristic, double max_seconds, int64_t max_edges, progress_fn progress,
+int dnnf_compile(void* h, int num_vars, int num_atoms, int num_clauses, const int32_t* lits,
+                 const int64_t* cptr, int heuristic, double max_seconds, int64_t max_edges, progress_fn progress,
                  double progress_every, int32_t* root) {
   Compiler& c = *static_cast<Compiler*>(h);
   c.load(num_vars, num_clauses, lits, cptr);
+  c.num_atoms = num_atoms;
   c.heuristic = heuristic & 15;
   c.semantic_key = (heuristic & 16) != 0;
   if (c.heuristic == 8) c.connectivity_order();
