@@ -183,9 +183,9 @@ def main(argv=None) -> int:
             probs = torch.rand(batch, nv, generator=gen) * 0.98 + 0.01
             row = {"n": n, "batch": batch, "edges": ir.num_edges}
             # agreement check before timing: same values, same gradients
-            if klay_module is not None:
-                a = ours_step(ours, probs.double())()
-                b = klay_step(klay_module, probs.double())()
+            if klay_module is not None:  # on a slice: KLay's float64 peak on n=7 would be ~9 GB
+                a = ours_step(ours, probs[:8].double())()
+                b = klay_step(klay_module, probs[:8].double())()
                 assert torch.allclose(a, b, rtol=1e-8, atol=1e-10), "gradients differ from KLay"
             row["ours"] = measure(ours_step(ours, probs), args.reps, clear=ours.evaluator.pool.clear)
             row["ours_builtin"] = measure(ours_step(ours_builtin, probs), args.reps,

@@ -209,11 +209,105 @@ void backward(const Plan& p, const T* V, T* R, int64_t tiles, int64_t rows, int6
     for (int64_t t = 0; t < tiles; ++t) backward_tile(p, V + t * rows * W, R + t * rows * W, W);
 }
 
+// ---- whole passes from the caller's [batch, atoms] inputs to [batch, roots] / [batch, atoms]
+// outputs, one tile per thread: leaves are filled, the circuit evaluated and the results read
+// back while the tile is still in cache, and the Python side makes one call per direction.
+
+enum Mode { PROBS = 0, LOGS = 1 };
+
+template <typename T>
+void fill_tile(const Plan& p, T* V, int64_t W, int64_t col0, int64_t B, int64_t A, int mode,
+               const T* a, const T* b) {
+    const T ninf = neg_inf<T>();
+    for (int64_t j = 0; j < W; ++j) { V[j] = ninf; V[W + j] = T(0); }
+    for (int64_t i = 0; i < A; ++i) {
+        T* pos = V + (2 + i) * W;
+        T* neg = V + (2 + A + i) * W;
+        for (int64_t j = 0; j < W; ++j) {
+            const int64_t col = col0 + j;
+            if (col >= B) { pos[j] = T(0); neg[j] = T(0); continue; }  // padding: finite dummies
+            if (mode == PROBS) {
+                const T x = a[col * A + i];
+                pos[j] = std::log(x);      // log 0 = -inf exactly
+                neg[j] = std::log1p(-x);   // log1p(-1) = -inf exactly
+            } else {
+                pos[j] = a[col * A + i];
+                neg[j] = b[col * A + i];
+            }
+        }
+    }
+}
+
+template <typename T>
+void eval_all(const Plan& p, int64_t A, int64_t nroots, int mode, const T* a, const T* b, int64_t B,
+              T* V, int64_t tiles, int64_t rows, int64_t W, T* out, int nthreads) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && tiles > 1)
+    for (int64_t t = 0; t < tiles; ++t) {
+        T* Vt = V + t * rows * W;
+        fill_tile(p, Vt, W, t * W, B, A, mode, a, b);
+        forward_tile(p, Vt, W);
+        for (int64_t k = 0; k < nroots; ++k) {
+            const T* root = Vt + (rows - nroots + k) * W;
+            for (int64_t j = 0; j < W && t * W + j < B; ++j) out[(t * W + j) * nroots + k] = root[j];
+        }
+    }
+}
+
+// Gradients of sum_k gout[:, k] * log W_k. The top-down pass runs in log space, so the seed is
+// split by sign (one pass per sign present in the tile). PROBS: d/dp = (A - B) / W per atom.
+// LOGS: the partials of the smoothed polynomial (see evaluate._leaf_grads), into ga and gb.
+template <typename T>
+void grad_all(const Plan& p, int64_t A, int64_t nroots, int mode, int64_t B, const T* V, T* R,
+              int64_t tiles, int64_t rows, int64_t W, const T* gout, T* ga, T* gb, int nthreads) {
+    const T ninf = neg_inf<T>();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && tiles > 1)
+    for (int64_t t = 0; t < tiles; ++t) {
+        const T* Vt = V + t * rows * W;
+        T* Rt = R + t * rows * W;
+        T total[TILE];
+        for (int sign = 1; sign >= -1; sign -= 2) {
+            bool any = false;
+            for (int64_t j = 0; j < W; ++j) total[j] = T(0);
+            for (int64_t k = 0; k < nroots; ++k) {
+                const int64_t row = rows - nroots + k;
+                for (int64_t j = 0; j < W; ++j) {
+                    const int64_t col = t * W + j;
+                    const T g = col < B ? sign * gout[col * nroots + k] : T(0);
+                    const T v = Vt[row * W + j];
+                    const bool live = g > T(0) && v != ninf;  // a false root has zero gradient
+                    Rt[row * W + j] = live ? std::log(g) - v : ninf;
+                    total[j] += live ? g : T(0);
+                    any |= live;
+                }
+            }
+            if (!any) continue;
+            for (int64_t j = 0; j < 2 * W; ++j) Rt[j] = ninf;
+            backward_tile(p, Vt, Rt, W);
+            for (int64_t j = 0; j < W; ++j) {
+                const int64_t col = t * W + j;
+                if (col >= B) break;
+                for (int64_t i = 0; i < A; ++i) {
+                    const T rpos = Rt[(2 + i) * W + j], rneg = Rt[(2 + A + i) * W + j];
+                    if (mode == PROBS) {
+                        ga[col * A + i] += sign * (std::exp(rpos) - std::exp(rneg));
+                    } else {
+                        const T lp = Vt[(2 + i) * W + j], lq = Vt[(2 + A + i) * W + j];
+                        const T mpos = std::exp(lp + rpos), mneg = std::exp(lq + rneg);
+                        const T rest = total[j] - mpos - mneg;
+                        ga[col * A + i] += sign * (mpos + std::exp(lp) * rest);
+                        gb[col * A + i] += sign * (mneg + std::exp(lq) * rest);
+                    }
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 extern "C" {
 
-int constraintc_kernel_abi() { return 2; }
+int constraintc_kernel_abi() { return 3; }
 
 #define PLAN_ARGS                                                                              \
     int64_t num_layers, const int64_t *layer_start, const int64_t *layer_mid,                   \
@@ -242,5 +336,30 @@ void circuit_backward_f64(PLAN_ARGS, const double* V, double* R, int64_t tiles, 
                           int nthreads) {
     PLAN_INIT;
     backward<double>(p, V, R, tiles, rows, W, nthreads);
+}
+
+void circuit_eval_f32(PLAN_ARGS, int64_t A, int64_t nroots, int mode, const float* a, const float* b,
+                      int64_t B, float* V, int64_t tiles, int64_t rows, int64_t W, float* out,
+                      int nthreads) {
+    PLAN_INIT;
+    eval_all<float>(p, A, nroots, mode, a, b, B, V, tiles, rows, W, out, nthreads);
+}
+void circuit_eval_f64(PLAN_ARGS, int64_t A, int64_t nroots, int mode, const double* a, const double* b,
+                      int64_t B, double* V, int64_t tiles, int64_t rows, int64_t W, double* out,
+                      int nthreads) {
+    PLAN_INIT;
+    eval_all<double>(p, A, nroots, mode, a, b, B, V, tiles, rows, W, out, nthreads);
+}
+void circuit_grad_f32(PLAN_ARGS, int64_t A, int64_t nroots, int mode, int64_t B, const float* V,
+                      float* R, int64_t tiles, int64_t rows, int64_t W, const float* gout, float* ga,
+                      float* gb, int nthreads) {
+    PLAN_INIT;
+    grad_all<float>(p, A, nroots, mode, B, V, R, tiles, rows, W, gout, ga, gb, nthreads);
+}
+void circuit_grad_f64(PLAN_ARGS, int64_t A, int64_t nroots, int mode, int64_t B, const double* V,
+                      double* R, int64_t tiles, int64_t rows, int64_t W, const double* gout,
+                      double* ga, double* gb, int nthreads) {
+    PLAN_INIT;
+    grad_all<double>(p, A, nroots, mode, B, V, R, tiles, rows, W, gout, ga, gb, nthreads);
 }
 }

@@ -116,6 +116,14 @@ def load() -> ctypes.CDLL | None:
         for name in ("circuit_backward_f32", "circuit_backward_f64"):
             getattr(lib, name).argtypes = plan_args + [p, p, i64, i64, i64, ctypes.c_int]
             getattr(lib, name).restype = None
+        for name in ("circuit_eval_f32", "circuit_eval_f64"):
+            getattr(lib, name).argtypes = plan_args + [i64, i64, ctypes.c_int, p, p, i64, p, i64, i64,
+                                                       i64, p, ctypes.c_int]
+            getattr(lib, name).restype = None
+        for name in ("circuit_grad_f32", "circuit_grad_f64"):
+            getattr(lib, name).argtypes = plan_args + [i64, i64, ctypes.c_int, i64, p, p, i64, i64, i64,
+                                                       p, p, p, ctypes.c_int]
+            getattr(lib, name).restype = None
         _LIB = lib
         return _LIB
 
@@ -181,3 +189,27 @@ class CpuCircuit:
         fn = getattr(self.lib, f"circuit_backward_{suffix}")
         tiles, rows, width = V.shape
         fn(*self._plan_args, V.data_ptr(), R.data_ptr(), tiles, rows, width, torch.get_num_threads())
+
+    # -- whole passes from [batch, atoms] inputs (the hot path of the autograd function) --------
+    MODES = {"probs": 0, "log": 1}
+
+    def eval(self, a: torch.Tensor, b: torch.Tensor | None, mode: str, V: torch.Tensor,
+             out: torch.Tensor) -> None:
+        """Fill the leaves from ``a`` (probs, or log p with ``b`` = log(1-p)), run the circuit
+        into ``V`` and write the root values to ``out [batch, roots]``."""
+        suffix = self._check(V)
+        tiles, rows, width = V.shape
+        fn = getattr(self.lib, f"circuit_eval_{suffix}")
+        fn(*self._plan_args, self.plan.num_atoms, self.plan.num_roots, self.MODES[mode],
+           a.data_ptr(), 0 if b is None else b.data_ptr(), a.shape[0], V.data_ptr(), tiles, rows,
+           width, out.data_ptr(), torch.get_num_threads())
+
+    def grad(self, mode: str, V: torch.Tensor, R: torch.Tensor, grad_out: torch.Tensor,
+             ga: torch.Tensor, gb: torch.Tensor | None) -> None:
+        """Accumulate the gradients of ``sum(grad_out * log W)`` into ``ga`` (and ``gb``)."""
+        suffix = self._check(V)
+        tiles, rows, width = V.shape
+        fn = getattr(self.lib, f"circuit_grad_{suffix}")
+        fn(*self._plan_args, self.plan.num_atoms, self.plan.num_roots, self.MODES[mode],
+           ga.shape[0], V.data_ptr(), R.data_ptr(), tiles, rows, width, grad_out.data_ptr(),
+           ga.data_ptr(), 0 if gb is None else gb.data_ptr(), torch.get_num_threads())

@@ -223,14 +223,28 @@ class LogWMC(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, evaluator: Evaluator, backend: str, mode: str):
+        batch = a.shape[0]
+        wants_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        if backend == "cpu":
+            # the fused path: one kernel call fills the leaves, evaluates and reads the roots
+            a = a.contiguous()
+            b = None if b is None else b.contiguous()
+            V = evaluator.alloc("cpu", batch, a.dtype, a.device)
+            out = torch.empty((batch, evaluator.plan.num_roots), dtype=a.dtype)
+            evaluator.cpu_kernel().eval(a, b, mode, V, out)
+            if wants_grad:
+                ctx.lease = _Lease(V, evaluator.pool)
+                ctx.evaluator, ctx.backend, ctx.mode, ctx.batch = evaluator, backend, mode, batch
+            else:
+                evaluator.pool.give(V)
+            return out
         if mode == "probs":
             log_p, log_not_p = torch.log(a), torch.log1p(-a)
         else:
             log_p, log_not_p = a, b
         V = evaluator.run_forward(log_p, log_not_p, backend)
-        batch = a.shape[0]
         out = evaluator.roots(V, batch)
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+        if wants_grad:
             ctx.lease = _Lease(V, evaluator.pool)
             ctx.evaluator, ctx.backend, ctx.mode, ctx.batch = evaluator, backend, mode, batch
             ctx.log_p, ctx.log_not_p = (None, None) if mode == "probs" else (log_p, log_not_p)
@@ -242,6 +256,15 @@ class LogWMC(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         ev, V, mode = ctx.evaluator, ctx.lease.buf, ctx.mode
+        if ctx.backend == "cpu":
+            A = ev.plan.num_atoms
+            gout = grad_out.to(V.dtype).contiguous()
+            ga = torch.zeros((ctx.batch, A), dtype=V.dtype)
+            gb = torch.zeros((ctx.batch, A), dtype=V.dtype) if mode == "log" else None
+            R = ev.pool.take(V.shape, V.dtype, V.device)
+            ev.cpu_kernel().grad(mode, V, R, gout, ga, gb)
+            ev.pool.give(R)
+            return ga, gb, None, None, None
         grads = [None, None]
         # the top-down pass is linear in its seed but runs in log space: split the seed by sign
         g = grad_out.to(V.dtype)
