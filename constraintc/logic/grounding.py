@@ -271,8 +271,9 @@ class _Grounder:
                     lit = p(env)
                     if lit == FALSE:
                         return FALSE
-                    out.append(lit)
-                return b.and_(out)
+                    if lit != TRUE:
+                        out.append(lit)
+                return b.and_(out) if len(out) != 1 else out[0]
 
             return conj
         if isinstance(f, ast.Or):
@@ -284,8 +285,9 @@ class _Grounder:
                     lit = p(env)
                     if lit == TRUE:
                         return TRUE
-                    out.append(lit)
-                return b.or_(out)
+                    if lit != FALSE:
+                        out.append(lit)
+                return b.or_(out) if len(out) != 1 else out[0]
 
             return disj
         if isinstance(f, ast.Implies):
@@ -303,6 +305,10 @@ class _Grounder:
             left = self.comp(f.left, scope, depth)
             right = self.comp(f.right, scope, depth)
             return lambda env: b.iff(left(env), right(env))
+        if isinstance(f, ast.Quantified) and len(f.binders) == 1:
+            guarded = self.comp_guarded(f, scope, depth)
+            if guarded is not None:
+                return guarded
         if isinstance(f, (ast.Quantified, ast.Counting)):
             inner = dict(scope)
             idxs = []
@@ -318,6 +324,79 @@ class _Grounder:
                                        self.comp(f.body, inner, new_depth))
             return self.comp_counting(f, idxs, doms, [self.comp(i, inner, new_depth) for i in f.items])
         raise TypeError(f"cannot ground {f!r}")  # pragma: no cover
+
+    def comp_guarded(self, f: ast.Quantified, scope, depth: int):
+        """``exists W: g(.., W, ..) & rest`` and ``forall W: g(.., W, ..) -> rest`` where ``g`` is a
+        given or query atom: loop only over the W whose ``g`` atom is not false (an index on
+        ``g``'s table). On an instance most edges are false, so this is most of the speed."""
+        binder = f.binders[0]
+        body = f.body
+        if f.kind == "exists" and isinstance(body, ast.And) and isinstance(body.args[0], ast.Atom):
+            guard = body.args[0]
+            rest = body.args[1] if len(body.args) == 2 else ast.And(body.args[1:], body.span)
+        elif f.kind == "forall" and isinstance(body, ast.Implies) and isinstance(body.left, ast.Atom):
+            guard, rest = body.left, body.right
+        elif (f.kind == "forall" and isinstance(body, ast.Implies) and isinstance(body.left, ast.And)
+              and isinstance(body.left.args[0], ast.Atom)):
+            guard = body.left.args[0]
+            left = body.left.args[1] if len(body.left.args) == 2 else ast.And(body.left.args[1:], body.span)
+            rest = ast.Implies(left, body.right, body.span)
+        else:
+            return None
+        pred = self.program.preds[guard.pred]
+        if pred.kind not in ("given", "query") or not all(isinstance(t, ast.Var) for t in guard.args):
+            return None
+        names = [t.name for t in guard.args]
+        if names.count(binder.name) != 1 or any(n not in scope for n in names if n != binder.name):
+            return None
+        w_pos = names.index(binder.name)
+        others = [(k, scope[n][0]) for k, n in enumerate(names) if n != binder.name]
+        slot = depth
+        inner = dict(scope)
+        inner[binder.name] = (slot, binder.type)
+        self._width = max(self._width, depth + 1)
+        rest_fn = self.comp(rest, inner, depth + 1)
+        b, tables, grounder = self.b, self.tables, self
+        exists = f.kind == "exists"
+        index: dict | None = None
+        slots = [s for _, s in others]
+        single = len(slots) == 1
+        s0 = slots[0] if slots else None
+
+        def build() -> dict:
+            # built on first use: given and query tables are complete once atoms exist
+            idx: dict = {}
+            for key, lit in tables[guard.pred].items():
+                if lit != FALSE:
+                    idx.setdefault(tuple(key[k] for k, _ in others), []).append((key[w_pos], lit))
+            return idx
+
+        def quant(env):
+            nonlocal index
+            if index is None:
+                index = build()
+            entries = index.get((env[s0],) if single else tuple(env[s] for s in slots), ())
+            if grounder.budget is not None:
+                grounder.spend(len(entries))
+            out = []
+            for value, g in entries:
+                env[slot] = value
+                r = rest_fn(env)
+                if exists:
+                    lit = b.and_((g, r))
+                    if lit == TRUE:
+                        return TRUE
+                    if lit != FALSE:
+                        out.append(lit)
+                else:
+                    lit = b.or_((-g, r))
+                    if lit == FALSE:
+                        return FALSE
+                    if lit != TRUE:
+                        out.append(lit)
+            return b.or_(out) if exists else b.and_(out)
+
+        return quant
 
     def bindings(self, idxs, doms):
         if len(idxs) == 1:
@@ -343,19 +422,47 @@ class _Grounder:
 
     def comp_quant(self, forall: bool, idxs, doms, body):
         b = self.b
-        gen = self.bindings(idxs, doms)
-        stop = FALSE if forall else TRUE
+        stop = FALSE if forall else TRUE  # the value that decides the quantifier
+        neutral = -stop
+        grounder = self
+        if len(idxs) == 1:
+            # the hot loop of grounding: one variable, no generator, neutral values dropped
+            i, dom = idxs[0], doms[0]
+            size = len(dom)
 
-        def quant(env):
+            def quant(env):
+                if grounder.budget is not None:
+                    grounder.spend(size)
+                out = []
+                for v in dom:
+                    env[i] = v
+                    lit = body(env)
+                    if lit == stop:
+                        return stop
+                    if lit != neutral:
+                        out.append(lit)
+                return b.and_(out) if forall else b.or_(out)
+
+            return quant
+        total = 1
+        for d in doms:
+            total *= len(d)
+
+        def quant_many(env):
+            if grounder.budget is not None:
+                grounder.spend(total)
             out = []
-            for _ in gen(env):
+            for combo in itertools.product(*doms):
+                for i, v in zip(idxs, combo):
+                    env[i] = v
                 lit = body(env)
                 if lit == stop:
                     return stop
-                out.append(lit)
+                if lit != neutral:
+                    out.append(lit)
             return b.and_(out) if forall else b.or_(out)
 
-        return quant
+        return quant_many
 
     def comp_counting(self, f: ast.Counting, idxs, doms, items):
         b = self.b
