@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Iterator
@@ -70,6 +71,10 @@ ADVERSARIAL_SHORTCUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "No": ("overlap", "chain_length", "conditioning", "recency", "statement_order"),
     },
 }
+
+
+# share of d-separation questions drawn among non-adjacent pairs (the rest: any pair)
+NON_ADJACENT_SHARE = 0.95
 
 
 def stable_seed(*parts: object) -> int:
@@ -127,13 +132,21 @@ def _draw_graph(rng: random.Random, spec: SplitSpec) -> _Graph:
     return _Graph(graphs.first_mention_order(edges), edges)
 
 
-def _random_question(rng: random.Random, task: str, nodes: list[str]) -> tuple[str, str, tuple[str, ...]]:
-    x, y = rng.sample(nodes, 2)
+def _random_question(
+    rng: random.Random, task: str, nodes: list[str], pairs: list[tuple[str, str]] | None = None
+) -> tuple[str, str, tuple[str, ...]]:
+    x, y = rng.choice(pairs) if pairs else rng.sample(nodes, 2)
     if task == "transitivity":
         return x, y, ()
     others = [v for v in nodes if v != x and v != y]
     size = rng.randint(0, min(3, len(others)))
     return x, y, tuple(sorted(rng.sample(others, size)))
+
+
+def _distant_pairs(g: _Graph) -> list[tuple[str, str]]:
+    """Ordered pairs of distinct nodes with no edge between them."""
+    adjacent = {frozenset(e) for e in g.edges}
+    return [(x, y) for x in g.nodes for y in g.nodes if x != y and frozenset((x, y)) not in adjacent]
 
 
 def _questions(rng: random.Random, task: str, g: _Graph, per_class: int):
@@ -147,17 +160,34 @@ def _questions(rng: random.Random, task: str, g: _Graph, per_class: int):
                     (pos if g.label(task, x, y, ()) == "Yes" else neg).append((x, y, ()))
         k = min(per_class, len(pos), len(neg))
         return rng.sample(pos, k), rng.sample(neg, k)
+    # Adjacent nodes are never d-separated, so "not adjacent -> separated" would answer most
+    # questions right if pairs were drawn uniformly; drawing most pairs among non-adjacent nodes
+    # keeps the No class mostly about trails through other nodes.
+    distant = _distant_pairs(g)
+    # Yes questions would otherwise condition on more nodes than No questions ("conditioning
+    # separates"); pairing each Yes with a No of the same conditioning-set size removes that cue.
+    by_size: dict[int, tuple[list, list]] = defaultdict(lambda: ([], []))
     seen: set[tuple] = set()
+    matched = 0
     for _ in range(40 * per_class + 8):
-        q = _random_question(rng, task, g.nodes)
+        q = _random_question(rng, task, g.nodes, distant if rng.random() < NON_ADJACENT_SHARE else None)
         if q in seen:
             continue
         seen.add(q)
-        (pos if g.label(task, *q) == "Yes" else neg).append(q)
-        if len(pos) >= per_class and len(neg) >= per_class:
+        yes_list, no_list = by_size[len(q[2])]
+        before = min(len(yes_list), len(no_list))
+        (yes_list if g.label(task, *q) == "Yes" else no_list).append(q)
+        matched += min(len(yes_list), len(no_list)) - before
+        if matched >= per_class:
             break
+    for size in sorted(by_size):
+        yes_list, no_list = by_size[size]
+        m = min(len(yes_list), len(no_list))
+        pos += yes_list[:m]
+        neg += no_list[:m]
     k = min(per_class, len(pos), len(neg))
-    return pos[:k], neg[:k]
+    picks = rng.sample(range(len(pos)), k)  # pairs stay matched: the same indices on both sides
+    return [pos[i] for i in picks], [neg[i] for i in picks]
 
 
 def make_record(
@@ -268,6 +298,9 @@ def minimal_pair(rng: random.Random, task: str, g: _Graph, q: tuple[str, str, tu
     changes: list[tuple[str, tuple[str, str]]] = [("remove", e) for e in g.edges if _would_stay_connected(g.edges, e)]
     changes += [("add", (u, v)) for u in g.nodes for v in g.nodes if u != v and (u, v) not in present]
     rng.shuffle(changes)
+    # an edge between the two queried nodes flips the answer trivially; try every other change first
+    queried = {q[0], q[1]}
+    changes.sort(key=lambda change: set(change[1]) == queried)
     for kind, edge in changes:
         if kind == "remove":
             new_edges = [e for e in g.edges if e != edge]
@@ -291,11 +324,13 @@ def _adversarial(rng: random.Random, task: str, n: int, prefix: str) -> Iterator
     pair_index = 0
     while pair_index < n_pairs:
         g = _draw_graph(rng, spec)
-        q = _random_question(rng, task, g.nodes)
+        q = _random_question(rng, task, g.nodes, _distant_pairs(g) if task == "dsep" and rng.random() < NON_ADJACENT_SHARE else None)
         found = minimal_pair(rng, task, g, q)
         if found is None:
             continue
         kind, edge, variant = found
+        if set(edge) == {q[0], q[1]} and rng.random() < 0.75:
+            continue  # mostly keep pairs whose flip happens away from the queried nodes
         pair = f"{prefix}-p{pair_index:06d}"
         items = [(g, g.label(task, *q), None), (variant, variant.label(task, *q), (kind, edge))]
         rng.shuffle(items)
