@@ -295,3 +295,16 @@ def test_generation_speed_is_measured(capsys):
             "\n[speed] train split, records/s: "
             + ", ".join(f"{t} {r:,.0f} (100k in {100000 / r:.1f} s)" for t, r in rates.items())
         )
+
+
+def test_dsep_questions_carry_no_adjacency_or_conditioning_cue(corpus):
+    for split in SPLITS:
+        if split == "adversarial":
+            continue
+        records = corpus[("dsep", split)]
+        sizes = {label: Counter(len(r["meta"]["z"]) for r in records if r["label"] == label) for label in ("Yes", "No")}
+        diff = sum(abs(sizes["Yes"][k] - sizes["No"][k]) for k in range(4))
+        assert diff <= 1, (split, sizes)  # "conditioning separates" is worth nothing
+        no = [r for r in records if r["label"] == "No"]
+        adjacent = sum(shortcut_answer("overlap", r) == "No" for r in no)
+        assert adjacent / len(no) < 0.4, split  # most dependent pairs are not simply adjacent
