@@ -65,24 +65,60 @@ def parse_rules(text: str, filename: str = "<string>", params: dict[str, int] | 
 
 
 def _false_rules(program: Program) -> list[Diagnostic]:
-    """Rules that ground to constant false on every probe size, whatever the given predicates."""
+    """Rules that ground to constant false, whatever the given predicates, on every graph.
+
+    Only rules whose falsity cannot be cured by more nodes are probed: no positive ``exists``
+    (or negative ``forall``), no ``atleast``/``exactly`` over variables, no derived predicates.
+    For those, an instance that folds to false on a few nodes folds to false on more nodes too.
+    """
     from constraintc.logic.grounding import GroundingBudget, rule_constants
 
-    false_everywhere: dict[str, int] | None = None
+    derived = set(program.derived)
+    candidates = {name for name, rule in program.rules.items()
+                  if _universal(rule.formula, True) and not (_predicates(rule.formula) & derived)}
     for n in FALSE_RULE_PROBE_SIZES:
+        if not candidates:
+            return []
         try:
             consts = rule_constants(program, n, budget=200_000)
         except GroundingBudget:
             return []  # too big to probe cheaply: the grounder reports it on real use
-        false_now = {name for name, value in consts.items() if value is False}
-        false_everywhere = false_now if false_everywhere is None else false_everywhere & false_now
-        if not false_everywhere:
-            return []
-    sizes = " and ".join(map(str, FALSE_RULE_PROBE_SIZES))
+        candidates &= {name for name, value in consts.items() if value is False}
+    smallest = FALSE_RULE_PROBE_SIZES[0]
     return [Diagnostic(program.rules[name].span,
-                       f"rule {name} can never hold: grounded over {sizes} nodes it is false whatever "
-                       f"the given predicates are")
-            for name in sorted(false_everywhere or ())]
+                       f"rule {name} can never hold: on every graph of {smallest} or more nodes it "
+                       f"grounds to false, whatever the given predicates are")
+            for name in sorted(candidates)]
+
+
+def _predicates(f) -> set[str]:
+    from constraintc.logic.grounding import _atoms
+
+    return {a.pred for a in _atoms(f)}
+
+
+def _universal(f, positive: bool) -> bool:
+    from constraintc.language import ast
+
+    if isinstance(f, (ast.Const, ast.Compare)):
+        return True
+    if isinstance(f, ast.Atom):
+        return True  # derived atoms are excluded by the caller's check below
+    if isinstance(f, ast.Not):
+        return _universal(f.arg, not positive)
+    if isinstance(f, (ast.And, ast.Or)):
+        return all(_universal(a, positive) for a in f.args)
+    if isinstance(f, ast.Implies):
+        return _universal(f.left, not positive) and _universal(f.right, positive)
+    if isinstance(f, ast.Iff):
+        return all(_universal(x, p) for x in (f.left, f.right) for p in (True, False))
+    if isinstance(f, ast.Quantified):
+        return (f.kind == "forall") == positive and _universal(f.body, positive)
+    if isinstance(f, ast.Counting):
+        if f.binders and not (f.kind == "atmost" and positive):
+            return False
+        return all(_universal(i, p) for i in f.items for p in (True, False))
+    return False
 
 
 def load_rules(source: str | Path, params: dict[str, int] | None = None) -> Program:
