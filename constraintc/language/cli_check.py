@@ -1,7 +1,7 @@
 """Parse and check .rules files; print every error of every file with its position and a caret.
 
 A FILE that names no local file may name a library file: rules/dsep.rules, dsep.rules or dsep.
-Exit status 0 when every file is sound, 1 otherwise.
+Exit status 0 when every file is sound, 1 when a file has errors, 2 when a file is missing.
 
 examples:
   constraintc check rules/dsep.rules
