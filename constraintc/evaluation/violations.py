@@ -22,7 +22,6 @@ with the reason.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections import defaultdict
 
@@ -64,24 +63,11 @@ def _rename(args: tuple, mapping: dict[str, str]) -> tuple:
     return tuple(frozenset(mapping[v] for v in a) if isinstance(a, frozenset) else mapping[a] for a in args)
 
 
-def compile_circuit(rules: str, nodes, graph=None, params=None, max_seconds: float | None = None):
+def compile_circuit(rules: str, nodes, graph=None, params=None, max_seconds: float | None = None, cache: bool = True):
     """The rules compiled over ``nodes`` (an int: ``n0..``; or names) and optionally a graph."""
-    try:
-        from constraintc.api import compile_rules
-    except ImportError:
-        # the one-call API is not there: the same three stages, called one by one
-        from constraintc.circuit import Circuit
-        from constraintc.compile import compile_cnf
-        from constraintc.language import load_rules
-        from constraintc.logic import ground
+    from constraintc.api import compile_rules
 
-        grounding = ground(load_rules(rules, params), nodes, graph)
-        return Circuit.from_ir(compile_cnf(grounding.cnf, max_seconds=max_seconds).ir)
-
-    kwargs = {}
-    if max_seconds is not None and "max_seconds" in inspect.signature(compile_rules).parameters:
-        kwargs["max_seconds"] = max_seconds
-    return compile_rules(rules, nodes, graph=graph, params=params, **kwargs)
+    return compile_rules(rules, nodes, graph=graph, params=params, max_seconds=max_seconds, cache=cache)
 
 
 class _Unchecked(Exception):
@@ -185,8 +171,9 @@ def rule_violations(
             for gid, members in items:
                 graph = [tuple(e) for e in members[0]["edges"]]
                 try:
+                    # one circuit per graph: not worth a file in the on-disk cache each
                     circuit = compile_circuit(rules, list(members[0]["nodes"]), graph=graph, params=params,
-                                              max_seconds=instance_seconds)
+                                              max_seconds=instance_seconds, cache=False)
                 except ConstraintcError as err:
                     result["skipped"][gid] = f"rules do not compile for this graph: {str(err).splitlines()[0]}"
                 else:
