@@ -33,7 +33,7 @@ prompt_strategy = st.lists(
 ).map(lambda edges: " ".join(f"{u} causes {v}." for u, v in edges))
 
 
-@settings(max_examples=15)
+@settings(max_examples=8)
 @given(
     premises=st.lists(prompt_strategy, min_size=1, max_size=7),
     batch_size=st.integers(1, 4),

@@ -58,6 +58,7 @@ _FLAGS = {
     "lora_r": ("--lora-r", int, "LoRA rank (default 8)"),
     "label_yes_rate": ("--label-yes-rate", float, "drop No labels until this share of labels is Yes; 0 keeps all (default 0.75)"),
     "name_pool": ("--name-pool", int, "rename nodes from the first N short names; 0 keeps names (default 6)"),
+    "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 0)"),
     "atoms_per_graph": ("--atoms-per-graph", int, "cap on questions per graph, 0 = every query atom (default 0)"),
     "prompt_style": ("--prompt-style", str, "plain | chat (default plain)"),
     "output_dir": ("--output-dir", str, "where metrics, checkpoints, model and plots go (default runs/finetune)"),

@@ -46,6 +46,7 @@ class FinetuneConfig:
     prompt_style: str = "plain"
     label_yes_rate: float = 0.75  # keep Yes labels, drop No labels until this share is Yes; 0: keep all
     name_pool: int = 6  # rename each graph's nodes from the first N short names; 0: keep names
+    max_nodes: int = 0  # train only on graphs with at most this many nodes; 0: all
     atoms_per_graph: int = 0  # query atoms asked per graph (0: all); unasked atoms are fair coins
     # optimisation
     steps: int = 400
@@ -86,7 +87,7 @@ _CHOICES = {
 _POSITIVE = ("steps", "batch_groups", "grad_accum", "eval_every", "checkpoint_every", "train_records", "lora_r", "lora_alpha")
 _NON_NEGATIVE = (
     "warmup_steps", "weight_decay", "max_grad_norm", "lambda_start", "lambda_end", "lambda_max",
-    "eval_records", "name_pool", "atoms_per_graph", "threads", "keep_checkpoints", "lora_dropout",
+    "eval_records", "name_pool", "max_nodes", "atoms_per_graph", "threads", "keep_checkpoints", "lora_dropout",
 )
 
 

@@ -179,7 +179,10 @@ class RulesConstraint:
         idx = []
         for a in atoms:
             pred, args = parse_atom(a)
-            key = (pred, _rename(args, canon))
+            try:
+                key = (pred, _rename(args, canon))
+            except KeyError:
+                key = None
             if key not in schema.query_index:
                 raise ConstraintcError(f"error: atom {a!r} is not a query atom of the rules over nodes {nodes}")
             idx.append(schema.query_index[key])

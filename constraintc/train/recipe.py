@@ -141,6 +141,8 @@ class FinetuneRecipe:
         self.semantic = cfg.lambda_schedule != "none"
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
         records = read_jsonl(cfg.data) if cfg.data else generate(cfg.task, "train", cfg.train_records, TRAIN_DATA_SEED)
+        if cfg.max_nodes:
+            records = [r for r in records if len(r["nodes"]) <= cfg.max_nodes]
         if cfg.name_pool:
             records = rename_records(records, cfg.name_pool, TRAIN_DATA_SEED)
         records = skew_labels(records, cfg.label_yes_rate, TRAIN_DATA_SEED)
@@ -154,20 +156,24 @@ class FinetuneRecipe:
         if not self.train_graphs:
             raise ConstraintcError("error: no training graph left (no labels and no semantic loss?)")
         held = generate(cfg.task, "train", cfg.eval_records, HELDOUT_SEED) if cfg.eval_records else []
+        if cfg.max_nodes:
+            held = [r for r in held if len(r["nodes"]) <= cfg.max_nodes]
         if cfg.name_pool:
             held = rename_records(held, cfg.name_pool, HELDOUT_SEED)
         self.heldout = build_graphs(held, self.constraint, self.prompt_fn, all_atoms=False)
 
     # ------------------------------------------------------------------------------ train
-    def train(self) -> None:
+    def train(self, stop_at: int | None = None) -> None:
+        """Run optimizer steps up to ``cfg.steps`` (or ``stop_at``: a simulated interruption)."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
+        last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
         bar = tqdm(
             total=cfg.steps, initial=self.step, desc="finetune", unit="step",
             disable=not self.progress or self.rank != 0, dynamic_ncols=True,
         )
-        while self.step < cfg.steps:
+        while self.step < last:
             t0 = time.perf_counter()
             row = self.train_step(self.step)
             row["seconds"] = time.perf_counter() - t0
@@ -323,10 +329,7 @@ class FinetuneRecipe:
         ]
         kept = {p["id"] for p in preds}
         records = [r for r in records if r["id"] in kept]
-        import importlib.util
-
-        rules = cfg.rules if importlib.util.find_spec("constraintc.api") else None  # TEMP until E lands
-        return compute_report(records, preds, rules=rules)
+        return compute_report(records, preds, rules=cfg.rules, rules_params=cfg.params or None)
 
     # ------------------------------------------------------------------------------ checkpoints
     def _trainable_state(self) -> dict:

@@ -1,0 +1,86 @@
+"""Shared-prefix packing gives the same answer logits as one prompt at a time."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from constraintc.lm import build_tiny_model, score_prompts
+from constraintc.lm.binding import pack_groups, packed_answer_logits, score_groups, yes_no_log_probs
+
+NAMES = ["a", "b", "c", "d", "e", "f"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny_model(seed=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tiny):
+    """A non-Gemma architecture (Llama, as SmolLM2) with the same tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tok = tiny
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(cfg).eval(), tok
+
+
+graph = st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), min_size=1, max_size=5)
+group = st.tuples(graph, st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), min_size=1, max_size=6))
+
+
+def _prompts(edges, questions):
+    premise = " ".join(f"{u} causes {v}." for u, v in edges)
+    return [f"{premise}\nQuestion: Does {x} cause {y}?\nAnswer:" for x, y in questions]
+
+
+@settings(max_examples=8)
+@given(groups=st.lists(group, min_size=1, max_size=4), which=st.sampled_from(["gemma", "llama"]))
+def test_packed_rows_match_separate_prompts(tiny, tiny_llama, groups, which):
+    model, tok = tiny if which == "gemma" else tiny_llama
+    prompt_groups = [_prompts(e, q) for e, q in groups]
+    packed = torch.cat(score_groups(model, tok, prompt_groups, groups_per_batch=3))
+    separate = score_prompts(model, tok, [p for g in prompt_groups for p in g], batch_size=4)
+    assert torch.allclose(packed, separate, atol=2e-6), (packed - separate).abs().max()
+
+
+def test_full_vocabulary_logits_and_gradients_match(tiny):
+    """CE needs full-vocabulary logits at the answer: compare them (and their gradients) too."""
+    model, tok = tiny
+    groups = [_prompts([("a", "b"), ("b", "c")], [("a", "c"), ("c", "a"), ("b", "a")]), _prompts([("d", "e")], [("e", "d")])]
+    batch = pack_groups(tok, groups)
+    assert batch.tokens < batch.unpacked_tokens
+    model.zero_grad()
+    logits = packed_answer_logits(model, batch)
+    logits.logsumexp(-1).sum().backward()
+    g_packed = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    rows = []
+    for p in [p for g in groups for p in g]:
+        ids = torch.tensor([tok(p)["input_ids"]])
+        rows.append(model(input_ids=ids).logits[0, -1])
+    separate = torch.stack(rows)
+    separate.logsumexp(-1).sum().backward()
+    assert torch.allclose(logits, separate, atol=1e-5)
+    for n, p in model.named_parameters():
+        assert torch.allclose(g_packed[n], p.grad, atol=1e-5), n
+    model.zero_grad()
+
+
+def test_log_probabilities_are_exact_at_extremes(tiny):
+    _, tok = tiny
+    batch = pack_groups(tok, [_prompts([("a", "b")], [("a", "b"), ("b", "a")])])
+    logits = torch.zeros(2, len(tok), dtype=torch.float64)
+    logits[0, batch.yes_ids[0]] = 800.0  # p = 1 - 1e-348: log(1 - p) is -800, not -inf or NaN
+    logits[1, batch.no_ids[1]] = 800.0
+    log_p, log_q = yes_no_log_probs(logits, batch)
+    assert log_p[0] == 0.0 and log_q[0] == -800.0
+    assert log_p[1] == -800.0 and log_q[1] == 0.0
