@@ -92,7 +92,9 @@ def test_report_carries_the_violation_rate_and_skips_big_graphs():
 def test_questions_outside_the_rules_are_skipped_with_a_reason():
     records = [r for r in generate("dsep", "train", 200, seed=1) if len(r["nodes"]) == 5 and len(r["meta"]["z"]) == 3][:4]
     assert records
-    result = rule_violations(records, {r["id"]: {"prediction": r["label"]} for r in records}, "dsep", max_nodes=5)
+    result = rule_violations(
+        records, {r["id"]: {"prediction": r["label"]} for r in records}, "dsep", max_nodes=5, schema_seconds=1.0
+    )
     assert not result["groups"] and all("parameter too small" in why for why in result["skipped"].values())
 
 
