@@ -93,6 +93,13 @@ inline void lse_add(T* __restrict m, T* __restrict s, const T* __restrict v, int
     }
 }
 
+// The first term needs no exp: m = v, s = 1 (also right for v = -inf: later terms reset s).
+template <typename T>
+inline void lse_init(T* __restrict m, T* __restrict s, const T* __restrict v, int64_t n) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) { m[j] = v[j]; s[j] = T(1); }
+}
+
 template <typename T>
 inline void lse_finish(T* __restrict out, const T* __restrict m, const T* __restrict s, int64_t n) {
     const T ninf = neg_inf<T>();
@@ -127,11 +134,15 @@ struct Plan {
 
 template <typename T>
 void forward_tile(const Plan& p, T* V, int64_t W) {
+    const int64_t E = p.node_ptr[p.layer_end[p.num_layers - 1]];
     for (int64_t l = 0; l < p.num_layers; ++l) {
         const int64_t nm = p.layer_mid[l];
         for (int64_t k = p.layer_start[l]; k < p.layer_end[l]; ++k) {
             T* out = V + (p.base + k) * W;
             const int64_t e0 = p.node_ptr[k], e1 = p.node_ptr[k + 1];
+            // children are scattered: fetch the next node's first children meanwhile
+            for (int64_t e = e1; e < e1 + 2 && e < E; ++e)
+                for (int64_t j = 0; j < W; j += 64 / sizeof(T)) __builtin_prefetch(V + p.child_rows[e] * W + j);
             if (k < nm) {  // AND: sum of children (-inf absorbs, never +inf)
                 T acc[TILE];
                 const T* c0 = V + p.child_rows[e0] * W;
@@ -144,8 +155,12 @@ void forward_tile(const Plan& p, T* V, int64_t W) {
                 for (int64_t j = 0; j < W; ++j) out[j] = acc[j];
             } else {  // OR: logsumexp of children
                 T m[TILE], s[TILE];
-                for (int64_t j = 0; j < W; ++j) { m[j] = neg_inf<T>(); s[j] = T(0); }
-                for (int64_t e = e0; e < e1; ++e) lse_add(m, s, V + p.child_rows[e] * W, W);
+                lse_init(m, s, V + p.child_rows[e0] * W, W);
+                if (e1 - e0 == 1) {  // a single child (the virtual root nodes): copy, exactly
+                    for (int64_t j = 0; j < W; ++j) out[j] = m[j];
+                    continue;
+                }
+                for (int64_t e = e0 + 1; e < e1; ++e) lse_add(m, s, V + p.child_rows[e] * W, W);
                 lse_finish(out, m, s, W);
             }
         }
@@ -164,13 +179,25 @@ void backward_tile(const Plan& p, const T* V, T* R, int64_t W) {
 #pragma omp simd reduction(| : any_zero)
             for (int64_t j = 0; j < W; ++j) any_zero |= (vc[j] == ninf);
             T m[TILE], s[TILE], c[TILE];
-            for (int64_t j = 0; j < W; ++j) { m[j] = ninf; s[j] = T(0); }
-            for (int64_t q = p.rev_ptr[r]; q < p.rev_ptr[r + 1]; ++q) {
+            const int64_t q0 = p.rev_ptr[r], q1 = p.rev_ptr[r + 1];
+            if (q0 == q1) {
+                for (int64_t j = 0; j < W; ++j) out[j] = ninf;
+                continue;
+            }
+            for (int64_t q = q0; q < q1; ++q) {
                 const int64_t prow = p.rev_parent[q];
                 const int64_t k = prow - p.base;
                 const T* rp = R + prow * W;
+                if (q + 2 < q1) {
+                    // parents are scattered: fetch the rows two parents ahead (latency-bound loop)
+                    const int64_t ahead = p.rev_parent[q + 2] * W;
+                    for (int64_t j = 0; j < W; j += 64 / sizeof(T)) {
+                        __builtin_prefetch(R + ahead + j);
+                        __builtin_prefetch(V + ahead + j);
+                    }
+                }
                 if (p.is_or[k]) {
-                    lse_add(m, s, rp, W);
+                    if (q == q0) lse_init(m, s, rp, W); else lse_add(m, s, rp, W);
                     continue;
                 }
                 // AND parent: adjoint times the product of the siblings
@@ -190,9 +217,13 @@ void backward_tile(const Plan& p, const T* V, T* R, int64_t W) {
                     for (int64_t j = 0; j < W; ++j)
                         if (vc[j] == ninf) c[j] = rp[j] + sib[j];
                 }
-                lse_add(m, s, c, W);
+                if (q == q0) lse_init(m, s, c, W); else lse_add(m, s, c, W);
             }
-            lse_finish(out, m, s, W);
+            if (q1 - q0 == 1) {  // one parent (most AND nodes): its contribution, exactly
+                for (int64_t j = 0; j < W; ++j) out[j] = m[j];
+            } else {
+                lse_finish(out, m, s, W);
+            }
         }
     }
 }
