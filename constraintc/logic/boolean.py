@@ -189,6 +189,29 @@ def tseitin(builder: BoolBuilder, atoms: list[int], assertions: list[int]) -> tu
     return next_var - 1, unique
 
 
+def _raw(cls, args):
+    """A sympy And/Or built without sympy's canonical ordering: that ordering computes sort keys
+    of whole subformulas, which on a shared (DAG-shaped) grounding is exponential (dsep on 5
+    nodes: 135 s). The circuit is already simplified and deterministically ordered."""
+    import sympy
+
+    obj = sympy.Basic.__new__(cls, *args)
+    obj._argset = frozenset(args)
+    return obj
+
+
+def conjunction(args):
+    """The sympy conjunction of already-built formulas (true/false folded), unordered."""
+    import sympy
+
+    args = [a for a in args if a is not sympy.true]
+    if any(a is sympy.false for a in args):
+        return sympy.false
+    if not args:
+        return sympy.true
+    return args[0] if len(args) == 1 else _raw(sympy.And, list(dict.fromkeys(args)))
+
+
 def to_sympy(builder: BoolBuilder, lit: int, symbols: dict[int, object] | None = None,
              memo: dict[int, object] | None = None):
     """The sympy expression of a literal (shared subformulas become shared sympy objects)."""
@@ -222,7 +245,12 @@ def to_sympy(builder: BoolBuilder, lit: int, symbols: dict[int, object] | None =
                 continue
             stack.pop()
             args = [memo[c] if c > 0 else sympy.Not(memo[-c]) for c in builder.children[n]]
-            memo[n] = sympy.And(*args) if k == AND else sympy.Equivalent(*args)
+            if k == AND:
+                memo[n] = _raw(sympy.And, args)
+            else:
+                a, b = args
+                memo[n] = _raw(sympy.Or, [_raw(sympy.And, [a, b]),
+                                          _raw(sympy.And, [sympy.Not(a), sympy.Not(b)])])
         return memo[node]
 
     expr = node_expr(abs(lit))

@@ -134,9 +134,9 @@ class Grounding:
     @cached_property
     def formula(self):
         """The whole constraint as one sympy formula (the conjunction of the rules)."""
-        import sympy
+        from constraintc.logic.boolean import conjunction
 
-        return sympy.And(*self.rule_formulas.values())
+        return conjunction(self.rule_formulas.values())
 
 
 def node_names(nodes: int | list[str] | tuple[str, ...]) -> list[str]:
