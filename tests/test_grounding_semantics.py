@@ -440,3 +440,6 @@ def test_schema_grounding_speed():
           f"dsep n=5: {t5:.3f} s, {d5.cnf.num_vars} vars, {len(d5.cnf.clauses)} clauses")
     assert g8.cnf.num_atoms == 112 and d5.cnf.num_atoms == 160
     assert t8 < 5 and t5 < 10
+    t = time.perf_counter()
+    formula = d5.formula  # the sympy view must not blow up on a shared (DAG-shaped) grounding
+    assert time.perf_counter() - t < 10 and len(formula.args) == 140
