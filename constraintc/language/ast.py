@@ -204,9 +204,9 @@ class PredDecl:
 
 
 def _render_value(value) -> str:
-    if isinstance(value, str):
-        return value
-    return "{" + ", ".join(sorted(value)) + "}"
+    if isinstance(value, (set, frozenset, list, tuple)):
+        return "{" + ", ".join(sorted(str(v) for v in value)) + "}"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ class RuleDecl:
 Statement = Union[ParamDecl, DomainDecl, PredDecl, QueryDecl, RuleDecl]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity semantics: hashable, usable as a cache key
 class Program:
     """A checked rules file.
 
