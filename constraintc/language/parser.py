@@ -1,8 +1,9 @@
 """Parse rules text into AST statements (Lark LALR with positions) and explain syntax errors.
 
-Syntax errors are explained with a catalogue of known-bad inputs (lark's ``match_examples``);
-after an error the parser resumes at the next line that starts a statement, so one run reports
-the syntax errors of every statement.
+Syntax errors are explained with a catalogue of known-bad inputs, matched on the LALR state
+(lark's ``match_examples`` idea, keyed on the top state so that a mistake deep inside a formula
+matches its shallow example); after an error the parser resumes at the next line that starts a
+statement, so one run reports the syntax errors of every statement.
 
 >>> stmts = parse_statements("param k = 2\\nquery p(X: node)")
 >>> [type(s).__name__ for s in stmts]
