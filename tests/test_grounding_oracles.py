@@ -171,3 +171,11 @@ def test_open_transitivity_pins_paths_and_reverse_paths():
                     assert can_false and not can_true
                 else:
                     assert can_true and can_false
+
+
+@pytest.mark.parametrize("n", [3, 4])
+def test_dsep_schema_is_a_function_of_the_edges(n):
+    """Over every edge assignment (cyclic ones too) the schema has exactly one model of the
+    query atoms: 2^(n(n-1)) models in all, so a schema circuit's evidence clamping is exact."""
+    grounding = ground(load_rules("dsep"), n)
+    assert count_models(grounding.cnf) == 2 ** (n * (n - 1))
