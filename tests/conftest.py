@@ -29,6 +29,8 @@ def pytest_configure(config):
         seed = int(os.environ.get("CONSTRAINTC_TEST_SEED", random.randrange(2**32)))
         config.option.hypothesis_seed = seed
     _SEED = int(seed)
+    # tests that import this module get a second copy of it: the environment carries the seed over
+    os.environ["CONSTRAINTC_TEST_SEED"] = str(_SEED)
 
 
 def pytest_report_header(config):
@@ -37,5 +39,4 @@ def pytest_report_header(config):
 
 def run_seed() -> int:
     """The run's seed, for tests that draw their own random instances."""
-    assert _SEED is not None
-    return _SEED
+    return _SEED if _SEED is not None else int(os.environ["CONSTRAINTC_TEST_SEED"])
