@@ -16,6 +16,7 @@
 #include <cstring>
 #include <limits>
 #include <algorithm>
+#include <vector>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -228,15 +229,22 @@ void backward_tile(const Plan& p, const T* V, T* R, int64_t W) {
     }
 }
 
+// Threads pay off only past a few milliseconds of work: on a loaded machine waking a second
+// thread can cost a scheduler time slice (milliseconds), more than a small circuit's whole pass.
+inline bool use_threads(const Plan& p, int64_t tiles, int64_t W, int nthreads) {
+    const int64_t edges = p.node_ptr[p.layer_end[p.num_layers - 1]];
+    return nthreads > 1 && tiles > 1 && edges * tiles * W > 4000000;
+}
+
 template <typename T>
 void forward(const Plan& p, T* V, int64_t tiles, int64_t rows, int64_t W, int nthreads) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && tiles > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (use_threads(p, tiles, W, nthreads))
     for (int64_t t = 0; t < tiles; ++t) forward_tile(p, V + t * rows * W, W);
 }
 
 template <typename T>
 void backward(const Plan& p, const T* V, T* R, int64_t tiles, int64_t rows, int64_t W, int nthreads) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && tiles > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (use_threads(p, tiles, W, nthreads))
     for (int64_t t = 0; t < tiles; ++t) backward_tile(p, V + t * rows * W, R + t * rows * W, W);
 }
 
@@ -272,7 +280,7 @@ void fill_tile(const Plan& p, T* V, int64_t W, int64_t col0, int64_t B, int64_t 
 template <typename T>
 void eval_all(const Plan& p, int64_t A, int64_t nroots, int mode, const T* a, const T* b, int64_t B,
               T* V, int64_t tiles, int64_t rows, int64_t W, T* out, int nthreads) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && tiles > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (use_threads(p, tiles, W, nthreads))
     for (int64_t t = 0; t < tiles; ++t) {
         T* Vt = V + t * rows * W;
         fill_tile(p, Vt, W, t * W, B, A, mode, a, b);
@@ -291,10 +299,15 @@ template <typename T>
 void grad_all(const Plan& p, int64_t A, int64_t nroots, int mode, int64_t B, const T* V, T* R,
               int64_t tiles, int64_t rows, int64_t W, const T* gout, T* ga, T* gb, int nthreads) {
     const T ninf = neg_inf<T>();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && tiles > 1)
+    // R == nullptr: each thread reuses one tile of adjoints instead of a [tiles, rows, W]
+    // buffer, which halves the peak memory of training (the forward values must stay anyway)
+#pragma omp parallel num_threads(nthreads) if (use_threads(p, tiles, W, nthreads))
+    {
+    std::vector<T> own(R == nullptr ? rows * W : 0);
+#pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < tiles; ++t) {
         const T* Vt = V + t * rows * W;
-        T* Rt = R + t * rows * W;
+        T* Rt = R == nullptr ? own.data() : R + t * rows * W;
         T total[TILE];
         for (int sign = 1; sign >= -1; sign -= 2) {
             bool any = false;
@@ -332,6 +345,7 @@ void grad_all(const Plan& p, int64_t A, int64_t nroots, int mode, int64_t B, con
             }
         }
     }
+}
 }
 
 }  // namespace

@@ -125,7 +125,7 @@ def assert_no_nan(*ts):
 
 # -- values and gradients --------------------------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=60)
+@settings(max_examples=30)
 @given(data=st.data())
 def test_log_wmc_and_gradients_match_brute_force(backend, data):
     cnf = data.draw(cnfs())
@@ -155,7 +155,7 @@ def test_log_wmc_and_gradients_match_brute_force(backend, data):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=40)
+@settings(max_examples=25)
 @given(data=st.data())
 def test_log_inputs_match_brute_force(backend, data):
     cnf = data.draw(cnfs())
@@ -264,7 +264,7 @@ def test_float32_close_to_float64(backend):
 
 # -- marginals and counts --------------------------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=30)
+@settings(max_examples=20)
 @given(data=st.data())
 def test_marginals_and_model_count(backend, data):
     cnf = data.draw(cnfs())

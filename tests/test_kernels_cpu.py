@@ -56,7 +56,7 @@ def test_kernel_builds():
     assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
 
 
-@settings(max_examples=40)
+@settings(max_examples=25)
 @given(circuit=circuits(), batch=st.sampled_from([1, 3, 64, 65, 130]),
        dtype=st.sampled_from([torch.float32, torch.float64]), data=st.data())
 def test_kernel_equals_reference(circuit, batch, dtype, data):

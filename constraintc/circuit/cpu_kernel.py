@@ -204,12 +204,16 @@ class CpuCircuit:
            a.data_ptr(), 0 if b is None else b.data_ptr(), a.shape[0], V.data_ptr(), tiles, rows,
            width, out.data_ptr(), torch.get_num_threads())
 
-    def grad(self, mode: str, V: torch.Tensor, R: torch.Tensor, grad_out: torch.Tensor,
+    def grad(self, mode: str, V: torch.Tensor, R: torch.Tensor | None, grad_out: torch.Tensor,
              ga: torch.Tensor, gb: torch.Tensor | None) -> None:
-        """Accumulate the gradients of ``sum(grad_out * log W)`` into ``ga`` (and ``gb``)."""
+        """Accumulate the gradients of ``sum(grad_out * log W)`` into ``ga`` (and ``gb``).
+
+        ``R=None`` lets each thread reuse one tile of adjoints (half the memory); a buffer
+        shaped like ``V`` keeps every adjoint (for inspection and tests)."""
         suffix = self._check(V)
         tiles, rows, width = V.shape
         fn = getattr(self.lib, f"circuit_grad_{suffix}")
         fn(*self._plan_args, self.plan.num_atoms, self.plan.num_roots, self.MODES[mode],
-           ga.shape[0], V.data_ptr(), R.data_ptr(), tiles, rows, width, grad_out.data_ptr(),
+           ga.shape[0], V.data_ptr(), 0 if R is None else R.data_ptr(), tiles, rows, width,
+           grad_out.data_ptr(),
            ga.data_ptr(), 0 if gb is None else gb.data_ptr(), torch.get_num_threads())

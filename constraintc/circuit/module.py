@@ -117,6 +117,8 @@ class Circuit(torch.nn.Module):
             x = torch.as_tensor(x)
         if not torch.is_floating_point(x):
             x = x.to(torch.get_default_dtype())
+        elif x.dtype not in (torch.float32, torch.float64):
+            x = x.float()  # half precision cannot hold log-space sums; autograd casts back
         if x.dim() != 2 or x.shape[1] != self.num_atoms:
             raise ValueError(
                 f"{what} must have shape [batch, {self.num_atoms}] (atoms {self.atoms[:4]}"
