@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -29,7 +30,7 @@ from constraintc.compile.ir import CircuitIR
 from constraintc.errors import BudgetExceeded, ConstraintcError
 
 _SOURCE = Path(__file__).with_name("dnnf_core.cpp")
-_FLAGS = ["-O2", "-std=c++17", "-shared", "-fPIC"]
+_FLAGS = ["-O2", "-std=c++17", "-shared", "-fPIC", "-pthread"]
 _LIB = None
 _BUILD_ERROR: str | None = None
 
@@ -61,7 +62,8 @@ def _build() -> Path:
             "error: backend='builtin' needs a C++ compiler (g++ or clang++) to build its core on "
             "first use; none was found on PATH. Install one or use backend='pysdd'."
         )
-    digest = hashlib.sha256(source + " ".join(_FLAGS).encode()).hexdigest()[:16]
+    key = source + " ".join([*_FLAGS, cxx, platform.machine(), platform.system()]).encode()
+    digest = hashlib.sha256(key).hexdigest()[:16]
     target = _cache_dir() / f"libdnnf_core-{digest}.so"
     if target.exists():
         return target

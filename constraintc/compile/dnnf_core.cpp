@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <pthread.h>
 #include <queue>
 #include <tuple>
 #include <unordered_map>
@@ -38,6 +39,33 @@ struct VecHash {
   }
 };
 
+inline uint64_t mix64(uint64_t x) {  // splitmix64 finalizer
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// A component is cached under a 128-bit digest of its key (not the key itself, which can hold
+// tens of thousands of ids on large formulas): memory stays bounded; two different components
+// collide with probability about n^2 / 2^128 for n cached components.
+struct Digest {
+  uint64_t a, b;
+  bool operator==(const Digest& o) const { return a == o.a && b == o.b; }
+};
+struct DigestHash {
+  size_t operator()(const Digest& d) const { return (size_t)(d.a ^ (d.b * 0x9e3779b97f4a7c15ull)); }
+};
+
+inline Digest digest(const std::vector<int32_t>& v) {
+  uint64_t a = 0x243f6a8885a308d3ull ^ v.size(), b = 0x13198a2e03707344ull + 3 * v.size();
+  for (int32_t x : v) {
+    a = mix64(a ^ (uint32_t)x);
+    b = mix64(b + 0x452821e638d01377ull * ((uint64_t)(uint32_t)x + 1));
+  }
+  return Digest{a, b};
+}
+
 struct Compiler {
   // ---- circuit (shared by every CNF compiled with this handle) ----
   std::vector<int8_t> kind{K_FALSE, K_TRUE};
@@ -59,7 +87,7 @@ struct Compiler {
   bool has_empty = false;
   std::vector<uint32_t> var_stamp, clause_stamp;
   uint32_t stamp = 0;
-  std::unordered_map<std::vector<int32_t>, int32_t, VecHash> cache;
+  std::unordered_map<Digest, int32_t, DigestHash> cache;
   std::vector<double> score;
   int heuristic = 0;
   int num_atoms = 0;
@@ -316,7 +344,8 @@ struct Compiler {
       std::sort(shortened.begin(), shortened.end());
       key.insert(key.end(), shortened.begin(), shortened.end());
     }
-    auto it = cache.find(key);
+    Digest dkey = digest(key);
+    auto it = cache.find(dkey);
     if (it != cache.end()) {
       ++cache_hits;
       done += weight;
@@ -365,7 +394,7 @@ struct Compiler {
       branch[s] = result == 0 ? 0 : conj(ch);
     }
     int32_t node = disj(branch[0], branch[1]);
-    cache.emplace(std::move(key), node);
+    cache.emplace(dkey, node);
     return node;
   }
 
@@ -545,8 +574,29 @@ int dnnf_compile(void* h, int num_vars, int num_atoms, int num_clauses, const in
   c.last_progress = 0;
   c.done = 0;
   c.status = ST_OK;
-  bool trivially_unsat = false;
-  int32_t r = c.compile_root(trivially_unsat);
+  // The search recurses once per decision along a branch: run it on a thread with a large stack
+  // (reserved lazily by the OS) so that formulas with very many variables cannot overflow it.
+  struct Job {
+    Compiler* c;
+    int32_t r;
+  } job{&c, 0};
+  auto body = [](void* arg) -> void* {
+    Job* j = static_cast<Job*>(arg);
+    bool trivially_unsat = false;
+    j->r = j->c->compile_root(trivially_unsat);
+    return nullptr;
+  };
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, (size_t)1 << 30);
+  pthread_t thread;
+  if (pthread_create(&thread, &attr, body, &job) == 0) {
+    pthread_join(thread, nullptr);
+  } else {
+    body(&job);  // no thread available: run here, on the caller's stack
+  }
+  pthread_attr_destroy(&attr);
+  int32_t r = job.r;
   if (r == ABORTED) {
     c.undo(0);
     return c.status;
