@@ -3,8 +3,9 @@
 Workload: the constraint "r(i,j) & r(j,k) -> r(i,k)" and "~(r(i,j) & r(j,i))" over n nodes
 (n*(n-1) atoms), compiled once with PySDD (balanced vtree). The same SDD is evaluated by
 
-* constraintc (``Circuit`` built with ``constraintc.compile.from_pysdd``), fused CPU kernel and
-  torch reference back ends;
+* constraintc (``Circuit`` built with ``constraintc.compile.from_pysdd``): ``semantic_loss``
+  + ``backward()`` on the fused CPU kernel, the same without autograd
+  (``semantic_loss_and_grad``), and the torch reference back end;
 * KLay (``klaycircuits``, log semiring, ``compile=False``), the anchor;
 * PySDD's own WMC (log mode, one ``propagate()`` per sample: values and derivatives);
 
@@ -99,6 +100,13 @@ def ours_step(circuit, probs):
     return step
 
 
+def ours_direct_step(circuit, probs):
+    def step():
+        return circuit.semantic_loss_and_grad(probs)[1]
+
+    return step
+
+
 def klay_step(module, probs):
     def step():
         p = probs.detach().requires_grad_(True)
@@ -188,6 +196,8 @@ def main(argv=None) -> int:
                 b = klay_step(klay_module, probs[:8].double())()
                 assert torch.allclose(a, b, rtol=1e-8, atol=1e-10), "gradients differ from KLay"
             row["ours"] = measure(ours_step(ours, probs), args.reps, clear=ours.evaluator.pool.clear)
+            row["ours_direct"] = measure(ours_direct_step(ours, probs), args.reps,
+                                         clear=ours.evaluator.pool.clear)
             row["ours_builtin"] = measure(ours_step(ours_builtin, probs), args.reps,
                                           clear=ours_builtin.evaluator.pool.clear)
             if not args.no_torch_ref and (batch <= 64 or n <= 6):
@@ -215,7 +225,7 @@ def _fmt_t(x):
 
 def format_row(row):
     parts = [f"n={row['n']} batch={row['batch']}"]
-    for key in ("ours", "ours_builtin", "torch_ref", "klay", "pysdd"):
+    for key in ("ours", "ours_direct", "ours_builtin", "torch_ref", "klay", "pysdd"):
         if key in row:
             t, mem = row[key]
             parts.append(f"{key} {_fmt_t(t)} ({mem:.0f} MB)")
@@ -227,16 +237,18 @@ def format_row(row):
 
 
 def table(rows, markdown: bool) -> str:
-    head = ["n", "batch", "edges (SDD)", "ours", "ours, built-in circuit", "torch reference", "KLay",
-            "PySDD WMC", "KLay / ours", "PySDD / ours", "peak MB ours", "peak MB KLay"]
+    head = ["n", "batch", "edges (SDD)", "ours", "ours, no autograd", "ours, built-in circuit",
+            "torch reference", "KLay", "PySDD WMC", "KLay / ours", "PySDD / ours",
+            "PySDD / ours no autograd", "peak MB ours", "peak MB KLay"]
     out = []
     for r in rows:
         t = lambda k: _fmt_t(r[k][0]) if k in r else "-"  # noqa: E731
         ratio = lambda k: f"{r[k][0] / r['ours'][0]:.1f}x" if k in r else "-"  # noqa: E731
         mem = lambda k: f"{r[k][1]:.0f}" if k in r else "-"  # noqa: E731
-        out.append([str(r["n"]), str(r["batch"]), str(r["edges"]), t("ours"), t("ours_builtin"),
-                    t("torch_ref"), t("klay"), t("pysdd"), ratio("klay"), ratio("pysdd"),
-                    mem("ours"), mem("klay")])
+        direct = f"{r['pysdd'][0] / r['ours_direct'][0]:.1f}x" if "pysdd" in r else "-"
+        out.append([str(r["n"]), str(r["batch"]), str(r["edges"]), t("ours"), t("ours_direct"),
+                    t("ours_builtin"), t("torch_ref"), t("klay"), t("pysdd"), ratio("klay"),
+                    ratio("pysdd"), direct, mem("ours"), mem("klay")])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(r) + " |" for r in out]

@@ -338,3 +338,18 @@ def test_shape_errors_are_clear():
         c.log_wmc(torch.zeros(3, 5))
     with pytest.raises(KeyError, match="no root named"):
         c.semantic_loss(torch.zeros(1, 2), root="nope")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=15)
+@given(data=st.data())
+def test_semantic_loss_and_grad_equals_autograd(backend, data):
+    cnf = data.draw(cnfs())
+    probs = data.draw(prob_rows(cnf.num_atoms))
+    circuit = sdd_circuit(cnf, backend)
+    loss, grad = circuit.semantic_loss_and_grad(probs)
+    p = probs.clone().requires_grad_(True)
+    ref = circuit.semantic_loss(p)
+    (ref_grad,) = torch.autograd.grad(ref.masked_fill(torch.isinf(ref), 0).sum(), p)
+    assert torch.equal(loss, ref.detach())
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-12)

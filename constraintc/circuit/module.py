@@ -157,6 +157,42 @@ class Circuit(torch.nn.Module):
         make the constraint impossible (with a zero gradient there)."""
         return -self.log_wmc(probs)[:, self.root_index(root)]
 
+    def semantic_loss_and_grad(self, probs: torch.Tensor, root: int | str = 0):
+        """``(loss [batch], d loss / d probs [batch, atoms])`` without building an autograd graph.
+
+        The same numbers as ``semantic_loss(probs)`` and its backward pass, in two kernel calls:
+        the fastest path for small batches (and for callers outside torch's autograd).
+
+        >>> from constraintc.compile.ir import IRBuilder
+        >>> b = IRBuilder(num_vars=2)
+        >>> c = Circuit.from_ir(b.build([b.disj([b.lit(1), b.conj([b.lit(-1), b.lit(2)])])]))
+        >>> loss, grad = c.semantic_loss_and_grad(torch.tensor([[0.0, 0.5]], dtype=torch.float64))
+        >>> float(loss[0]), grad.tolist()      # -log(p1 + (1-p1) p2): -(1-p2)/W, -(1-p1)/W
+        (0.6931471805599453, [[-1.0, -2.0]])
+        """
+        probs = self._check(probs, "probs").detach()
+        k = self.root_index(root)
+        backend = self._backend(probs.device)
+        if backend != "cpu":
+            p = probs.clone().requires_grad_(True)
+            with torch.enable_grad():
+                loss = self.semantic_loss(p, k)
+                (grad,) = torch.autograd.grad(loss.sum(), p)
+            return loss.detach(), grad
+        ev = self.evaluator
+        batch = probs.shape[0]
+        probs = probs.contiguous()
+        V = ev.alloc("cpu", batch, probs.dtype, probs.device)
+        out = torch.empty((batch, self.num_roots), dtype=probs.dtype)
+        kernel = ev.cpu_kernel()
+        kernel.eval(probs, None, "probs", V, out)
+        gout = torch.zeros((batch, self.num_roots), dtype=probs.dtype)
+        gout[:, k] = -1.0
+        grad = torch.zeros((batch, self.num_atoms), dtype=probs.dtype)
+        kernel.grad("probs", V, None, gout, grad, None)
+        ev.pool.give(V)
+        return -out[:, k], grad
+
     @torch.no_grad()
     def marginals(self, probs: torch.Tensor, root: int | str = 0) -> torch.Tensor:
         """``P(atom = 1 | constraint)`` under independent ``probs``, ``[batch, atoms]``.
