@@ -151,3 +151,15 @@ def test_cli_nodes_with_cnf_is_an_error(tmp_path, capsys):
     CNF(2, [(1, 2)]).write(path)
     assert main(["compile", str(path), "--nodes", "3"]) == 2
     assert "--nodes='3'" in capsys.readouterr().err
+
+
+def test_circuit_pickles_and_deep_copies_after_use():
+    import copy
+    import pickle
+
+    circuit = Circuit.from_ir(compile_cnf(CNF(3, [(1, 2), (-2, 3)])).ir)
+    p = torch.rand(5, 3, dtype=torch.float64)
+    before = circuit.log_wmc(p)  # builds the kernel and the buffer pool first
+    for clone in (copy.deepcopy(circuit), pickle.loads(pickle.dumps(circuit))):
+        assert torch.equal(clone.log_wmc(p), before)
+        assert clone.model_count() == 4

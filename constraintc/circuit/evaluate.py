@@ -81,6 +81,14 @@ class Evaluator:
         self._cpu = None
         self._triton: dict[str, object] = {}
 
+    def __getstate__(self):
+        # kernels, device plans and buffers are caches (and hold locks and C handles): a copy or
+        # an unpickled circuit rebuilds them on first use
+        return {"plan": self.plan}
+
+    def __setstate__(self, state):
+        self.__init__(state["plan"])
+
     # -- back ends ---------------------------------------------------------------------------
     def torch_plan(self, device) -> torch_ref.TorchPlan:
         key = str(device)
