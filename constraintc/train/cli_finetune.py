@@ -9,10 +9,11 @@ accuracy, yes-rate, rule violations, collapse flags).
 defaults (the README's run): the embedded ~0.6M-parameter Gemma-3 model trained from scratch
 (nothing downloaded), rules `transitivity`, 4000 generated training questions with the labels
 skewed to 75% Yes (the published setting where cross-entropy alone collapses to always-Yes),
-the linear lambda ramp 0.05 -> 0.30, 400 steps of 16 graphs, output in runs/finetune.
+graphs of at most 4 nodes renamed from 6 names, the linear lambda ramp 0.05 -> 0.30, 1000 steps
+of 16 graphs (about 0.25 s each on 2 cores), output in runs/finetune.
 
 examples:
-  constraintc finetune                                   # the default run, a few minutes on CPU
+  constraintc finetune                                   # the default run, about 5 minutes on CPU
   constraintc finetune --lambda-schedule none --output-dir runs/ce-only      # CE-only baseline
   constraintc finetune --config examples/configs/finetune_transitivity.toml --steps 600
   constraintc finetune --model smollm2 --finetune lora --lr 2e-4 --name-pool 0 --steps 50
@@ -45,7 +46,7 @@ _FLAGS = {
     "task": ("--task", str, "task to generate when --data is not given: transitivity | dsep"),
     "train_records": ("--train-records", int, "generated training questions (default 4000)"),
     "eval_records": ("--eval-records", int, "questions per held-out / evaluation split (default 200)"),
-    "steps": ("--steps", int, "optimizer steps (default 400)"),
+    "steps": ("--steps", int, "optimizer steps (default 1000)"),
     "batch_groups": ("--batch-groups", int, "graphs per optimizer step, over all processes (default 16)"),
     "grad_accum": ("--grad-accum", int, "micro-batches per step (default 1)"),
     "lr": ("--lr", float, "AdamW learning rate (default 3e-3, for training from scratch)"),
@@ -58,7 +59,7 @@ _FLAGS = {
     "lora_r": ("--lora-r", int, "LoRA rank (default 8)"),
     "label_yes_rate": ("--label-yes-rate", float, "drop No labels until this share of labels is Yes; 0 keeps all (default 0.75)"),
     "name_pool": ("--name-pool", int, "rename nodes from the first N short names; 0 keeps names (default 6)"),
-    "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 0)"),
+    "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 4)"),
     "atoms_per_graph": ("--atoms-per-graph", int, "cap on questions per graph, 0 = every query atom (default 0)"),
     "prompt_style": ("--prompt-style", str, "plain | chat (default plain)"),
     "output_dir": ("--output-dir", str, "where metrics, checkpoints, model and plots go (default runs/finetune)"),

@@ -46,10 +46,10 @@ class FinetuneConfig:
     prompt_style: str = "plain"
     label_yes_rate: float = 0.75  # keep Yes labels, drop No labels until this share is Yes; 0: keep all
     name_pool: int = 6  # rename each graph's nodes from the first N short names; 0: keep names
-    max_nodes: int = 0  # train only on graphs with at most this many nodes; 0: all
+    max_nodes: int = 4  # train only on graphs with at most this many nodes; 0: all
     atoms_per_graph: int = 0  # query atoms asked per graph (0: all); unasked atoms are fair coins
     # optimisation
-    steps: int = 400
+    steps: int = 1000
     batch_groups: int = 16
     grad_accum: int = 1
     lr: float = 3e-3
