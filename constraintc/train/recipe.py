@@ -236,7 +236,7 @@ class FinetuneRecipe:
                 sl = -self.constraint.log_wmc(keys, lp_groups, lq_groups)
                 loss = loss + lam * sl.sum() / n_graphs
                 stats[1] += sl.sum().item()
-            answers = [lp > math.log(0.5) for lp in lp_groups]
+            answers = [lp >= math.log(0.5) for lp in lp_groups]
             stats[2] += len(labels)
             stats[3] += sum(int(a.sum()) for a in answers)
             stats[4] += int(self.constraint.violated(keys, answers).sum())
@@ -287,12 +287,12 @@ class FinetuneRecipe:
             labels, preds, pv = [], [], []
             for g, p in zip(self.heldout, probs):
                 labels += g.labels
-                preds += ["Yes" if x > 0.5 else "No" for x in p.tolist()]
+                preds += ["Yes" if x >= 0.5 else "No" for x in p.tolist()]
                 pv += p.tolist()
             m = classification_metrics(labels, preds)
             c = collapse_check(m, pv, Thresholds())
             keys = [(g.nodes, g.edges, g.atoms) for g in self.heldout]
-            viol = self.constraint.violated(keys, [p > 0.5 for p in probs]).double().mean().item()
+            viol = self.constraint.violated(keys, [p >= 0.5 for p in probs]).double().mean().item()
             result = torch.tensor([m["balanced_accuracy"] or 0.0, m["yes_rate"] or 0.0, float(c["collapsed"]), viol], dtype=torch.float64)
         dist = _dist()
         if dist:  # every process needs the same collapse flag (the adaptive lambda depends on it)
@@ -323,7 +323,7 @@ class FinetuneRecipe:
         graphs = build_graphs(records, self.constraint, self.prompt_fn, all_atoms=False)
         probs = score_groups(self.model, self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no)
         preds = [
-            {"id": rid, "p_yes": p, "prediction": "Yes" if p > 0.5 else "No"}
+            {"id": rid, "p_yes": p, "prediction": "Yes" if p >= 0.5 else "No"}
             for g, ps in zip(graphs, probs)
             for rid, p in zip(g.record_ids, ps.tolist())
         ]
@@ -421,6 +421,9 @@ class FinetuneRecipe:
 
     def save_model(self, path: Path) -> None:
         """A plain model directory ``load_model`` reads (LoRA weights merged into the base)."""
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one bar (ours) is enough on stderr
         model = self.model
         if not self.full:
             import copy
