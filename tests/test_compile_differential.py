@@ -248,7 +248,7 @@ def pysdd_count_and_wmc(cnf, p):
 
 
 @settings(max_examples=100)
-@given(st.integers(0, 2**32 - 1), st.integers(12, 24), st.floats(1.5, 4.5))
+@given(st.integers(0, 2**32 - 1), st.integers(12, 22), st.floats(1.5, 4.5))
 def test_larger_cnfs_match_pysdd(seed, n, ratio):
     rng = np.random.default_rng(seed)
     cnf = random_3cnf(rng, n, int(n * ratio))
@@ -301,3 +301,25 @@ def test_stats_keys():
         assert key in out.stats
     assert out.stats["nodes"] == out.ir.num_nodes and out.stats["edges"] == out.ir.num_edges
     assert isinstance(out.stats["model_count"], int)
+
+
+def fibonacci(k: int) -> int:
+    a, b = 0, 1
+    for _ in range(k):
+        a, b = b, a + b
+    return a
+
+
+@pytest.mark.parametrize("backend", ["builtin", "pysdd"])
+def test_long_chain_counts_are_fibonacci(backend):
+    # x1 | x2, x2 | x3, ...: no two consecutive zeros, F(n + 2) models; deep recursion, big ints
+    n = 3000 if backend == "builtin" else 200
+    out = compile_cnf(CNF(n, [(i, i + 1) for i in range(1, n)]), backend=backend)
+    assert out.stats["model_count"] == fibonacci(n + 2)
+
+
+def test_pysdd_backend_several_roots():
+    cnf_list = [transitivity(4), CNF(12, [(1, 2), (-3,)]), CNF(12, [(5,)])]
+    out = compile_cnf(cnf_list, backend="pysdd")
+    assert out.stats["model_counts"] == [219, 3 * 2**9, 2**11]
+    assert out.stats["model_count"] == [219, 3 * 2**9, 2**11]

@@ -196,7 +196,8 @@ def _attempt(lib, cnfs, num_vars, heuristic, deadline, edge_cap, bar, priority=N
 
 # "auto" races these heuristics: round robin under an edge cap that grows 4x per round, so the
 # one that finishes first costs at most about twice its own run; the others then get one more
-# run each, stopped as soon as they reach the winner's size or time. Measured
+# run each unless their last run extrapolates to a larger circuit, stopped as soon as they reach
+# the winner's size or half its time. Measured
 # (benchmarks/bench_compile.py): connectivity is 3x smaller on the transitivity constraint,
 # dynamic 1.5-3x smaller on random 3-CNFs.
 PORTFOLIO = ("connectivity", "dynamic")
@@ -227,6 +228,7 @@ def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
     best = None  # (ir, stats, seconds)
     failure = None  # the user's budget stopped this attempt: reported when nothing finishes
+    predicted: dict[str, float] = {}  # edges a stopped heuristic would need: edges / fraction done
 
     def run(h, cap, limit):
         nonlocal best, failure
@@ -234,6 +236,9 @@ def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
         try:
             ir, totals = _attempt(lib, cnfs, num_vars, h, limit, cap, bar, priority)
         except _Stopped as stop:
+            done = stop.stats[0] / len(cnfs) if stop.index == len(cnfs) - 1 else 0.0
+            if done > 0:
+                predicted[h] = stop.stats[2] / done
             user_time = stop.status == 2 and limit == deadline
             user_edges = stop.status == 3 and max_edges is not None and cap == max_edges
             if user_time or user_edges:
@@ -260,7 +265,9 @@ def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
             cap = None if cap is None else cap * 4
         if best is not None:
             for h in pending:
-                own = time.perf_counter() + max(0.5, best[2])
+                if predicted.get(h, 0.0) >= best[0].num_edges:
+                    continue  # its last run extrapolates to a larger circuit (a rough guess)
+                own = time.perf_counter() + max(0.25, 0.5 * best[2])
                 limit = own if deadline is None else min(deadline, own)
                 run(h, best[0].num_edges if max_edges is None else min(max_edges, best[0].num_edges),
                     limit)
