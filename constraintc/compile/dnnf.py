@@ -34,10 +34,11 @@ _FLAGS = ["-O2", "-std=c++17", "-shared", "-fPIC", "-pthread"]
 _LIB = None
 _BUILD_ERROR: str | None = None
 
-# Variable-ordering heuristics of the core: 0 = dynamic (most occurrences in the component's
-# open clauses, short clauses weighted up), 1 = static (lowest variable index first).
-HEURISTICS = {"dynamic": 0, "static": 1, "occ": 2, "binary": 3, "long": 4, "priority": 5, "shortened": 6, "shortened2": 7, "connectivity": 8}
-HEURISTICS.update({k + "+sem": v | 16 for k, v in list(HEURISTICS.items())})
+# Variable-ordering heuristics of the core. dynamic: most occurrences in the component's open
+# clauses (short clauses count more); static: lowest variable index; priority: lowest value of a
+# given ``priority`` list; connectivity: a static maximum-connectivity order (see dnnf_core.cpp).
+# Ties are broken by the priority list (by default the variable index).
+HEURISTICS = {"dynamic": 0, "static": 1, "priority": 2, "connectivity": 3}
 
 _PROGRESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_double, ctypes.c_int64, ctypes.c_int64,
                              ctypes.c_int64)

@@ -251,43 +251,9 @@ struct Compiler {
     }
   }
 
-  bool semantic_key = false;
-  // The residual formula itself, canonical: clauses restricted to unassigned literals, sorted,
-  // duplicates and clauses subsumed by a binary or unit residual removed.
-  void residual_key(const std::vector<int32_t>& cls, std::vector<int32_t>& key) {
-    std::vector<std::vector<int32_t>> res;
-    res.reserve(cls.size());
-    for (int32_t c : cls) {
-      std::vector<int32_t> r;
-      for (int32_t y : clauses[c])
-        if (val[y > 0 ? y : -y] == 0) r.push_back(y);
-      std::sort(r.begin(), r.end());
-      res.push_back(std::move(r));
-    }
-    std::sort(res.begin(), res.end(), [](const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
-      return a.size() != b.size() ? a.size() < b.size() : a < b;
-    });
-    res.erase(std::unique(res.begin(), res.end()), res.end());
-    std::vector<std::pair<int32_t, int32_t>> bins;
-    for (auto& r : res) {
-      if (r.size() >= 3) {
-        bool sub = false;
-        for (size_t i = 0; i < r.size() && !sub; ++i)
-          for (size_t j = i + 1; j < r.size() && !sub; ++j)
-            if (std::binary_search(bins.begin(), bins.end(), std::make_pair(r[i], r[j]))) sub = true;
-        if (sub) continue;
-      } else if (r.size() == 2) {
-        bins.insert(std::upper_bound(bins.begin(), bins.end(), std::make_pair(r[0], r[1])),
-                    std::make_pair(r[0], r[1]));
-      }
-      key.insert(key.end(), r.begin(), r.end());
-      key.push_back(0);
-    }
-  }
-
   int32_t pick(const std::vector<int32_t>& vars, const std::vector<int32_t>& cls) {
     if (heuristic == 1) return *std::min_element(vars.begin(), vars.end());
-    if (heuristic == 5 || heuristic == 8) {
+    if (heuristic == 2 || heuristic == 3) {
       int32_t best = vars[0];
       for (int32_t v : vars) if (prio[v] < prio[best]) best = v;
       return best;
@@ -295,13 +261,7 @@ struct Compiler {
     for (int32_t v : vars) score[v] = 0;
     for (int32_t c : cls) {
       int32_t active = (int32_t)clauses[c].size() - nfalse[c];
-      double w;
-      if (heuristic == 6) w = nfalse[c] > 0 ? 64.0 : 1.0;
-      else if (heuristic == 7) w = nfalse[c] > 0 ? 64.0 : (active <= 2 ? 4.0 : 1.0);
-      else if (heuristic == 2) w = 1.0;
-      else if (heuristic == 3) w = active <= 2 ? 16.0 : 1.0;
-      else if (heuristic == 4) w = active <= 2 ? 1.0 : 4.0;
-      else w = active <= 2 ? 4.0 : (active == 3 ? 1.0 : 0.5);
+      double w = active <= 2 ? 4.0 : (active == 3 ? 1.0 : 0.5);
       for (int32_t y : clauses[c]) {
         int32_t v = y > 0 ? y : -y;
         if (val[v] == 0) score[v] += w;
@@ -331,19 +291,19 @@ struct Compiler {
   // Compiles the residual formula of the current assignment restricted to one component.
   int32_t compile_component(std::vector<int32_t>& vars, std::vector<int32_t>& cls, double weight) {
     if (!check_budget()) return ABORTED;
+    // The key determines the residual formula: the component's variables, and those of its
+    // clauses that lost literals (a clause of the component whose variables are all open is
+    // implied by the variables; a shortened one is present only if not yet satisfied).
     std::vector<int32_t> key;
+    key.reserve(vars.size() + cls.size() + 1);
     std::sort(vars.begin(), vars.end());
-    if (semantic_key) residual_key(cls, key);
-    else {
-      key.reserve(vars.size() + cls.size() + 1);
-      key.insert(key.end(), vars.begin(), vars.end());
-      key.push_back(0);
-      std::vector<int32_t> shortened;
-      for (int32_t c : cls)
-        if (nfalse[c] > 0) shortened.push_back(c);
-      std::sort(shortened.begin(), shortened.end());
-      key.insert(key.end(), shortened.begin(), shortened.end());
-    }
+    key.insert(key.end(), vars.begin(), vars.end());
+    key.push_back(0);
+    std::vector<int32_t> shortened;
+    for (int32_t c : cls)
+      if (nfalse[c] > 0) shortened.push_back(c);
+    std::sort(shortened.begin(), shortened.end());
+    key.insert(key.end(), shortened.begin(), shortened.end());
     Digest dkey = digest(key);
     auto it = cache.find(dkey);
     if (it != cache.end()) {
@@ -563,9 +523,8 @@ int dnnf_compile(void* h, int num_vars, int num_atoms, int num_clauses, const in
   Compiler& c = *static_cast<Compiler*>(h);
   c.load(num_vars, num_clauses, lits, cptr);
   c.num_atoms = num_atoms;
-  c.heuristic = heuristic & 15;
-  c.semantic_key = (heuristic & 16) != 0;
-  if (c.heuristic == 8) c.connectivity_order();
+  c.heuristic = heuristic;
+  if (c.heuristic == 3) c.connectivity_order();
   c.start = std::chrono::steady_clock::now();
   c.max_seconds = max_seconds;
   c.max_edges = max_edges;
