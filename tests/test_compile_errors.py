@@ -84,7 +84,9 @@ def test_mismatched_atoms_rejected():
         compile_cnf([CNF(2, [(1,)]), CNF(3, [(1,)], num_atoms=2), CNF(2, [(1,)], num_atoms=1)])
 
 
-def test_no_clauses_and_unused_atoms():
-    out = compile_cnf(CNF(4, [(2, 3)]))
-    assert out.stats["model_count"] == 3 * 4  # atoms 1 and 4 are free
-    assert compile_cnf(CNF(3, [])).stats["model_count"] == 8
+@pytest.mark.parametrize("backend", ["builtin", "pysdd"])
+def test_degenerate_cnfs(backend):
+    assert compile_cnf(CNF(4, [(2, 3)]), backend=backend).stats["model_count"] == 3 * 4  # 1, 4 free
+    assert compile_cnf(CNF(3, []), backend=backend).stats["model_count"] == 8
+    assert compile_cnf(CNF(0, []), backend=backend).stats["model_count"] == 1
+    assert compile_cnf(CNF(2, [(1, -1), (2,)]), backend=backend).stats["model_count"] == 2

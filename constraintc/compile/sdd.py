@@ -116,6 +116,9 @@ def compile_pysdd(cnfs, num_vars: int, max_seconds: float | None = None,
     Each CNF gets its own SDD manager (as ``SddManager.from_cnf_string`` does); the converted
     circuits share one hash-consed DAG. Raises ``BudgetExceeded`` when ``max_seconds`` runs out.
     """
+    if num_vars == 0:  # the SDD library crashes on a manager without variables; nothing to do
+        b = IRBuilder(num_vars=0)
+        return b.build([b.true()] * len(cnfs)), {}
     texts = []
     for cnf in cnfs:
         # An empty clause would make the SDD library exit the process; it is unsatisfiable anyway.
