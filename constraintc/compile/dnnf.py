@@ -98,7 +98,7 @@ def _load():
     lib.dnnf_free.argtypes = [P]
     lib.dnnf_compile.restype = ctypes.c_int
     lib.dnnf_compile.argtypes = [P, ctypes.c_int, ctypes.c_int, ctypes.c_int, P, P, ctypes.c_int,
-                                 ctypes.c_double,
+                                 ctypes.c_double, ctypes.c_int64,
                                  ctypes.c_int64, _PROGRESS, ctypes.c_double, P]
     lib.dnnf_stats.argtypes = [P, P]
     lib.dnnf_set_priority.argtypes = [P, ctypes.c_int, P]
@@ -134,7 +134,8 @@ def _flatten(cnf) -> tuple[np.ndarray, np.ndarray]:
     return flat, cptr
 
 
-def _attempt(lib, cnfs, num_vars, heuristic, deadline, edge_cap, bar, priority=None):
+def _attempt(lib, cnfs, num_vars, heuristic, deadline, edge_cap, bar, priority=None,
+             decision_cap=None):
     """One compilation of every CNF with one heuristic; raises ``_Stopped`` on a budget."""
     handle = lib.dnnf_new()
     stats_buf = np.zeros(6, dtype=np.float64)
@@ -168,7 +169,8 @@ def _attempt(lib, cnfs, num_vars, heuristic, deadline, edge_cap, bar, priority=N
             left = -1.0 if deadline is None else max(1e-6, deadline - time.perf_counter())
             status = lib.dnnf_compile(
                 handle, num_vars, cnf.num_atoms, len(cnf.clauses), _ptr(flat), _ptr(cptr), HEURISTICS[heuristic],
-                left, -1 if edge_cap is None else edge_cap, callback, 0.25, _ptr(root),
+                left, -1 if edge_cap is None else edge_cap,
+                -1 if decision_cap is None else decision_cap, callback, 0.25, _ptr(root),
             )
             lib.dnnf_stats(handle, _ptr(stats_buf))
             totals["decisions"] += int(stats_buf[3])
@@ -198,7 +200,7 @@ def _attempt(lib, cnfs, num_vars, heuristic, deadline, edge_cap, bar, priority=N
 # "auto" races these heuristics: round robin under an edge cap that grows 4x per round, so the
 # one that finishes first costs at most about twice its own run; the others then get one more
 # run each unless their last run extrapolates to a larger circuit, stopped as soon as they reach
-# the winner's size or half its time. Measured
+# the winner's size or twice its decisions. Measured
 # (benchmarks/bench_compile.py): connectivity is 3x smaller on the transitivity constraint,
 # dynamic 1.5-3x smaller on random 3-CNFs.
 PORTFOLIO = ("connectivity", "dynamic")
@@ -227,35 +229,36 @@ def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
 
         bar = tqdm(total=1000, desc="compile", leave=False,
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
-    best = None  # (ir, stats, seconds)
+    best = None  # (ir, stats)
     failure = None  # the user's budget stopped this attempt: reported when nothing finishes
     predicted: dict[str, float] = {}  # edges a stopped heuristic would need: edges / fraction done
 
-    def run(h, cap, limit):
+    def run(h, cap, limit, decision_cap):
         nonlocal best, failure
-        t0 = time.perf_counter()
         try:
-            ir, totals = _attempt(lib, cnfs, num_vars, h, limit, cap, bar, priority)
+            ir, totals = _attempt(lib, cnfs, num_vars, h, limit, cap, bar, priority, decision_cap)
         except _Stopped as stop:
             done = stop.stats[0] / len(cnfs) if stop.index == len(cnfs) - 1 else 0.0
             if done > 0:
                 predicted[h] = stop.stats[2] / done
-            user_time = stop.status == 2 and limit == deadline
+            user_time = stop.status == 2
             user_edges = stop.status == 3 and max_edges is not None and cap == max_edges
             if user_time or user_edges:
                 if failure is None or stop.stats[0] > failure.stats[0]:
                     failure = stop
             return "time" if user_time else ("edges" if user_edges else "cap")
         if best is None or ir.num_edges < best[0].num_edges:
-            best = (ir, {**totals, "heuristic": h}, time.perf_counter() - t0)
+            best = (ir, {**totals, "heuristic": h})
         return "done"
 
     try:
+        # The race is deterministic: its caps count edges and decisions, not seconds (only the
+        # user's max_seconds is a clock), so the same CNF always gives the same circuit.
         cap = FIRST_CAP if len(pending) > 1 else None
         while pending and best is None:
             for h in list(pending):
-                limit_cap = max_edges if cap is None else (cap if max_edges is None else min(cap, max_edges))
-                outcome = run(h, limit_cap, deadline)
+                edge_cap = max_edges if cap is None else (cap if max_edges is None else min(cap, max_edges))
+                outcome = run(h, edge_cap, deadline, cap)
                 if outcome == "time":
                     pending = []
                     break
@@ -268,10 +271,8 @@ def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
             for h in pending:
                 if predicted.get(h, 0.0) >= best[0].num_edges:
                     continue  # its last run extrapolates to a larger circuit (a rough guess)
-                own = time.perf_counter() + max(0.25, 0.5 * best[2])
-                limit = own if deadline is None else min(deadline, own)
-                run(h, best[0].num_edges if max_edges is None else min(max_edges, best[0].num_edges),
-                    limit)
+                edge_cap = best[0].num_edges if max_edges is None else min(max_edges, best[0].num_edges)
+                run(h, edge_cap, deadline, 2 * best[1]["decisions"] + 1024)
     finally:
         if bar is not None:
             bar.close()

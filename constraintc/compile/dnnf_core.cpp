@@ -22,7 +22,7 @@
 namespace {
 
 enum Kind : int8_t { K_FALSE = 0, K_TRUE = 1, K_LIT = 2, K_AND = 3, K_OR = 4 };
-enum Status : int { ST_OK = 0, ST_TIME = 2, ST_EDGES = 3, ST_ABORT = 4 };
+enum Status : int { ST_OK = 0, ST_TIME = 2, ST_EDGES = 3, ST_ABORT = 4, ST_DECISIONS = 5 };
 constexpr int ABORTED = -1;
 
 typedef int (*progress_fn)(double done, int64_t nodes, int64_t edges, int64_t decisions);
@@ -102,6 +102,7 @@ struct Compiler {
   std::chrono::steady_clock::time_point start;
   double max_seconds = -1;
   int64_t max_edges = -1;
+  int64_t max_decisions = -1;
   progress_fn progress = nullptr;
   double progress_every = 0.5, last_progress = 0;
   double done = 0;
@@ -278,6 +279,7 @@ struct Compiler {
     double t = elapsed();
     if (max_seconds > 0 && t > max_seconds) { status = ST_TIME; return false; }
     if (max_edges >= 0 && (int64_t)kids.size() > max_edges) { status = ST_EDGES; return false; }
+    if (max_decisions >= 0 && decisions > max_decisions) { status = ST_DECISIONS; return false; }
     if (progress && t - last_progress >= progress_every) {
       last_progress = t;
       if (progress(done, (int64_t)kind.size(), (int64_t)kids.size(), decisions) != 0) {
@@ -516,9 +518,11 @@ void dnnf_set_priority(void* h, int num_vars, const int32_t* prio) {
 }
 
 // Compiles one CNF into the shared node table. Returns a status (0 ok, 2 time budget, 3 edge
-// budget, 4 aborted by the progress callback); *root is the root node, 0 if unsatisfiable.
+// budget, 4 aborted by the progress callback, 5 decision budget); *root is the root node, 0 if
+// unsatisfiable. Negative budgets mean none.
 int dnnf_compile(void* h, int num_vars, int num_atoms, int num_clauses, const int32_t* lits,
-                 const int64_t* cptr, int heuristic, double max_seconds, int64_t max_edges, progress_fn progress,
+                 const int64_t* cptr, int heuristic, double max_seconds, int64_t max_edges,
+                 int64_t max_decisions, progress_fn progress,
                  double progress_every, int32_t* root) {
   Compiler& c = *static_cast<Compiler*>(h);
   c.load(num_vars, num_clauses, lits, cptr);
@@ -528,6 +532,10 @@ int dnnf_compile(void* h, int num_vars, int num_atoms, int num_clauses, const in
   c.start = std::chrono::steady_clock::now();
   c.max_seconds = max_seconds;
   c.max_edges = max_edges;
+  c.max_decisions = max_decisions;
+  c.decisions = 0;  // statistics and the decision budget are per CNF
+  c.cache_hits = 0;
+  c.calls = 0;
   c.progress = progress;
   c.progress_every = progress_every;
   c.last_progress = 0;
