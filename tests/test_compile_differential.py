@@ -282,6 +282,8 @@ def test_transitivity_counts_builtin(n):
     assert out.stats["model_count"] == PARTIAL_ORDERS[n]
     assert out.stats["backend"] == "builtin"
     assert out.stats["variables"] == n * (n - 1) and out.stats["clauses"] == len(transitivity(n).clauses)
+    if n == 7:  # the target: no more edges than KLay's layerization of PySDD's SDD (374,355)
+        assert out.stats["edges"] <= 374_355
     # uniform weights: WMC = count / 2^variables, in float64 from the unsmoothed circuit
     assert eval_ir(out.ir, [0.5] * out.ir.num_atoms) == pytest.approx(
         PARTIAL_ORDERS[n] / 2 ** (n * (n - 1)), rel=1e-12)
@@ -323,3 +325,10 @@ def test_pysdd_backend_several_roots():
     out = compile_cnf(cnf_list, backend="pysdd")
     assert out.stats["model_counts"] == [219, 3 * 2**9, 2**11]
     assert out.stats["model_count"] == [219, 3 * 2**9, 2**11]
+
+
+def test_builtin_is_deterministic():
+    a = compile_cnf(random_3cnf(np.random.default_rng(7), 40, 100)).ir
+    b = compile_cnf(random_3cnf(np.random.default_rng(7), 40, 100)).ir
+    for name in ("kinds", "lits", "child_ptr", "children", "roots"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
