@@ -4,7 +4,7 @@
 row layout of :mod:`constraintc.circuit.layers`:
 
 * ``"torch"``: the pure-torch reference (:mod:`constraintc.circuit.torch_ref`), any device;
-* ``"cpu"``: the fused C/OpenMP kernel (``kernels/circuit_cpu.c``), compiled just in time;
+* ``"cpu"``: the fused C/OpenMP kernel (``kernels/circuit_cpu.cpp``), compiled just in time;
 * ``"triton"``: the Triton kernel (``kernels/circuit_triton.py``) for CUDA tensors.
 
 ``"auto"`` picks ``cpu`` for CPU tensors when a C compiler is available, ``triton`` for CUDA
@@ -30,7 +30,7 @@ BACKENDS = ("auto", "torch", "cpu", "triton")
 class _BufferPool:
     """Reuses ``[rows, batch]`` work buffers across calls (see the module docstring)."""
 
-    def __init__(self, keep: int = 4):
+    def __init__(self, keep: int = 2):  # one buffer in a live graph, one for the next call
         self.keep = keep
         self._free: dict[tuple, list[torch.Tensor]] = {}
         self._lock = threading.Lock()

@@ -223,6 +223,11 @@ class Circuit(torch.nn.Module):
             self._model_counts[k] = exact_model_count(self.ir, k)
         return self._model_counts[k]
 
+    def release_buffers(self) -> None:
+        """Free the pooled work buffers (kept between calls for speed; ``rows * batch`` values
+        each, e.g. ~0.5 GB for a 117k-node circuit at batch 1024 in float32)."""
+        self.evaluator.pool.clear()
+
     def extra_repr(self) -> str:
         return (
             f"atoms={self.num_atoms}, roots={self.root_names}, nodes={self.ir.num_nodes}, "
