@@ -3,8 +3,9 @@
 Two back ends behind one interface:
 
 - ``"builtin"``: a top-down decision-DNNF compiler (unit propagation, component decomposition,
-  component caching, dynamic variable ordering) with a C++ core built on first use
-  (``constraintc.compile.dnnf``); it honours both budgets while it runs and reports progress.
+  component caching, a race between a static connectivity order and a dynamic occurrence
+  heuristic) with a C++ core built on first use (``constraintc.compile.dnnf``); it honours both
+  budgets while it runs and reports progress.
 - ``"pysdd"``: PySDD's bottom-up SDD compiler, run in a child process so that the time budget can
   stop it; the SDD is converted to the IR as an OR of (prime AND sub).
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 from constraintc.compile.counting import model_counts
 from constraintc.compile.ir import CircuitIR
-from constraintc.errors import ConstraintcError, OptionError, Unsatisfiable
+from constraintc.errors import BudgetExceeded, OptionError, Unsatisfiable
 from constraintc.logic.cnf import CNF
 
 BACKENDS = ("auto", "builtin", "pysdd")
@@ -41,7 +42,8 @@ class Compiled:
 
     ``stats`` keys: ``variables``, ``atoms``, ``clauses``, ``nodes``, ``edges``, ``model_count``
     (an int for one CNF, a list for several), ``model_counts`` (always a list, one per root),
-    ``compile_seconds``, ``backend``; the built-in back end adds ``decisions`` and ``cache_hits``.
+    ``compile_seconds``, ``backend``; the built-in back end adds ``decisions``, ``cache_hits``
+    and ``heuristic`` (the variable order that won).
     """
 
     ir: CircuitIR
@@ -108,8 +110,6 @@ def compile_cnf(
 
         raw, extra = compile_pysdd(cnfs, num_vars, max_seconds=max_seconds, progress=progress)
         if max_edges is not None and raw.num_edges > max_edges:
-            from constraintc.errors import BudgetExceeded
-
             raise BudgetExceeded(
                 f"error: compile budget max_edges={max_edges} exceeded: the PySDD result has "
                 f"{raw.num_edges} edges ({raw.num_nodes} nodes) after "
@@ -156,4 +156,4 @@ def _raise_unsat(cnfs: list[CNF], index: int, single: bool, why: str) -> None:
     )
 
 
-__all__ = ["Compiled", "compile_cnf", "BACKENDS", "ConstraintcError"]
+__all__ = ["Compiled", "compile_cnf", "BACKENDS"]
