@@ -118,6 +118,7 @@ def build_graphs(
     all_atoms: bool,
     atoms_per_graph: int = 0,
     seed: int = 0,
+    check_feasible: bool = True,
 ) -> list[Graph]:
     """Group records by graph; with ``all_atoms`` also ask the graph's unlabelled query atoms.
 
@@ -151,6 +152,8 @@ def build_graphs(
             g.labels.append(label)
             g.record_ids.append(rid)
         graphs.append(g)
+    if not check_feasible:
+        return graphs
     feasible = ~torch.isneginf(
         constraint.log_wmc([(g.nodes, g.edges, []) for g in graphs], [torch.zeros(0)] * len(graphs), [torch.zeros(0)] * len(graphs))
     ) if graphs else torch.zeros(0, dtype=torch.bool)

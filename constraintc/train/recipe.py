@@ -320,7 +320,7 @@ class FinetuneRecipe:
             if cfg.name_pool:
                 recs = rename_records(recs, cfg.name_pool, EVAL_SEED)
             records += recs
-        graphs = build_graphs(records, self.constraint, self.prompt_fn, all_atoms=False)
+        graphs = build_graphs(records, self.constraint, self.prompt_fn, all_atoms=False, check_feasible=False)
         probs = score_groups(self.model, self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no)
         preds = [
             {"id": rid, "p_yes": p, "prediction": "Yes" if p >= 0.5 else "No"}
@@ -329,7 +329,10 @@ class FinetuneRecipe:
         ]
         kept = {p["id"] for p in preds}
         records = [r for r in records if r["id"] in kept]
-        return compute_report(records, preds, rules=cfg.rules, rules_params=cfg.params or None)
+        # rule violations need a circuit per graph size: stay within the sizes trained on
+        return compute_report(
+            records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=cfg.max_nodes or 6
+        )
 
     # ------------------------------------------------------------------------------ checkpoints
     def _trainable_state(self) -> dict:
