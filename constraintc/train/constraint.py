@@ -118,6 +118,7 @@ class RulesConstraint:
                 "clamps evidence from a graph's edges, so each given predicate must be an edge relation"
             )
         self._schemas: dict[int, Schema] = {}
+        self._row_cache: dict[tuple, tuple] = {}
 
     # -- circuits -------------------------------------------------------------------------
     def schema(self, k: int) -> Schema:
@@ -163,7 +164,15 @@ class RulesConstraint:
         return self.queries[pred].render(args)
 
     def _rows(self, nodes: list[str], edges: list, atoms: list[str]):
-        """(schema, fixed log-weight rows, indices of ``atoms``) for one graph."""
+        """(schema, fixed log-weight rows, indices of ``atoms``) for one graph (cached: training
+        revisits the same graphs every epoch, and building rows is Python work per atom)."""
+        key = (tuple(nodes), tuple(map(tuple, edges)), tuple(atoms))
+        hit = self._row_cache.get(key)
+        if hit is None:
+            hit = self._row_cache[key] = self._build_rows(nodes, edges, atoms)
+        return hit
+
+    def _build_rows(self, nodes: list[str], edges: list, atoms: list[str]):
         k = len(nodes)
         schema = self.schema(k)
         canon = {name: f"n{i}" for i, name in enumerate(nodes)}
