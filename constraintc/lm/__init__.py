@@ -24,6 +24,9 @@ _EXPORTS = {
     "score_prompts": "constraintc.lm.scoring",
     "answer_logits": "constraintc.lm.scoring",
     "answer_token_ids": "constraintc.lm.scoring",
+    "pack_groups": "constraintc.lm.binding",
+    "packed_answer_logits": "constraintc.lm.binding",
+    "score_groups": "constraintc.lm.binding",
 }
 
 __all__ = sorted(_EXPORTS)

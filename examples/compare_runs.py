@@ -1,0 +1,54 @@
+"""Compare fine-tuning runs: balanced accuracy, yes-rate, rule violations and collapse per split.
+
+    python examples/compare_runs.py runs/sl-0 runs/sl-1 runs/ce-0 runs/ce-1
+    python examples/compare_runs.py --split transitivity/train runs/*
+
+Reads each run's eval_after.json (written by `constraintc finetune`) and prints one row per run,
+then the mean and range per group of runs that share a lambda schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--split", default="overall", help="a split key (e.g. transitivity/train) or 'overall'")
+    args = parser.parse_args(argv)
+    groups: dict[str, list[tuple[float, float]]] = {}
+    print(f"{'run':<28}{'lambda':<10}{'seed':>5}{'bal.acc':>9}{'yes-rate':>10}{'MCC':>8}{'violations':>12}  collapsed")
+    for run in args.runs:
+        report_path = run / "eval_after.json"
+        if not report_path.is_file():
+            print(f"{str(run):<28}(no eval_after.json)")
+            continue
+        cfg = json.loads((run / "config.json").read_text())
+        report = json.loads(report_path.read_text())
+        m = report["overall"] if args.split == "overall" else report["splits"].get(args.split)
+        if m is None:
+            print(f"{str(run):<28}(no split {args.split})")
+            continue
+        viol = m.get("rule_violation_rate")
+        print(
+            f"{str(run):<28}{cfg['lambda_schedule']:<10}{cfg['seed']:>5}{m['balanced_accuracy']:>9.3f}{m['yes_rate']:>10.3f}"
+            f"{m['mcc']:>8.3f}{'-' if viol is None else f'{viol:.3f}':>12}  {'COLLAPSED' if m['collapsed'] else 'ok'}"
+        )
+        groups.setdefault(cfg["lambda_schedule"], []).append((m["balanced_accuracy"], m["yes_rate"]))
+    for name, vals in groups.items():
+        b = [v[0] for v in vals]
+        y = [v[1] for v in vals]
+        print(
+            f"lambda={name}: {len(vals)} runs, balanced accuracy mean {statistics.mean(b):.3f} "
+            f"[{min(b):.3f}, {max(b):.3f}], yes-rate mean {statistics.mean(y):.3f} [{min(y):.3f}, {max(y):.3f}]"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
