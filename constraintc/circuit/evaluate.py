@@ -123,12 +123,9 @@ class Evaluator:
 
             return "cpu" if cpu_kernel.available() else "torch"
         if device.type == "cuda":
-            try:
-                import triton  # noqa: F401
+            import importlib.util
 
-                return "triton"
-            except ImportError:
-                return "torch"
+            return "triton" if importlib.util.find_spec("triton") is not None else "torch"
         return "torch"
 
     def forward(self, V: torch.Tensor, backend: str) -> None:
@@ -274,7 +271,6 @@ class LogWMC(torch.autograd.Function):
         grads = [None, None]
         # the top-down pass is linear in its seed but runs in log space: split the seed by sign
         g = grad_out.to(V.dtype)
-        plan = ev.plan
         batch = ctx.batch
         live = torch.isfinite(ev.roots(V, batch))  # roots with W > 0
         for sign, part in ((1.0, g.clamp(min=0)), (-1.0, (-g).clamp(min=0))):

@@ -32,7 +32,7 @@ class TorchPlan:
 
         self.plan = plan
         self.device = torch.device(device)
-        node_ptr, child_rows, edge_node = t(plan.node_ptr), t(plan.child_rows), t(plan.edge_node)
+        child_rows, edge_node = t(plan.child_rows), t(plan.edge_node)
         self.blocks_fwd = []  # (row0, row1, child_rows, segment ids, is_or)
         for a, m, b in zip(plan.layer_start, plan.layer_mid, plan.layer_end):
             for lo, hi, is_or in ((int(a), int(m), False), (int(m), int(b), True)):
