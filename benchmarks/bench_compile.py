@@ -20,6 +20,7 @@ Usage::
     python benchmarks/bench_compile.py                 # n = 4..8 and the random 3-CNFs
     python benchmarks/bench_compile.py --n 4 5 6 7     # a subset
     python benchmarks/bench_compile.py --json out.json --max-seconds 600
+    python benchmarks/bench_compile.py --n --no-random --rules dsep:4 semigraphoid:4
 """
 
 from __future__ import annotations
@@ -133,9 +134,17 @@ def main(argv=None) -> int:
     ap.add_argument("--max-seconds", type=float, default=600.0,
                     help="time budget of our compiler per workload (default: 600)")
     ap.add_argument("--json", help="also write the rows as JSON to this file")
+    ap.add_argument("--rules", nargs="*", default=[], metavar="NAME:NODES",
+                    help="also compile library rules as schema circuits, e.g. dsep:4 semigraphoid:4")
     args = ap.parse_args(argv)
 
     work = [(f"transitivity n={n}", transitivity(n), PARTIAL_ORDERS.get(n)) for n in args.n]
+    for spec in args.rules:
+        from constraintc.language import load_rules
+        from constraintc.logic import ground
+
+        name, _, nodes = spec.partition(":")
+        work.append((f"{name} n={nodes} (schema)", ground(load_rules(name), int(nodes)).cnf, None))
     if not args.no_random:
         work += [(f"random3 v={n} r={r} s={s}", random_3cnf(n, r, s), None) for n, r, s in RANDOM]
 
