@@ -171,7 +171,10 @@ void forward_tile(const Plan& p, T* V, int64_t width) {
     }
 }
 
-template <typename T, int FIXED_W>
+// FAST (a tile whose values are all finite, e.g. probabilities strictly inside (0, 1)): AND
+// rows store Q = R + V instead of R, so a child pulls Q_P - V_c from an AND parent with one
+// scattered read instead of two. The exact general path handles tiles with zeros.
+template <typename T, int FIXED_W, bool FAST>
 void backward_tile(const Plan& p, const T* V, T* R, int64_t width) {
     const int64_t W = FIXED_W ? FIXED_W : width;
     const T ninf = neg_inf<T>();
@@ -181,8 +184,10 @@ void backward_tile(const Plan& p, const T* V, T* R, int64_t width) {
             T* out = R + r * W;
             const T* vc = V + r * W;
             int any_zero = 0;  // does this row have a -inf value in the tile?
+            if (!FAST) {
 #pragma omp simd reduction(| : any_zero)
-            for (int64_t j = 0; j < W; ++j) any_zero |= (vc[j] == ninf);
+                for (int64_t j = 0; j < W; ++j) any_zero |= (vc[j] == ninf);
+            }
             T m[TILE], s[TILE], c[TILE];
             const int64_t q0 = p.rev_ptr[r], q1 = p.rev_ptr[r + 1];
             if (q0 == q1) {
@@ -198,7 +203,7 @@ void backward_tile(const Plan& p, const T* V, T* R, int64_t width) {
                     const int64_t ahead = p.rev_parent[q + 2] * W;
                     for (int64_t j = 0; j < W; j += 64 / sizeof(T)) {
                         __builtin_prefetch(R + ahead + j);
-                        __builtin_prefetch(V + ahead + j);
+                        if (!FAST) __builtin_prefetch(V + ahead + j);
                     }
                 }
                 if (p.is_or[k]) {
@@ -206,6 +211,12 @@ void backward_tile(const Plan& p, const T* V, T* R, int64_t width) {
                     continue;
                 }
                 // AND parent: adjoint times the product of the siblings
+                if (FAST) {
+#pragma omp simd
+                    for (int64_t j = 0; j < W; ++j) c[j] = rp[j] - vc[j];
+                    if (q == q0) lse_init(m, s, c, W); else lse_add(m, s, c, W);
+                    continue;
+                }
                 const T* vp = V + prow * W;
 #pragma omp simd
                 for (int64_t j = 0; j < W; ++j) c[j] = rp[j] + (vp[j] - vc[j]);
@@ -229,6 +240,10 @@ void backward_tile(const Plan& p, const T* V, T* R, int64_t width) {
             } else {
                 lse_finish(out, m, s, W);
             }
+            if (FAST && r >= p.base && !p.is_or[r - p.base]) {
+#pragma omp simd
+                for (int64_t j = 0; j < W; ++j) out[j] += vc[j];
+            }
         }
     }
 }
@@ -239,8 +254,30 @@ inline void run_forward_tile(const Plan& p, T* V, int64_t W) {
 }
 
 template <typename T>
-inline void run_backward_tile(const Plan& p, const T* V, T* R, int64_t W) {
-    if (W == 1) backward_tile<T, 1>(p, V, R, 1); else backward_tile<T, 0>(p, V, R, W);
+inline void run_backward_tile(const Plan& p, const T* V, T* R, int64_t W, bool fast = false) {
+    if (fast) {
+        if (W == 1) backward_tile<T, 1, true>(p, V, R, 1); else backward_tile<T, 0, true>(p, V, R, W);
+    } else {
+        if (W == 1) backward_tile<T, 1, false>(p, V, R, 1); else backward_tile<T, 0, false>(p, V, R, W);
+    }
+}
+
+// True when every value of a tile is finite: no leaf is -inf and no node has the FALSE row as a
+// child (sums and logsumexps of finite values stay finite).
+template <typename T>
+inline bool tile_is_finite(const Plan& p, const T* Vt, int64_t W, bool uses_false) {
+    if (uses_false) return false;
+    const T ninf = neg_inf<T>();
+    int zero = 0;
+    for (int64_t j = 2 * W; j < p.base * W; ++j) zero |= (Vt[j] == ninf);
+    return !zero;
+}
+
+inline bool plan_uses_false(const Plan& p) {
+    const int64_t E = p.node_ptr[p.layer_end[p.num_layers - 1]];
+    for (int64_t e = 0; e < E; ++e)
+        if (p.child_rows[e] == 0) return true;
+    return false;
 }
 
 // Threads pay off only past a few milliseconds of work: on a loaded machine waking a second
@@ -313,6 +350,7 @@ template <typename T>
 void grad_all(const Plan& p, int64_t A, int64_t nroots, int mode, int64_t B, const T* V, T* R,
               int64_t tiles, int64_t rows, int64_t W, const T* gout, T* ga, T* gb, int nthreads) {
     const T ninf = neg_inf<T>();
+    const bool uses_false = plan_uses_false(p);
     // R == nullptr: each thread reuses one tile of adjoints instead of a [tiles, rows, W]
     // buffer, which halves the peak memory of training (the forward values must stay anyway)
 #pragma omp parallel num_threads(nthreads) if (use_threads(p, tiles, W, nthreads))
@@ -340,7 +378,7 @@ void grad_all(const Plan& p, int64_t A, int64_t nroots, int mode, int64_t B, con
             }
             if (!any) continue;
             for (int64_t j = 0; j < 2 * W; ++j) Rt[j] = ninf;
-            run_backward_tile(p, Vt, Rt, W);
+            run_backward_tile(p, Vt, Rt, W, tile_is_finite(p, Vt, W, uses_false));
             for (int64_t j = 0; j < W; ++j) {
                 const int64_t col = t * W + j;
                 if (col >= B) break;
