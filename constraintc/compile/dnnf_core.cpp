@@ -57,13 +57,10 @@ struct DigestHash {
   size_t operator()(const Digest& d) const { return (size_t)(d.a ^ (d.b * 0x9e3779b97f4a7c15ull)); }
 };
 
-inline Digest digest(const std::vector<int32_t>& v) {
-  uint64_t a = 0x243f6a8885a308d3ull ^ v.size(), b = 0x13198a2e03707344ull + 3 * v.size();
-  for (int32_t x : v) {
-    a = mix64(a ^ (uint32_t)x);
-    b = mix64(b + 0x452821e638d01377ull * ((uint64_t)(uint32_t)x + 1));
-  }
-  return Digest{a, b};
+// Sums of two independent 64-bit hashes of the elements: an order-independent digest of a set.
+inline void add_element(Digest& d, uint64_t x) {
+  d.a += mix64(x ^ 0x243f6a8885a308d3ull);
+  d.b += mix64(x * 0x452821e638d01377ull + 0x13198a2e03707344ull);
 }
 
 struct Compiler {
@@ -252,6 +249,16 @@ struct Compiler {
     }
   }
 
+  // Digest of (component variables, shortened open clauses). Variables and clause ids are tagged
+  // apart; a clause of the component whose variables are all open is implied by the variables.
+  Digest set_digest(const std::vector<int32_t>& vars, const std::vector<int32_t>& cls) const {
+    Digest d{vars.size() * 0x9e3779b97f4a7c15ull, cls.size()};
+    for (int32_t v : vars) add_element(d, (uint64_t)(uint32_t)v);
+    for (int32_t c : cls)
+      if (nfalse[c] > 0) add_element(d, (1ull << 40) | (uint64_t)(uint32_t)c);
+    return d;
+  }
+
   int32_t pick(const std::vector<int32_t>& vars, const std::vector<int32_t>& cls) {
     if (heuristic == 1) return *std::min_element(vars.begin(), vars.end());
     if (heuristic == 2 || heuristic == 3) {
@@ -296,17 +303,8 @@ struct Compiler {
     // The key determines the residual formula: the component's variables, and those of its
     // clauses that lost literals (a clause of the component whose variables are all open is
     // implied by the variables; a shortened one is present only if not yet satisfied).
-    std::vector<int32_t> key;
-    key.reserve(vars.size() + cls.size() + 1);
-    std::sort(vars.begin(), vars.end());
-    key.insert(key.end(), vars.begin(), vars.end());
-    key.push_back(0);
-    std::vector<int32_t> shortened;
-    for (int32_t c : cls)
-      if (nfalse[c] > 0) shortened.push_back(c);
-    std::sort(shortened.begin(), shortened.end());
-    key.insert(key.end(), shortened.begin(), shortened.end());
-    Digest dkey = digest(key);
+    // Hashed as a set (a sum of per-element hashes), so neither list needs sorting.
+    Digest dkey = set_digest(vars, cls);
     auto it = cache.find(dkey);
     if (it != cache.end()) {
       ++cache_hits;
