@@ -9,7 +9,7 @@ import pytest
 from constraintc.compile import compile_cnf
 from constraintc.errors import BudgetExceeded, ConstraintcError, OptionError, Unsatisfiable
 from constraintc.logic.cnf import CNF
-from tests.test_compile_differential import transitivity
+from test_compile_differential import transitivity
 
 UNSAT = [
     CNF(1, [()]),  # empty clause
