@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import time
 from pathlib import Path
 
@@ -28,6 +30,25 @@ def _compile_and_wrap(cnf, meta: dict, backend: str, max_seconds, max_edges, pro
     circuit = Circuit.from_ir(ir, meta=meta)
     circuit._model_counts[0] = int(compiled.stats["model_count"])
     return circuit
+
+
+@functools.lru_cache(maxsize=1)
+def toolchain_hash() -> str:
+    """A digest of the code that turns input into a circuit (grammar, grounding, compiler).
+
+    It is part of every cache key, so a cached circuit is never one that an older compiler built.
+    """
+    import constraintc
+    from constraintc import resources
+
+    root = Path(constraintc.__file__).parent
+    files = [resources.grammar_path()]
+    for stage in ("language", "logic", "compile"):
+        files += sorted((root / stage).glob("*.py")) + sorted((root / stage).glob("*.cpp"))
+    digest = hashlib.sha256(constraintc.__version__.encode())
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()
 
 
 def _cached(key: str, cache: bool):
@@ -76,7 +97,8 @@ def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto",
     text = Path(path).read_bytes()
     graph_key = None if graph is None else [list(map(str, e)) for e in graph]
     nodes_key = nodes if isinstance(nodes, int) else [str(x) for x in nodes]
-    key = content_key("rules", text, nodes_key, graph_key, dict(params or {}), backend)
+    key = content_key("rules", text, nodes_key, graph_key, dict(params or {}), backend,
+                      toolchain_hash())
     hit = _cached(key, cache)
     if hit is not None:
         return hit
@@ -128,7 +150,7 @@ def compile_file(path, nodes=None, graph=None, params=None, backend: str = "auto
         if not p.is_file():
             raise OptionError("INPUT", str(path), "an existing .cnf file")
         text = p.read_bytes()
-        key = content_key("cnf", text, backend)
+        key = content_key("cnf", text, backend, toolchain_hash())
         hit = _cached(key, cache)
         if hit is not None:
             return hit

@@ -169,3 +169,13 @@ def test_circuit_pickles_and_deep_copies_after_use():
     for clone in (copy.deepcopy(circuit), pickle.loads(pickle.dumps(circuit))):
         assert torch.equal(clone.log_wmc(p), before)
         assert clone.model_count() == 4
+
+
+def test_cache_misses_when_the_compiler_changes(monkeypatch):
+    import constraintc.api as api
+
+    first = compile_rules("transitivity", nodes=3)
+    assert compile_rules("transitivity", nodes=3).meta["cache"]["hit"] is True
+    monkeypatch.setattr(api, "toolchain_hash", lambda: "another compiler")
+    again = compile_rules("transitivity", nodes=3)
+    assert again.meta["cache"]["hit"] is False and again.model_count() == first.model_count()
