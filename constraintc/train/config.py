@@ -58,7 +58,7 @@ class FinetuneConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     # semantic loss
-    lambda_schedule: str = "linear"
+    lambda_schedule: str = "adaptive"
     lambda_start: float = 0.05
     lambda_end: float = 0.30
     lambda_up: float = 1.5
