@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as a package
+    import tomli as tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 
