@@ -69,7 +69,7 @@ _FLAGS = {
     "eval_every": ("--eval-every", int, "held-out check every N steps (default 50)"),
     "checkpoint_every": ("--checkpoint-every", int, "checkpoint every N steps (default 100)"),
     "seed": ("--seed", int, "seed for initialisation and batch order (default 0)"),
-    "threads": ("--threads", int, "torch threads per process, 0 = torch default"),
+    "threads": ("--threads", int, "torch threads per process; 0 (default) = 1 for the embedded model, torch's default otherwise"),
     "dtype": ("--dtype", str, "float32 | bfloat16 | float64 (default float32)"),
 }
 

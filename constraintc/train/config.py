@@ -74,7 +74,7 @@ class FinetuneConfig:
     keep_checkpoints: int = 2
     plots: bool = True
     final_eval: bool = True
-    threads: int = 0  # torch threads per process; 0: leave torch's default
+    threads: int = 0  # torch threads per process; 0: one for the embedded model, else torch's default
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
