@@ -11,7 +11,7 @@ defaults (the README's run): the embedded ~0.6M-parameter Gemma-3 model trained 
 skewed to 75% Yes (the published setting where cross-entropy alone collapses to always-Yes),
 graphs of at most 4 nodes renamed from 6 names, the adaptive lambda schedule (from 0.05, up while
 the held-out answers look collapsed, down once they do not), 1000 steps of 16 graphs (about
-0.25 s each on 2 cores), output in runs/finetune. Measured over seeds 0-2 (docs/finetune.md):
+0.2 s each: about 3-4 minutes in all), output in runs/finetune. Measured over seeds 0-2 (docs/finetune.md):
 CE alone ends collapsed (balanced accuracy 0.50-0.55, yes-rate 0.87-1.00); CE + semantic loss
 ends at 0.76-0.79 with yes-rate 0.44-0.55 on fresh training-distribution graphs.
 
