@@ -35,20 +35,10 @@ import time
 import numpy as np
 
 from constraintc.compile import compile_cnf
+from constraintc.compile.workloads import PARTIAL_ORDERS, transitivity_cnf
 from constraintc.logic.cnf import CNF
 
-PARTIAL_ORDERS = {2: 3, 3: 19, 4: 219, 5: 4231, 6: 130023, 7: 6129859, 8: 431723379}
 RANDOM = [(30, 2.0, 0), (40, 3.0, 2), (50, 4.26, 0), (60, 4.26, 3)]
-
-
-def transitivity(n: int) -> CNF:
-    idx = {(i, j): k + 1 for k, (i, j) in enumerate(
-        (i, j) for i in range(n) for j in range(n) if i != j)}
-    clauses = [(-idx[i, j], -idx[j, k], idx[i, k])
-               for i in range(n) for j in range(n) for k in range(n) if len({i, j, k}) == 3]
-    clauses += [(-idx[i, j], -idx[j, i]) for i in range(n) for j in range(i + 1, n)]
-    return CNF(num_vars=len(idx), clauses=clauses,
-               names={v: f"r({i},{j})" for (i, j), v in idx.items()})
 
 
 def random_3cnf(n: int, ratio: float, seed: int) -> CNF:
@@ -138,7 +128,7 @@ def main(argv=None) -> int:
                     help="also compile library rules as schema circuits, e.g. dsep:4 semigraphoid:4")
     args = ap.parse_args(argv)
 
-    work = [(f"transitivity n={n}", transitivity(n), PARTIAL_ORDERS.get(n)) for n in args.n]
+    work = [(f"transitivity n={n}", transitivity_cnf(n), PARTIAL_ORDERS.get(n)) for n in args.n]
     for spec in args.rules:
         from constraintc.language import load_rules
         from constraintc.logic import ground
@@ -151,7 +141,7 @@ def main(argv=None) -> int:
     header = (f"{'workload':<26} {'vars':>4} {'cls':>5} | {'ours s':>7} {'nodes':>8} {'edges':>8} "
               f"{'heur':>5} {'count':>5} | {'pysdd s':>7} {'sdd size':>8} {'sdd->ir':>8} "
               f"{'klay edges':>10} | {'time x':>7} {'edges/klay':>10}")
-    compile_cnf(transitivity(3), backend="builtin")  # load (or build) the C++ core untimed
+    compile_cnf(transitivity_cnf(3), backend="builtin")  # load (or build) the C++ core untimed
     print(header)
     print("-" * len(header))
     rows = []

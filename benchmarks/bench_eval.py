@@ -22,23 +22,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import itertools
 import statistics
 import sys
 import time
 
 import torch
-
-
-def transitivity_dimacs(n: int) -> tuple[int, list[tuple[int, ...]]]:
-    idx = {}
-    for i in range(n):
-        for j in range(n):
-            if i != j:
-                idx[i, j] = len(idx) + 1
-    clauses = [(-idx[i, j], -idx[j, k], idx[i, k]) for i, j, k in itertools.permutations(range(n), 3)]
-    clauses += [(-idx[i, j], -idx[j, i]) for i, j in itertools.combinations(range(n), 2)]
-    return len(idx), clauses
 
 
 # -- memory ------------------------------------------------------------------------------------
@@ -154,6 +142,7 @@ def main(argv=None) -> int:
 
     from constraintc.circuit import Circuit
     from constraintc.compile import compile_cnf, from_pysdd
+    from constraintc.compile.workloads import transitivity_cnf
     from constraintc.logic.cnf import CNF
 
     if not args.no_klay:
@@ -165,7 +154,8 @@ def main(argv=None) -> int:
           f"batches {batches}", flush=True)
     rows = []
     for n in sizes:
-        nv, clauses = transitivity_dimacs(n)
+        cnf = transitivity_cnf(n)
+        nv, clauses = cnf.num_vars, cnf.clauses
         text = f"p cnf {nv} {len(clauses)}\n" + "".join(" ".join(map(str, c)) + " 0\n" for c in clauses)
         t = time.perf_counter()
         mgr, root = SddManager.from_cnf_string(text, b"balanced")

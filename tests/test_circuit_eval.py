@@ -284,18 +284,7 @@ def test_marginals_and_model_count(backend, data):
 def test_transitivity_model_counts_and_multiple_roots():
     from constraintc.compile import compile_cnf
 
-    def transitivity(n):
-        idx = {}
-        for i in range(n):
-            for j in range(n):
-                if i != j:
-                    idx[i, j] = len(idx) + 1
-        cl = []
-        for i, j, k in itertools.permutations(range(n), 3):
-            cl.append((-idx[i, j], -idx[j, k], idx[i, k]))
-        for i, j in itertools.combinations(range(n), 2):
-            cl.append((-idx[i, j], -idx[j, i]))
-        return CNF(len(idx), cl)
+    from constraintc.compile.workloads import transitivity_cnf as transitivity
 
     comp = compile_cnf([transitivity(4), CNF(12, [(1, 2)])])
     circuit = Circuit.from_ir(comp.ir)

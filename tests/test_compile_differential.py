@@ -21,6 +21,7 @@ from constraintc.compile import compile_cnf, from_pysdd, model_count, node_vars
 from constraintc.compile.counting import model_counts
 from constraintc.compile.dnnf import HEURISTICS, compile_builtin
 from constraintc.compile.ir import AND, FALSE, LIT, OR, TRUE, CircuitIR
+from constraintc.compile.workloads import PARTIAL_ORDERS, transitivity_cnf
 from constraintc.errors import Unsatisfiable
 from constraintc.logic.cnf import CNF
 
@@ -264,24 +265,12 @@ def test_larger_cnfs_match_pysdd(seed, n, ratio):
 
 # ---------------------------------------------------------------- transitivity oracle
 
-PARTIAL_ORDERS = {4: 219, 5: 4231, 6: 130023, 7: 6129859, 8: 431723379}
-
-
-def transitivity(n: int) -> CNF:
-    idx = {(i, j): k + 1 for k, (i, j) in enumerate(
-        (i, j) for i in range(n) for j in range(n) if i != j)}
-    clauses = [(-idx[i, j], -idx[j, k], idx[i, k])
-               for i in range(n) for j in range(n) for k in range(n) if len({i, j, k}) == 3]
-    clauses += [(-idx[i, j], -idx[j, i]) for i in range(n) for j in range(i + 1, n)]
-    return CNF(num_vars=len(idx), clauses=clauses)
-
-
 @pytest.mark.parametrize("n", [4, 5, 6, 7])
 def test_transitivity_counts_builtin(n):
-    out = compile_cnf(transitivity(n), backend="builtin")
+    out = compile_cnf(transitivity_cnf(n), backend="builtin")
     assert out.stats["model_count"] == PARTIAL_ORDERS[n]
     assert out.stats["backend"] == "builtin"
-    assert out.stats["variables"] == n * (n - 1) and out.stats["clauses"] == len(transitivity(n).clauses)
+    assert out.stats["variables"] == n * (n - 1) and out.stats["clauses"] == len(transitivity_cnf(n).clauses)
     if n == 7:  # the target: no more edges than KLay's layerization of PySDD's SDD (374,355)
         assert out.stats["edges"] <= 374_355
     # uniform weights: WMC = count / 2^variables, in float64 from the unsmoothed circuit
@@ -291,14 +280,14 @@ def test_transitivity_counts_builtin(n):
 
 @pytest.mark.parametrize("n", [4, 5])
 def test_transitivity_counts_pysdd_backend(n):
-    out = compile_cnf(transitivity(n), backend="pysdd")
+    out = compile_cnf(transitivity_cnf(n), backend="pysdd")
     assert out.stats["model_count"] == PARTIAL_ORDERS[n]
     assert out.stats["backend"] == "pysdd"
     check_structure(out.ir) if n == 4 else out.ir.validate()
 
 
 def test_stats_keys():
-    out = compile_cnf(transitivity(4))
+    out = compile_cnf(transitivity_cnf(4))
     for key in ("variables", "clauses", "nodes", "edges", "model_count", "compile_seconds", "backend"):
         assert key in out.stats
     assert out.stats["nodes"] == out.ir.num_nodes and out.stats["edges"] == out.ir.num_edges
@@ -321,7 +310,7 @@ def test_long_chain_counts_are_fibonacci(backend):
 
 
 def test_pysdd_backend_several_roots():
-    cnf_list = [transitivity(4), CNF(12, [(1, 2), (-3,)]), CNF(12, [(5,)])]
+    cnf_list = [transitivity_cnf(4), CNF(12, [(1, 2), (-3,)]), CNF(12, [(5,)])]
     out = compile_cnf(cnf_list, backend="pysdd")
     assert out.stats["model_counts"] == [219, 3 * 2**9, 2**11]
     assert out.stats["model_count"] == [219, 3 * 2**9, 2**11]
