@@ -9,7 +9,7 @@ import pytest
 from constraintc.compile import compile_cnf
 from constraintc.errors import BudgetExceeded, ConstraintcError, OptionError, Unsatisfiable
 from constraintc.logic.cnf import CNF
-from test_compile_differential import transitivity
+from constraintc.compile.workloads import transitivity_cnf as transitivity
 
 UNSAT = [
     CNF(1, [()]),  # empty clause

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from constraintc.compile import compile_cnf, model_count, read_nnf, write_nnf
 from constraintc.compile.nnf import NnfError
 from constraintc.errors import Unsatisfiable
-from test_compile_differential import brute_models, check_structure, cnfs, eval_ir, transitivity
+from constraintc.compile.workloads import transitivity_cnf as transitivity
+from test_compile_differential import brute_models, check_structure, cnfs, eval_ir
 
 
 @settings(max_examples=200)
