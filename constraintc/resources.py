@@ -7,6 +7,7 @@ They live at the top of the checkout (``grammars/``, ``kernels/``, ``examples/ru
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -34,3 +35,15 @@ def configs_dir() -> Path:
 def library_rules() -> list[Path]:
     """The rule files shipped with constraintc, sorted by name."""
     return sorted(rules_library_dir().glob("*.rules"))
+
+
+def cache_dir() -> Path:
+    """Where compiled circuits and built C++ cores are cached.
+
+    ``$CONSTRAINTC_CACHE`` if set, else ``$XDG_CACHE_HOME/constraintc``, else
+    ``~/.cache/constraintc``.
+    """
+    env = os.environ.get("CONSTRAINTC_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "constraintc"

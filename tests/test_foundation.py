@@ -90,3 +90,18 @@ def test_cli_help_and_unknown_command(capsys):
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_cache_dir_precedence(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from constraintc.circuit.artifact import cache_dir as artifact_cache_dir
+    from constraintc.resources import cache_dir
+
+    monkeypatch.delenv("CONSTRAINTC_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert cache_dir() == Path.home() / ".cache" / "constraintc"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "constraintc"
+    monkeypatch.setenv("CONSTRAINTC_CACHE", str(tmp_path / "cc"))
+    assert cache_dir() == artifact_cache_dir() == tmp_path / "cc"

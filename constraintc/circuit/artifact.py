@@ -23,6 +23,7 @@ import numpy as np
 
 from constraintc.compile.ir import CircuitIR
 from constraintc.errors import ConstraintcError
+from constraintc.resources import cache_dir  # the cache's root; re-exported for callers here
 
 FORMAT = "constraintc-circuit"
 FORMAT_VERSION = 1
@@ -30,12 +31,6 @@ FORMAT_VERSION = 1
 
 class ArtifactError(ConstraintcError):
     """A file that is not a readable constraintc circuit artifact."""
-
-
-def cache_dir() -> Path:
-    """``$CONSTRAINTC_CACHE`` or ``~/.cache/constraintc``."""
-    env = os.environ.get("CONSTRAINTC_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "constraintc"
 
 
 def content_key(*parts: object) -> str:

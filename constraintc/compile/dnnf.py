@@ -49,10 +49,9 @@ class CompilerUnavailable(ConstraintcError):
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("CONSTRAINTC_CACHE")
-    if base:
-        return Path(base)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "constraintc"
+    from constraintc.resources import cache_dir
+
+    return cache_dir()
 
 
 def _build() -> Path:
