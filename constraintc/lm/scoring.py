@@ -55,8 +55,8 @@ def left_padded_batch(tokenizer, prompts: list[str]):
     return enc["input_ids"], mask, positions
 
 
-def answer_logits(model, input_ids, attention_mask, position_ids, yes_id: int, no_id: int) -> torch.Tensor:
-    """``l_yes - l_no`` at the last position of each (left-padded) row, shape ``[B]``."""
+def last_logits(model, input_ids, attention_mask, position_ids) -> torch.Tensor:
+    """Full-vocabulary logits at the last position of each (left-padded) row, ``[B, V]``."""
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -64,7 +64,12 @@ def answer_logits(model, input_ids, attention_mask, position_ids, yes_id: int, n
         logits_to_keep=1,
         use_cache=False,
     )
-    last = out.logits[:, -1, :]
+    return out.logits[:, -1, :]
+
+
+def answer_logits(model, input_ids, attention_mask, position_ids, yes_id: int, no_id: int) -> torch.Tensor:
+    """``l_yes - l_no`` at the last position of each (left-padded) row, shape ``[B]``."""
+    last = last_logits(model, input_ids, attention_mask, position_ids)
     return last[:, yes_id] - last[:, no_id]
 
 
@@ -114,14 +119,7 @@ def score_prompts(
                     example = next(p for p in batch if _separator(p) == kind)
                     ids_cache[kind] = answer_token_ids(tokenizer, example, yes, no)
             input_ids, mask, positions = left_padded_batch(tokenizer, batch)
-            out = model(
-                input_ids=input_ids,
-                attention_mask=mask,
-                position_ids=positions,
-                logits_to_keep=1,
-                use_cache=False,
-            )
-            last = out.logits[:, -1, :].double()
+            last = last_logits(model, input_ids, mask, positions).double()
             yes_ids = torch.tensor([ids_cache[_separator(p)][0] for p in batch])
             no_ids = torch.tensor([ids_cache[_separator(p)][1] for p in batch])
             rows = torch.arange(len(batch))
