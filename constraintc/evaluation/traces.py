@@ -14,8 +14,11 @@ Status of a trace:
 
 Steps: every ``X causes Y`` / ``X does not cause Y`` (also ``doesn't``, ``cannot``) in the
 reasoning whose two names are nodes of the record's graph is checked against the premise graph
-(reachability: an indirect cause is a true cause). A *sound* trace is valid, states at least one
-step, and every step is true.
+(reachability: an indirect cause is a true cause). Every d-separation trail claim,
+``Trail X -> B <- Y is open.`` or ``Trail X -> B <- Y is blocked at B...``, is a step too: it is
+true when the trail is a simple trail of the graph with exactly those arrow directions and the
+claim holds given the record's conditioning set (see :func:`check_steps`). A *sound* trace is
+valid, states at least one step, and every step is true.
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ STATUSES = ("valid", "empty", "missing", "truncated")
 _STEP = re.compile(
     r"\b([A-Za-z][\w-]*)\s+(causes|does\s+not\s+cause|doesn't\s+cause|cannot\s+cause|can't\s+cause)\s+([A-Za-z][\w-]*)"
 )
+_TRAIL = re.compile(
+    r"\b[Tt]rail\s+([A-Za-z]\w*(?:\s*(?:->|<-)\s*[A-Za-z]\w*)+)\s+is\s+"
+    r"(?:(open)|blocked(?:\s+at\s+([A-Za-z]\w*)(?:\s*,\s*(a\s+collider|which\s+is\s+in))?)?)"
+)
+_TRAIL_TOKEN = re.compile(r"->|<-|[A-Za-z]\w*")
+_GIVEN = re.compile(r"given\s*\{([^}]*)\}")
 _ANSWER = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 _ANSWER_LEAD = re.compile(r"(?:(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:?\s*)$", re.IGNORECASE)
 
@@ -88,12 +97,76 @@ def classify_trace(prediction: dict) -> tuple[str, str | None]:
     return ("truncated" if flagged else "missing"), None
 
 
+def conditioning_set(record: dict) -> tuple[str, ...]:
+    """The record's conditioning set: ``meta.z``, else the ``{...}`` of a ``dsep`` atom, else of the
+    question's ``given {...}``; empty when there is none (transitivity).
+
+    >>> conditioning_set({"atom": "dsep(B,C,{D,E})"}), conditioning_set({"question": "Does B cause C?"})
+    (('D', 'E'), ())
+    """
+    meta = record.get("meta")
+    if isinstance(meta, dict) and meta.get("z") is not None:
+        return tuple(meta["z"])
+    for text in (record.get("atom"), record.get("question")):
+        if isinstance(text, str) and text.replace(" ", "").startswith("dsep(") and "{" in text:
+            body = text[text.index("{") + 1 : text.rindex("}")] if "}" in text else ""
+            return tuple(v.strip() for v in body.split(",") if v.strip())
+        if isinstance(text, str):
+            match = _GIVEN.search(text)
+            if match:
+                return tuple(v.strip() for v in match.group(1).split(",") if v.strip())
+    return ()
+
+
+def trail_claim_holds(
+    claim: tuple[str, str, str, str], graph: nx.DiGraph, z: tuple[str, ...] | set[str], openers: set[str]
+) -> bool:
+    """Whether one parsed trail claim ``(trail text, "open" or "", blocked-at node, reason)`` is
+    true in ``graph`` given ``z`` (``openers``: z and its ancestors, the nodes that open a collider)."""
+    trail_text, is_open, at, reason = claim
+    tokens = _TRAIL_TOKEN.findall(trail_text)
+    names, arrows = tokens[0::2], tokens[1::2]
+    if len(set(names)) != len(names) or any(n not in graph for n in names):
+        return False
+    for a, arrow, b in zip(names, arrows, names[1:]):
+        if not (graph.has_edge(a, b) if arrow == "->" else graph.has_edge(b, a)):
+            return False
+    blockers: dict[str, bool] = {}  # blocking node -> is a collider on this trail
+    for i in range(1, len(names) - 1):
+        collider = arrows[i - 1] == "->" and arrows[i] == "<-"
+        if (collider and names[i] not in openers) or (not collider and names[i] in z):
+            blockers[names[i]] = collider
+    if is_open:
+        return not blockers
+    if not at:
+        return bool(blockers)
+    if at not in blockers:
+        return False
+    if reason.startswith("a"):
+        return blockers[at]
+    if reason.startswith("which"):
+        return not blockers[at]
+    return True
+
+
 def check_steps(reasoning: str | None, record: dict) -> dict:
-    """Count the causal steps stated in ``reasoning`` and how many are true in the record's graph.
+    """Count the steps stated in ``reasoning`` and how many are true in the record's graph.
+
+    Causal steps (``X causes Y``, ``X does not cause Y``) are judged by reachability and count
+    towards ``in_premise`` when they state a premise edge. Trail claims (``Trail X -> B <- Y is
+    open.``, ``Trail X <- C -> Y is blocked at C, which is in {C}.``) are judged given the record's
+    :func:`conditioning_set`: the trail must be simple, name only nodes and have every arrow as the
+    premise states the edge; ``open`` holds when no node blocks it (a non-collider in the set, or a
+    collider neither in the set nor an ancestor of one in it); ``blocked at N`` holds when N is an
+    inner node that blocks it, and with ``, a collider`` / ``, which is in`` N must block as a
+    collider / as a non-collider; a bare ``is blocked`` holds when some node blocks it.
 
     >>> rec = {"nodes": ["B", "C", "D"], "edges": [["B", "C"], ["C", "D"]]}
     >>> check_steps("B causes C. C causes D. So B causes D. D does not cause B. D causes C.", rec)
     {'steps': 5, 'true': 4, 'in_premise': 2}
+    >>> rec = {"nodes": ["B", "C", "D"], "edges": [["B", "C"], ["D", "C"]], "atom": "dsep(B,D,{})"}
+    >>> check_steps("Trail B -> C <- D is blocked at C, a collider outside {}. Trail B -> C -> D is open.", rec)
+    {'steps': 2, 'true': 1, 'in_premise': 0}
     """
     out = {"steps": 0, "true": 0, "in_premise": 0}
     if not reasoning:
@@ -111,6 +184,16 @@ def check_steps(reasoning: str | None, record: dict) -> dict:
         out["steps"] += 1
         out["true"] += holds == positive
         out["in_premise"] += positive and (x, y) in edges
+    claims = _TRAIL.findall(reasoning)
+    if claims:
+        z = set(conditioning_set(record))
+        openers = set(z)
+        for v in z:
+            if v in graph:
+                openers |= nx.ancestors(graph, v)
+        for claim in claims:
+            out["steps"] += 1
+            out["true"] += trail_claim_holds(claim, graph, z, openers)
     return out
 
 
