@@ -13,6 +13,7 @@ examples:
   constraintc data dsep --split adversarial --n 200 --seed 3 -o adv.jsonl
   constraintc data dsep --split length --n 5 --format prompt      # show prompts
   constraintc data transitivity --all-splits --n 500 -o test.jsonl  # every split but train
+  constraintc data dsep --n 1000 --traces -o train.jsonl            # with gold reasoning traces
 """
 
 from __future__ import annotations
@@ -36,19 +37,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--questions-per-graph", type=int, default=4, help="questions per graph, half Yes half No (default: 4)"
     )
+    parser.add_argument(
+        "--traces",
+        action="store_true",
+        help="add a gold reasoning trace (a short derivation of the label from the premise) to every "
+        "record as the field \"trace\" (docs/tasks.md); records are otherwise unchanged",
+    )
     parser.add_argument("-o", "--output", default="-", help="output JSONL file (default: stdout)")
     parser.add_argument(
         "--format",
         choices=("jsonl", "prompt"),
         default="jsonl",
-        help="jsonl records (default) or the plain prompt text followed by the label",
+        help="jsonl records (default) or the plain prompt text followed by the label "
+        "(with --traces: the reasoning prompt, the trace, then 'Answer: <label>')",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from constraintc.tasks.generate import SPLITS, iter_records
     from constraintc.tasks.io import write_jsonl
-    from constraintc.tasks.prompts import format_prompt
+    from constraintc.tasks.prompts import format_prompt, reasoning_prompt
 
     if args.n < 0:
         raise OptionError("--n", args.n, "a non-negative integer")
@@ -56,13 +64,18 @@ def run(args: argparse.Namespace) -> int:
 
     def records():
         for split in splits:
-            yield from iter_records(args.task, split, args.n, args.seed, questions_per_graph=args.questions_per_graph)
+            yield from iter_records(
+                args.task, split, args.n, args.seed, questions_per_graph=args.questions_per_graph, traces=args.traces
+            )
 
     if args.format == "prompt":
         out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
         try:
             for record in records():
-                out.write(format_prompt(record) + " " + record["label"] + "\n\n")
+                if args.traces:
+                    out.write(f"{reasoning_prompt(record)} {record['trace']}\nAnswer: {record['label']}\n\n")
+                else:
+                    out.write(format_prompt(record) + " " + record["label"] + "\n\n")
         finally:
             if out is not sys.stdout:
                 out.close()

@@ -34,6 +34,7 @@ import networkx as nx
 from constraintc.errors import OptionError
 from constraintc.tasks import graphs
 from constraintc.tasks.shortcuts import SHORTCUTS, TASK_SHORTCUTS, Query
+from constraintc.tasks.traces import GraphTracer
 
 TASKS = ("transitivity", "dsep")
 SPLITS = ("train", "length", "reversed", "shuffled", "branching", "long_names", "adversarial")
@@ -107,13 +108,20 @@ def atom_text(task: str, x: str, y: str, z: tuple[str, ...] = ()) -> str:
 class _Graph:
     """One drawn graph: names, statement-ordered edges, and its networkx view."""
 
-    __slots__ = ("nodes", "edges", "nx", "_reach")
+    __slots__ = ("nodes", "edges", "nx", "_reach", "_tracer")
 
     def __init__(self, nodes: list[str], edges: list[tuple[str, str]]):
         self.nodes = nodes
         self.edges = edges
         self.nx = graphs.to_networkx(nodes, edges)
         self._reach: dict[str, set[str]] | None = None
+        self._tracer: GraphTracer | None = None
+
+    def trace(self, task: str, x: str, y: str, z: tuple[str, ...]) -> str:
+        """The gold reasoning trace (:mod:`constraintc.tasks.traces`) for this question."""
+        if self._tracer is None:
+            self._tracer = GraphTracer(self.nodes, self.edges)
+        return self._tracer.trace(task, x, y, z)
 
     def label(self, task: str, x: str, y: str, z: tuple[str, ...]) -> str:
         if task == "transitivity":
@@ -200,8 +208,9 @@ def make_record(
     label: str,
     pair: str | None = None,
     meta: dict | None = None,
+    trace: str | None = None,
 ) -> dict:
-    """One record in the JSONL schema of INTERFACES.md."""
+    """One record in the JSONL schema of INTERFACES.md (``trace``, when given, goes last)."""
     nodes, edges = (g.nodes, g.edges) if isinstance(g, _Graph) else g
     x, y, z = question
     record = {
@@ -219,6 +228,8 @@ def make_record(
     if pair is not None:
         record["pair"] = pair
     record["meta"] = {"x": x, "y": y, "z": list(z), **(meta or {})}
+    if trace is not None:
+        record["trace"] = trace
     return record
 
 
@@ -231,22 +242,33 @@ def _check(task: str, split: str, n: int) -> None:
         raise OptionError("--n", n, "a non-negative integer")
 
 
-def generate(task: str, split: str, n: int, seed: int = 0, *, questions_per_graph: int = 4) -> list[dict]:
+def generate(
+    task: str, split: str, n: int, seed: int = 0, *, questions_per_graph: int = 4, traces: bool = False
+) -> list[dict]:
     """``n`` balanced records of ``task`` on ``split``, deterministic in ``seed``.
 
     Each graph contributes ``questions_per_graph`` questions (half Yes, half No) that share a
     ``group`` id; the adversarial split has one question per graph (minimal pairs share ``pair``).
+    ``traces=True`` adds a gold reasoning ``trace`` to every record
+    (:func:`constraintc.tasks.traces.trace_text`); everything else stays the same.
 
     >>> recs = generate("transitivity", "train", 4, seed=1)
     >>> sorted(r["label"] for r in recs)
     ['No', 'No', 'Yes', 'Yes']
     >>> recs[0]["question"].startswith("Does ")
     True
+    >>> with_traces = generate("dsep", "train", 4, seed=1, traces=True)
+    >>> with_traces[0]["trace"].startswith("Trail ")
+    True
+    >>> [{k: v for k, v in r.items() if k != "trace"} for r in with_traces] == generate("dsep", "train", 4, seed=1)
+    True
     """
-    return list(iter_records(task, split, n, seed, questions_per_graph=questions_per_graph))
+    return list(iter_records(task, split, n, seed, questions_per_graph=questions_per_graph, traces=traces))
 
 
-def iter_records(task: str, split: str, n: int, seed: int = 0, *, questions_per_graph: int = 4) -> Iterator[dict]:
+def iter_records(
+    task: str, split: str, n: int, seed: int = 0, *, questions_per_graph: int = 4, traces: bool = False
+) -> Iterator[dict]:
     """The records of :func:`generate`, one at a time (for writing large files)."""
     _check(task, split, n)
     if questions_per_graph < 2:
@@ -254,7 +276,7 @@ def iter_records(task: str, split: str, n: int, seed: int = 0, *, questions_per_
     rng = random.Random(stable_seed("constraintc.tasks", task, split, seed))
     prefix = f"{task}-{split}-s{seed}"
     if split == "adversarial":
-        yield from _adversarial(rng, task, n, prefix)
+        yield from _adversarial(rng, task, n, prefix, traces)
         return
     spec = SPLIT_SPECS[split]
     per_class = questions_per_graph // 2
@@ -279,7 +301,8 @@ def iter_records(task: str, split: str, n: int, seed: int = 0, *, questions_per_
         group = f"{prefix}-g{group_index:06d}"
         group_index += 1
         for q, label in items:
-            yield make_record(task, split, f"{prefix}-{made:06d}", group, g, q, label)
+            trace = g.trace(task, *q) if traces else None
+            yield make_record(task, split, f"{prefix}-{made:06d}", group, g, q, label, trace=trace)
             made += 1
 
 
@@ -315,7 +338,7 @@ def minimal_pair(rng: random.Random, task: str, g: _Graph, q: tuple[str, str, tu
     return None
 
 
-def _adversarial(rng: random.Random, task: str, n: int, prefix: str) -> Iterator[dict]:
+def _adversarial(rng: random.Random, task: str, n: int, prefix: str, traces: bool = False) -> Iterator[dict]:
     spec = SPLIT_SPECS["adversarial"]
     split = "adversarial"
     n_pairs = n // 4
@@ -338,7 +361,9 @@ def _adversarial(rng: random.Random, task: str, n: int, prefix: str) -> Iterator
             meta = {"kind": "minimal_pair"}
             if change is not None:
                 meta.update(change=change[0], edge=list(change[1]))
-            yield make_record(task, split, f"{prefix}-{made:06d}", f"{prefix}-g{made:06d}", gg, q, label, pair, meta)
+            trace = gg.trace(task, *q) if traces else None
+            rid = f"{prefix}-{made:06d}"
+            yield make_record(task, split, rid, f"{prefix}-g{made:06d}", gg, q, label, pair, meta, trace)
             made += 1
         pair_index += 1
     # shortcut conflicts: the truth is `label`, a named surface shortcut answers the opposite
@@ -355,7 +380,8 @@ def _adversarial(rng: random.Random, task: str, n: int, prefix: str) -> Iterator
         query = Query(task, q[0], q[1], q[2], tuple(g.edges))
         disagree = [s for s in TASK_SHORTCUTS[task] if ("Yes" if SHORTCUTS[s](query) else "No") != label]
         meta = {"kind": "shortcut", "shortcut": target, "disagree": disagree}
-        yield make_record(task, split, f"{prefix}-{made:06d}", f"{prefix}-g{made:06d}", g, q, label, None, meta)
+        trace = g.trace(task, *q) if traces else None
+        yield make_record(task, split, f"{prefix}-{made:06d}", f"{prefix}-g{made:06d}", g, q, label, None, meta, trace)
         made += 1
         case += 1
 

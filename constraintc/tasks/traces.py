@@ -1,0 +1,255 @@
+"""Gold reasoning traces: a short derivation of each record's label from its premise graph.
+
+A trace is plain text in a small, regular vocabulary (short period-terminated sentences, node names
+as they are) that ends with a sentence stating the conclusion. It never contains the words "Yes",
+"No" or "Answer", so ``trace + "\\nAnswer: Yes"`` parses back (see
+:func:`constraintc.evaluation.traces.parse_output`) into the trace and the answer.
+
+Transitivity, "Does X cause Y?" (breadth-first search from X, children in statement order):
+
+- X causes Y: the shortest path, one sentence per edge, then ``So X causes Y.`` when it has more
+  than one edge: ``B causes C. C causes D. So B causes D.``
+- X does not cause Y: the edges of X's breadth-first tree in discovery order, then
+  ``So X does not cause Y.``; ``X causes nothing. So X does not cause Y.`` when X has no child.
+
+D-separation, "Are X and Y d-separated given {Z}?": the simple trails between X and Y in the
+skeleton, shortest first, ties broken by the statement indices of their edges (read from X), each
+written with its arrows and judged by the textbook rule (a non-collider in Z blocks; a collider
+blocks unless it or one of its descendants is in Z; the first blocking node from X is named):
+
+- ``Trail B -> C <- D is blocked at C, a collider outside {}.`` (neither C nor a descendant in Z)
+- ``Trail B <- C -> D is blocked at C, which is in {C}.``
+- ``Trail B -> C -> D is open.``
+
+Separated: every trail, then ``So X and Y are d-separated given {Z}.`` (``X and Y are not joined
+by any trail.`` first when there is none). Not separated: the trails up to and including the first
+open one, then ``So X and Y are not d-separated given {Z}.``
+
+At most :data:`MAX_TRAILS` blocked trails are written. When more trails come first, a separated
+trace says ``Every other trail is blocked too.`` before its conclusion, and a not-separated trace
+writes ``Other trails before it are blocked too.`` (when it skipped some) and then its first open
+trail.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterator, Sequence
+
+MAX_TRAILS = 16  # trails written per d-separation trace (bounds its length; see the module docstring)
+
+TASKS = ("transitivity", "dsep")
+
+
+def z_text(z: Sequence[str]) -> str:
+    """A conditioning set as the question renders it.
+
+    >>> z_text(("E", "D")), z_text(())
+    ('{D, E}', '{}')
+    """
+    return "{" + ", ".join(sorted(z)) + "}"
+
+
+class GraphTracer:
+    """Traces for many questions about one graph (adjacency and indices computed once).
+
+    >>> t = GraphTracer(["B", "C", "D"], [("B", "C"), ("C", "D")])
+    >>> t.trace("transitivity", "B", "D")
+    'B causes C. C causes D. So B causes D.'
+    >>> t.trace("dsep", "B", "D", ("C",))
+    'Trail B -> C -> D is blocked at C, which is in {C}. So B and D are d-separated given {C}.'
+    """
+
+    __slots__ = ("nodes", "edges", "_children", "_parents", "_skeleton", "_edge_set")
+
+    def __init__(self, nodes: Sequence[str], edges: Sequence[Sequence[str]]):
+        self.nodes = list(nodes)
+        self.edges = [(u, v) for u, v in edges]
+        known = set(self.nodes)
+        for u, v in self.edges:
+            if u not in known or v not in known:
+                raise ValueError(f"edge {u} -> {v} names a node outside {self.nodes}")
+        self._children: dict[str, list[str]] = {n: [] for n in self.nodes}
+        self._parents: dict[str, list[str]] = {n: [] for n in self.nodes}
+        # skeleton: node -> [(statement index, neighbour)] in statement order, first statement wins
+        self._skeleton: dict[str, list[tuple[int, str]]] = {n: [] for n in self.nodes}
+        self._edge_set: set[tuple[str, str]] = set()
+        linked: set[frozenset] = set()
+        for index, (u, v) in enumerate(self.edges):
+            if (u, v) in self._edge_set:
+                continue
+            self._edge_set.add((u, v))
+            self._children[u].append(v)
+            self._parents[v].append(u)
+            pair = frozenset((u, v))
+            if pair not in linked:
+                linked.add(pair)
+                self._skeleton[u].append((index, v))
+                self._skeleton[v].append((index, u))
+
+    def trace(self, task: str, x: str, y: str, z: Sequence[str] = ()) -> str:
+        """The gold trace for the question about ``(x, y[, z])``."""
+        if x not in self._children or y not in self._children:
+            raise ValueError(f"{x!r} and {y!r} must be nodes of the graph {self.nodes}")
+        if x == y:
+            raise ValueError(f"a question needs two different nodes, got {x!r} twice")
+        if task == "transitivity":
+            return self._transitivity(x, y)
+        if task == "dsep":
+            z = tuple(z)
+            if x in z or y in z or not set(z) <= set(self._children):
+                raise ValueError(f"conditioning set {z} must be nodes of the graph other than {x!r} and {y!r}")
+            return self._dsep(x, y, z)
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+
+    # transitivity ---------------------------------------------------------------------------
+
+    def _transitivity(self, x: str, y: str) -> str:
+        parent: dict[str, str | None] = {x: None}
+        tree: list[tuple[str, str]] = []
+        queue = deque([x])
+        while queue:
+            u = queue.popleft()
+            for v in self._children[u]:
+                if v in parent:
+                    continue
+                parent[v] = u
+                tree.append((u, v))
+                if v == y:
+                    path = [y]
+                    while parent[path[-1]] is not None:
+                        path.append(parent[path[-1]])  # type: ignore[arg-type]
+                    path.reverse()
+                    steps = [f"{a} causes {b}." for a, b in zip(path, path[1:])]
+                    if len(path) > 2:
+                        steps.append(f"So {x} causes {y}.")
+                    return " ".join(steps)
+                queue.append(v)
+        steps = [f"{a} causes {b}." for a, b in tree] or [f"{x} causes nothing."]
+        steps.append(f"So {x} does not cause {y}.")
+        return " ".join(steps)
+
+    # d-separation -----------------------------------------------------------------------------
+
+    def trails(self, x: str, y: str) -> Iterator[list[str]]:
+        """The simple trails from ``x`` to ``y`` in the skeleton, shortest first, then by the
+        statement indices of their edges read from ``x``.
+
+        >>> list(GraphTracer(["B", "C", "D"], [("B", "C"), ("D", "C"), ("B", "D")]).trails("B", "D"))
+        [['B', 'D'], ['B', 'C', 'D']]
+        """
+        # Level by level: extending the (sorted) paths of one length in order, each by its edges in
+        # statement order, yields the next length's paths already sorted by their index keys.
+        level: list[list[str]] = [[x]]
+        while level:
+            longer: list[list[str]] = []
+            for path in level:
+                end = path[-1]
+                for _, nxt in self._skeleton[end]:
+                    if nxt == y:
+                        yield path + [y]
+                    elif nxt not in path:
+                        longer.append(path + [nxt])
+            level = longer
+
+    def _openers(self, z: Sequence[str]) -> set[str]:
+        """Nodes that open a collider: Z and every ancestor of a node in Z."""
+        seen = set(z)
+        stack = list(z)
+        while stack:
+            for p in self._parents[stack.pop()]:
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+        return seen
+
+    def trail_text(self, trail: Sequence[str]) -> str:
+        """``B -> C <- D``: the trail with each edge's direction.
+
+        >>> GraphTracer(["B", "C", "D"], [("B", "C"), ("D", "C")]).trail_text(["B", "C", "D"])
+        'B -> C <- D'
+        """
+        parts = [trail[0]]
+        for a, b in zip(trail, trail[1:]):
+            parts.append(f"-> {b}" if (a, b) in self._edge_set else f"<- {b}")
+        return " ".join(parts)
+
+    def blocker(
+        self, trail: Sequence[str], z: Sequence[str], openers: set[str] | None = None
+    ) -> tuple[str, bool] | None:
+        """The first node (from the trail's start) that blocks ``trail`` given ``z`` and whether it
+        is a collider; ``None`` when the trail is open."""
+        if openers is None:
+            openers = self._openers(z)
+        zset = set(z)
+        for prev, mid, nxt in zip(trail, trail[1:], trail[2:]):
+            collider = (prev, mid) in self._edge_set and (nxt, mid) in self._edge_set
+            if collider:
+                if mid not in openers:
+                    return mid, True
+            elif mid in zset:
+                return mid, False
+        return None
+
+    def _trail_sentence(self, trail: list[str], block: tuple[str, bool] | None, zt: str) -> str:
+        head = f"Trail {self.trail_text(trail)} is"
+        if block is None:
+            return f"{head} open."
+        node, collider = block
+        if collider:
+            return f"{head} blocked at {node}, a collider outside {zt}."
+        return f"{head} blocked at {node}, which is in {zt}."
+
+    def _dsep(self, x: str, y: str, z: tuple[str, ...]) -> str:
+        zt = z_text(z)
+        openers = self._openers(z)
+        sentences: list[str] = []
+        trails = self.trails(x, y)
+        count = 0
+        for trail in trails:
+            block = self.blocker(trail, z, openers)
+            if count == MAX_TRAILS:
+                # over the cap: a separated trace stops listing; a dependent one names its open trail
+                if block is not None:
+                    found = next((t for t in trails if self.blocker(t, z, openers) is None), None)
+                    if found is None:
+                        sentences.append("Every other trail is blocked too.")
+                        break
+                    trail = found
+                    sentences.append("Other trails before it are blocked too.")
+                sentences.append(self._trail_sentence(trail, None, zt))
+                sentences.append(f"So {x} and {y} are not d-separated given {zt}.")
+                return " ".join(sentences)
+            count += 1
+            sentences.append(self._trail_sentence(trail, block, zt))
+            if block is None:
+                sentences.append(f"So {x} and {y} are not d-separated given {zt}.")
+                return " ".join(sentences)
+        if count == 0:
+            sentences.append(f"{x} and {y} are not joined by any trail.")
+        sentences.append(f"So {x} and {y} are d-separated given {zt}.")
+        return " ".join(sentences)
+
+
+def trace_text(
+    task: str,
+    nodes: Sequence[str],
+    edges: Sequence[tuple[str, str]] | Sequence[Sequence[str]],
+    x: str,
+    y: str,
+    z: Sequence[str] = (),
+) -> str:
+    """The gold trace for the question of ``task`` about ``(x, y[, z])`` on the graph ``(nodes,
+    edges)``; deterministic, and consistent with the label networkx gives.
+
+    >>> edges = [("B", "C"), ("D", "C"), ("C", "E")]
+    >>> trace_text("transitivity", ["B", "C", "D", "E"], edges, "B", "E")
+    'B causes C. C causes E. So B causes E.'
+    >>> trace_text("transitivity", ["B", "C", "D", "E"], edges, "E", "B")
+    'E causes nothing. So E does not cause B.'
+    >>> trace_text("dsep", ["B", "C", "D", "E"], edges, "B", "D")
+    'Trail B -> C <- D is blocked at C, a collider outside {}. So B and D are d-separated given {}.'
+    >>> trace_text("dsep", ["B", "C", "D", "E"], edges, "B", "D", ["E"])
+    'Trail B -> C <- D is open. So B and D are not d-separated given {E}.'
+    """
+    return GraphTracer(nodes, edges).trace(task, x, y, z)

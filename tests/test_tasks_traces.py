@@ -1,0 +1,327 @@
+"""Gold reasoning traces: every stated step re-checked against networkx and an independent trail oracle."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import networkx as nx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from constraintc.cli import main
+from constraintc.evaluation.traces import check_steps, parse_output
+from constraintc.tasks import SPLITS, TASKS, generate, graphs
+from constraintc.tasks.generate import all_questions, atom_text, question_text
+from constraintc.tasks.traces import MAX_TRAILS, trace_text
+
+FORBIDDEN = re.compile(r"\b(yes|no|answer)\b", re.IGNORECASE)
+CAUSE = re.compile(r"^([A-Za-z]+) causes ([A-Za-z]+)$")
+TRAIL = re.compile(
+    r"^Trail ([A-Za-z <>-]+?) is (open|blocked at ([A-Za-z]+), (a collider outside|which is in) (\{[A-Za-z, ]*\}))$"
+)
+
+
+def random_graph(seed: int, n: int, extra_p: float, names: str = "short"):
+    """A weakly connected random DAG, statements in random order, as the generator draws them."""
+    rng = random.Random(seed)
+    int_edges, rank = graphs.random_dag(rng, n, extra_p, 0.3)
+    ordered = graphs.statement_order(rng, int_edges, rank, "shuffled")
+    labels = graphs.draw_names(rng, n, names)
+    edges = [(labels[u], labels[v]) for u, v in ordered]
+    return graphs.first_mention_order(edges), edges
+
+
+def record_for(task, nodes, edges, x, y, z=()):
+    return {
+        "nodes": list(nodes),
+        "edges": [list(e) for e in edges],
+        "task": task,
+        "question": question_text(task, x, y, z),
+        "atom": atom_text(task, x, y, z),
+        "meta": {"x": x, "y": y, "z": list(z)},
+    }
+
+
+def sentences(trace: str) -> list[str]:
+    assert trace.endswith("."), trace
+    return [s for s in trace[:-1].split(". ")]
+
+
+def assert_clean(trace: str) -> None:
+    assert not FORBIDDEN.search(trace), trace
+    assert "\n" not in trace
+    assert parse_output(trace + "\nAnswer: Yes") == (trace, "Yes", False)
+    assert parse_output(trace + "\nAnswer: No") == (trace, "No", False)
+
+
+# transitivity -----------------------------------------------------------------------------------
+
+
+def check_transitivity(nodes, edges, x, y):
+    g = nx.DiGraph(edges)
+    trace = trace_text("transitivity", nodes, edges, x, y)
+    assert trace == trace_text("transitivity", nodes, [list(e) for e in edges], x, y)  # lists work too
+    assert_clean(trace)
+    parts = sentences(trace)
+    reach = nx.has_path(g, x, y)
+    stated = []
+    for s in parts[:-1]:
+        if s.endswith(" causes nothing"):
+            assert s == f"{x} causes nothing" and not reach and g.out_degree(x) == 0, trace
+            continue
+        m = CAUSE.match(s)
+        assert m, trace
+        stated.append(m.groups())
+    assert all(g.has_edge(u, v) for u, v in stated), trace
+    got = check_steps(trace, record_for("transitivity", nodes, edges, x, y))
+    assert got["steps"] == got["true"] and got["steps"] >= 1, (trace, got)
+    if reach:
+        length = nx.shortest_path_length(g, x, y)
+        if length == 1:
+            assert parts == [f"{x} causes {y}"]
+        else:
+            assert parts[-1] == f"So {x} causes {y}"
+            path = [stated[0][0]] + [v for _, v in stated]
+            assert path[0] == x and path[-1] == y and len(stated) == length
+            assert all(a[1] == b[0] for a, b in zip(stated, stated[1:])), trace
+    else:
+        assert parts[-1] == f"So {x} does not cause {y}"
+        # the listed edges are a spanning tree of exactly X's descendants, each reached once
+        heads = [v for _, v in stated]
+        assert len(heads) == len(set(heads)) and set(heads) == nx.descendants(g, x)
+        reached = {x}
+        for u, v in stated:
+            assert u in reached, trace  # breadth-first: a parent is reached before its children
+            reached.add(v)
+
+
+@settings(max_examples=60)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 9), extra_p=st.sampled_from([0.0, 0.2, 0.5, 0.9]))
+def test_transitivity_traces_on_random_dags(seed, n, extra_p):
+    nodes, edges = random_graph(seed, n, extra_p)
+    for x, y, _ in all_questions("transitivity", nodes):
+        check_transitivity(nodes, edges, x, y)
+
+
+def test_transitivity_trace_examples():
+    nodes, edges = ["B", "C", "D", "E"], [("B", "C"), ("C", "D"), ("B", "E")]
+    assert trace_text("transitivity", nodes, edges, "B", "C") == "B causes C."
+    assert trace_text("transitivity", nodes, edges, "B", "D") == "B causes C. C causes D. So B causes D."
+    assert trace_text("transitivity", nodes, edges, "C", "E") == "C causes D. So C does not cause E."
+    assert trace_text("transitivity", nodes, edges, "D", "B") == "D causes nothing. So D does not cause B."
+    # ties between shortest paths go to the edge stated first
+    diamond = [("B", "D"), ("B", "C"), ("C", "E"), ("D", "E")]
+    assert trace_text("transitivity", ["B", "C", "D", "E"], diamond, "B", "E").startswith("B causes D. D causes E.")
+
+
+# d-separation -----------------------------------------------------------------------------------
+
+
+def oracle_blocking(g: nx.DiGraph, trail: list[str], z: set[str], desc: dict) -> list[tuple[str, bool]]:
+    """(node, is collider) for each inner node of ``trail`` that blocks it given ``z``, by the
+    definition: a non-collider in z blocks; a collider blocks unless it or a descendant is in z
+    (``desc``: node -> its descendants)."""
+    out = []
+    for a, m, b in zip(trail, trail[1:], trail[2:]):
+        collider = g.has_edge(a, m) and g.has_edge(b, m)
+        if collider and not ({m} | desc[m]) & z:
+            out.append((m, True))
+        elif not collider and m in z:
+            out.append((m, False))
+    return out
+
+
+def parse_trail(g: nx.DiGraph, text: str) -> list[str]:
+    tokens = text.split(" ")
+    names, arrows = tokens[0::2], tokens[1::2]
+    assert len(set(names)) == len(names), text  # simple
+    for a, arrow, b in zip(names, arrows, names[1:]):
+        assert arrow in ("->", "<-"), text
+        assert g.has_edge(a, b) if arrow == "->" else g.has_edge(b, a), text
+    return names
+
+
+def check_dsep(nodes, edges, x, y, z):
+    g = nx.DiGraph(edges)
+    g.add_nodes_from(nodes)
+    zset = set(z)
+    desc = {v: nx.descendants(g, v) for v in g}
+    zt = "{" + ", ".join(sorted(z)) + "}"
+    trace = trace_text("dsep", nodes, edges, x, y, z)
+    assert_clean(trace)
+    separated = nx.is_d_separator(g, {x}, {y}, zset)
+    parts = sentences(trace)
+    want = f"So {x} and {y} are {'' if separated else 'not '}d-separated given {zt}"
+    assert parts[-1] == want, trace
+    skeleton = g.to_undirected()
+    all_trails = {tuple(p) for p in nx.all_simple_paths(skeleton, x, y)}
+    listed, claims = [], 0
+    for s in parts[:-1]:
+        m = TRAIL.match(s)
+        if m is None:
+            assert s in ("Every other trail is blocked too", "Other trails before it are blocked too"), trace
+            assert len(all_trails) > MAX_TRAILS
+            continue
+        claims += 1
+        trail = parse_trail(g, m.group(1))
+        assert trail[0] == x and trail[-1] == y
+        blocking = oracle_blocking(g, trail, zset, desc)
+        if m.group(2) == "open":
+            assert not blocking, (s, trace)
+        else:
+            assert blocking and blocking[0] == (m.group(3), m.group(4) == "a collider outside"), (s, trace)
+            assert m.group(5) == zt
+        listed.append(tuple(trail))
+    assert len(set(listed)) == len(listed)
+    assert [len(t) for t in listed] == sorted(len(t) for t in listed), trace  # shorter first
+    assert len(listed) <= MAX_TRAILS + 1
+    if not all_trails:
+        assert parts == [f"{x} and {y} are not joined by any trail", want]
+    if separated:
+        if len(all_trails) <= MAX_TRAILS:
+            assert set(listed) == all_trails, trace
+        else:
+            assert len(listed) == MAX_TRAILS and parts[-2] == "Every other trail is blocked too"
+    else:
+        # the trace ends on the shortest open trail, every trail listed before it is blocked
+        open_lengths = [len(t) for t in all_trails if not oracle_blocking(g, list(t), zset, desc)]
+        assert len(listed[-1]) == min(open_lengths)
+        assert parts[-2].endswith(" is open")
+        assert all(" is blocked at " in p for p in parts[:-2] if p.startswith("Trail "))
+    record = record_for("dsep", nodes, edges, x, y, z)
+    got = check_steps(trace, record)
+    assert got == {"steps": claims, "true": claims, "in_premise": 0}, (trace, got)
+    return trace
+
+
+@settings(max_examples=40)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 6), extra_p=st.sampled_from([0.0, 0.2, 0.5, 0.9]))
+def test_dsep_traces_on_random_dags(seed, n, extra_p):
+    nodes, edges = random_graph(seed, n, extra_p)
+    for x, y, z in all_questions("dsep", nodes):
+        check_dsep(nodes, edges, x, y, z)
+
+
+@settings(max_examples=6)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(7, 8))
+def test_dsep_traces_on_dense_graphs_respect_the_cap(seed, n):
+    nodes, edges = random_graph(seed, n, 0.7)
+    rng = random.Random(seed)
+    questions = list(all_questions("dsep", nodes, max_z=3))
+    for x, y, z in rng.sample(questions, 30):
+        check_dsep(nodes, edges, x, y, z)
+
+
+def test_dsep_trace_examples_and_cap():
+    nodes = ["B", "C", "D", "E", "F"]
+    edges = [("B", "C"), ("D", "C"), ("C", "E"), ("F", "B"), ("F", "D")]
+    assert trace_text("dsep", nodes, edges, "B", "D", ("F",)) == (
+        "Trail B -> C <- D is blocked at C, a collider outside {F}. "
+        "Trail B <- F -> D is blocked at F, which is in {F}. "
+        "So B and D are d-separated given {F}."
+    )
+    assert trace_text("dsep", nodes, edges, "B", "D", ("E", "F")) == (
+        "Trail B -> C <- D is open. "
+        "So B and D are not d-separated given {E, F}."
+    )
+    assert trace_text("dsep", ["B", "C"], [], "B", "C") == (
+        "B and C are not joined by any trail. So B and C are d-separated given {}."
+    )
+    # complete DAG on 8 nodes: 1957 trails between two nodes, capped
+    names = [chr(ord("B") + i) for i in range(8)]
+    complete = [(names[i], names[j]) for i in range(8) for j in range(i + 1, 8)]
+    dense = [e for e in complete if e != ("B", "I")]
+    trace = check_dsep(names, dense, "B", "I", tuple(names[1:7]))  # every path blocked by Z
+    assert "Every other trail is blocked too." in trace and trace.count("Trail ") == MAX_TRAILS
+    trace = check_dsep(names, dense, "B", "I", ("C", "D", "E"))
+    assert trace.endswith("Trail B -> F -> I is open. So B and I are not d-separated given {C, D, E}.")
+    # 17 blocked colliders B -> M <- C come before the only open trail B -> P -> Q -> C
+    colliders = [n for n in graphs.SHORT_NAMES if n not in "BCPQ"][:17]
+    fan = [("B", "P"), ("P", "Q"), ("Q", "C")] + [e for m in colliders for e in (("B", m), ("C", m))]
+    fan_nodes = graphs.first_mention_order(fan)
+    trace = check_dsep(fan_nodes, fan, "B", "C", ())
+    assert trace.count("Trail ") == MAX_TRAILS + 1
+    assert trace.endswith(
+        "Other trails before it are blocked too. Trail B -> P -> Q -> C is open. So B and C are not d-separated given {}."
+    )
+    fan = [e for e in fan if e[0] != "B" or e[1] not in colliders[16:]]
+    trace = check_dsep(graphs.first_mention_order(fan), fan, "B", "C", ())
+    assert "Other trails" not in trace and trace.count("Trail ") == MAX_TRAILS + 1
+    with pytest.raises(ValueError):
+        trace_text("dsep", nodes, edges, "B", "D", ("B",))
+    with pytest.raises(ValueError):
+        trace_text("nope", nodes, edges, "B", "D")
+
+
+def test_check_steps_catches_corrupted_trail_claims():
+    flipped = caught = 0
+    for r in generate("dsep", "branching", 60, seed=3, traces=True):
+        trace = r["trace"]
+        assert check_steps(trace, r)["true"] == check_steps(trace, r)["steps"] == trace.count("Trail ")
+        for s in trace.split(". "):
+            if not s.startswith("Trail "):
+                continue
+            if s.endswith(" is open"):
+                bad = s.replace(" is open", " is blocked")
+            else:
+                bad = s[: s.index(" is blocked")] + " is open"
+            got = check_steps(trace.replace(s, bad, 1), r)
+            flipped += 1
+            caught += got["true"] == got["steps"] - 1
+    assert flipped > 60 and caught == flipped
+
+
+def test_check_steps_judges_arrows_and_reasons():
+    rec = record_for("dsep", ["B", "C", "D", "E"], [("B", "C"), ("D", "C"), ("C", "E")], "B", "D", ("E",))
+    assert check_steps("Trail B -> C <- D is open.", rec)["true"] == 1  # opened by a descendant
+    assert check_steps("Trail B -> C -> D is open.", rec)["true"] == 0  # wrong arrow
+    assert check_steps("Trail B -> C <- D is blocked at C, a collider outside {E}.", rec)["true"] == 0
+    rec = dict(rec, meta={"x": "B", "y": "E", "z": ["C"]})
+    assert check_steps("Trail B -> C -> E is blocked at C, which is in {C}.", rec)["true"] == 1
+    assert check_steps("Trail B -> C -> E is blocked at C, a collider outside {C}.", rec)["true"] == 0
+    assert check_steps("Trail B -> Q -> E is open.", rec) == {"steps": 1, "true": 0, "in_premise": 0}
+    # without meta.z the set is read from the atom, then from the question
+    rec = {k: v for k, v in rec.items() if k != "meta"}
+    assert check_steps("Trail B -> C <- D is open.", dict(rec, atom="dsep(B,D,{E})"))["true"] == 1
+    assert check_steps("Trail B -> C <- D is open.", dict(rec, atom="dsep(B,D,{})"))["true"] == 0
+    rec = {k: v for k, v in rec.items() if k != "atom"}
+    question = "Are B and D d-separated given {E}?"
+    assert check_steps("Trail B -> C <- D is open.", dict(rec, question=question))["true"] == 1
+
+
+# generated records ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_generated_records_unchanged_and_traces_match_labels(task):
+    for split in SPLITS:
+        plain = generate(task, split, 40, seed=4, questions_per_graph=4)
+        traced = generate(task, split, 40, seed=4, questions_per_graph=4, traces=True)
+        assert [{k: v for k, v in r.items() if k != "trace"} for r in traced] == plain
+        for r in traced:
+            assert list(r)[-1] == "trace" and "trace" not in plain[0]
+            x, y, z = r["meta"]["x"], r["meta"]["y"], tuple(r["meta"]["z"])
+            assert r["trace"] == trace_text(task, r["nodes"], r["edges"], x, y, z)
+            negative = "does not cause" in r["trace"] if task == "transitivity" else "not d-separated" in r["trace"]
+            assert negative == (r["label"] == "No"), r
+            assert not FORBIDDEN.search(r["trace"])
+            got = check_steps(r["trace"], r)
+            # adversarial minimal pairs can remove a bridge: X and Y may then share no trail
+            assert got["steps"] == got["true"] >= (0 if "not joined by any trail" in r["trace"] else 1)
+
+
+def test_cli_writes_traces(tmp_path, capsys):
+    out = tmp_path / "d.jsonl"
+    assert main(["data", "dsep", "--n", "6", "--seed", "2", "--traces", "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == generate("dsep", "train", 6, seed=2, traces=True)
+    plain = tmp_path / "p.jsonl"
+    assert main(["data", "dsep", "--n", "6", "--seed", "2", "-o", str(plain)]) == 0
+    assert all("trace" not in json.loads(line) for line in plain.read_text().splitlines())
+    capsys.readouterr()
+    assert main(["data", "transitivity", "--n", "2", "--traces", "--format", "prompt"]) == 0
+    text = capsys.readouterr().out
+    assert "Reasoning: " in text and "\nAnswer: " in text
