@@ -84,3 +84,70 @@ def test_log_probabilities_are_exact_at_extremes(tiny):
     log_p, log_q = yes_no_log_probs(logits, batch)
     assert log_p[0] == 0.0 and log_q[0] == -800.0
     assert log_p[1] == -800.0 and log_q[1] == 0.0
+
+
+completion = st.tuples(
+    st.sampled_from(NAMES), st.sampled_from(NAMES), st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), max_size=3),
+    st.sampled_from(["Yes", "No"]), st.sampled_from(["all", "answer"]),
+)
+
+
+def _completion(edges, spec):
+    from constraintc.lm.binding import Completion
+
+    x, y, steps, answer, loss = spec
+    premise = " ".join(f"{u} causes {v}." for u, v in edges)
+    trace = " ".join(f"{u} causes {v}." for u, v in steps)
+    return Completion(f"{premise}\nQuestion: Does {x} cause {y}?\nReasoning:", f" {trace}\nAnswer:" if trace else "\nAnswer:", answer, loss)
+
+
+@settings(max_examples=8)
+@given(
+    groups=st.lists(st.tuples(graph, st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), min_size=1, max_size=3),
+                              st.lists(completion, max_size=3)), min_size=1, max_size=3),
+    which=st.sampled_from(["gemma", "llama"]),
+)
+def test_completion_targets_match_separate_sequences(tiny, tiny_llama, groups, which):
+    """Each packed completion target's logits equal those of the completion run alone; the
+    targets are the text tokens, the answer and EOS ('all') or the answer alone ('answer')."""
+    from constraintc.lm.binding import packed_logits
+
+    model, tok = tiny if which == "gemma" else tiny_llama
+    prompt_groups = [_prompts(e, q) for e, q, _ in groups]
+    comps = [[_completion(e, c) for c in cs] for e, _, cs in groups]
+    batch = pack_groups(tok, prompt_groups, completions=comps)
+    with torch.no_grad():
+        answers, targets = packed_logits(model, batch)
+        flat = [c for cs in comps for c in cs]
+        assert batch.num_completions == len(flat)
+        for i, c in enumerate(flat):
+            full = tok(c.prompt + c.text)["input_ids"] + [tok.convert_tokens_to_ids(c.answer)]
+            if c.loss == "all":
+                full.append(tok.eos_token_id)
+            logits = model(input_ids=torch.tensor([full])).logits[0]
+            mine = (batch.target_seq == i).nonzero().flatten()
+            n_prompt = len(tok(c.prompt)["input_ids"])
+            expected = full[n_prompt:] if c.loss == "all" else [full[-1]]
+            assert batch.target_ids[mine].tolist() == expected
+            first = len(full) - len(expected)
+            assert torch.allclose(targets[mine], logits[first - 1 : len(full) - 1], atol=2e-5)
+            answer_at = int(batch.completion_answer[i])
+            assert int(batch.target_ids[answer_at]) == tok.convert_tokens_to_ids(c.answer)
+        # the questions' answer logits are unchanged by the completions packed beside them
+        plain = packed_logits(model, pack_groups(tok, prompt_groups))[0]
+        assert torch.allclose(answers, plain, atol=2e-5)
+
+
+def test_completion_losses_average_each_completions_tokens(tiny):
+    from constraintc.lm.binding import completion_losses, packed_logits
+
+    model, tok = tiny
+    comps = [_completion([("a", "b")], ("a", "c", [("a", "b")], "No", "all")),
+             _completion([("a", "b")], ("a", "b", [], "Yes", "answer"))]
+    batch = pack_groups(tok, [_prompts([("a", "b")], [("a", "b")])], completions=[comps])
+    _, targets = packed_logits(model, batch)
+    losses = completion_losses(targets, batch)
+    ce = torch.nn.functional.cross_entropy(targets.double(), batch.target_ids, reduction="none")
+    first = batch.target_seq == 0
+    assert torch.allclose(losses, torch.stack([ce[first].mean(), ce[~first].mean()]))
+    assert int((~first).sum()) == 1  # 'answer': the answer token alone

@@ -9,16 +9,22 @@ see as a separate prompt: the logits are the same up to float rounding.
 
 Splitting on tokens of the full prompts (not on text) keeps this exact for BPE tokenizers whose
 merges could cross the premise/question boundary.
+
+A group may also carry :class:`Completion` sequences: a prompt followed by text the model is
+trained to write (a reasoning trace and ``Answer:``), then the answer and the end-of-text token.
+They are packed as further suffixes of the same row, and the batch records which positions predict
+which target tokens (``target_rows``/``target_cols``/``target_ids``), so that a token-level
+cross-entropy over them needs the output head at those positions only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from constraintc.lm.scoring import answer_token_ids
+from constraintc.lm.scoring import _separator, answer_token_ids
 
 
 @dataclass
@@ -31,6 +37,11 @@ class PackedBatch:
     ``yes_ids``/``no_ids``: ``[Q]`` verbalizer token ids; ``group_sizes``: questions per group;
     ``tokens``: real (non-padding) tokens, ``unpacked_tokens``: tokens the prompts would take
     one by one (the saving is their ratio).
+
+    Completions (in group order, then list order): ``target_rows``/``target_cols`` ``[T]`` the
+    positions whose logits predict ``target_ids`` ``[T]``; ``target_seq`` ``[T]`` the index of the
+    completion each target belongs to; ``completion_answer`` ``[C]`` the index (into the targets)
+    of each completion's answer token.
     """
 
     input_ids: torch.Tensor
@@ -43,10 +54,56 @@ class PackedBatch:
     group_sizes: list[int]
     tokens: int
     unpacked_tokens: int
+    target_rows: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    target_cols: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    target_ids: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    target_seq: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    completion_answer: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+    @property
+    def num_completions(self) -> int:
+        return int(self.completion_answer.numel())
 
     @property
     def num_questions(self) -> int:
         return int(self.rows.numel())
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A sequence trained token by token: ``prompt``, then ``text``, then ``answer`` (+ EOS).
+
+    ``text`` is what the model writes before its answer (a reasoning trace and ``"\\nAnswer:"``);
+    ``answer`` is a verbalizer (``"Yes"``/``"No"``). ``loss="all"``: every token of ``text``, the
+    answer's first token and the end-of-text token are targets; ``loss="answer"``: only the
+    answer token is (the text is context, masked out of the loss).
+    """
+
+    prompt: str
+    text: str
+    answer: str
+    loss: str = "all"
+
+
+def _completion_tokens(tokenizer, c: Completion, answer_ids) -> tuple[list[int], int]:
+    """The completion's token ids and the index of its first target token.
+
+    ``answer_ids(text)`` gives the ``(yes, no)`` token ids as continuations of ``text``.
+    """
+    if c.loss not in ("all", "answer"):
+        raise ValueError(f"Completion.loss={c.loss!r}: expected 'all' or 'answer'")
+    prompt_ids = tokenizer(c.prompt, add_special_tokens=True)["input_ids"]
+    full_text = c.prompt + c.text
+    ids = tokenizer(full_text, add_special_tokens=True)["input_ids"]
+    if c.loss == "answer":
+        return ids + [answer_ids(full_text, c.answer)], len(ids)
+    start = 0  # BPE merges may cross the prompt/text boundary: targets start where they differ
+    while start < min(len(prompt_ids), len(ids)) and prompt_ids[start] == ids[start]:
+        start += 1
+    ids = ids + [answer_ids(full_text, c.answer)]
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return ids, max(start, 1)
 
 
 def _common_prefix_length(seqs: list[list[int]]) -> int:
@@ -66,25 +123,45 @@ def pack_groups(
     yes: str = "Yes",
     no: str = "No",
     dtype: torch.dtype = torch.float32,
+    completions: list[list[Completion]] | None = None,
 ) -> PackedBatch:
     """Pack each group of prompts into one row (shared prefix once, then every suffix).
+
+    ``completions`` (one list per group, possibly empty) adds sequences trained token by token;
+    their suffixes follow the group's question suffixes in the same row.
 
     >>> from constraintc.lm import build_tiny_model
     >>> _, tok = build_tiny_model()
     >>> b = pack_groups(tok, [["a causes b. Does a cause b?", "a causes b. Does b cause a?"]])
     >>> b.input_ids.shape, b.num_questions, b.tokens < b.unpacked_tokens
-    (torch.Size([1, 10]), 2, True)
+    (torch.Size([1, 14]), 2, True)
     """
     if not groups or any(len(g) == 0 for g in groups):
         raise ValueError("pack_groups needs at least one prompt in every group")
-    ids_cache: dict[bool, tuple[int, int]] = {}
+    if completions is not None and len(completions) != len(groups):
+        raise ValueError(f"pack_groups: {len(completions)} completion lists for {len(groups)} groups")
+    ids_cache: dict[str, tuple[int, int]] = {}
+
+    def answer_ids(text: str) -> tuple[int, int]:
+        key = _separator(text)  # prompts ending in whitespace and in text continue differently
+        if key not in ids_cache:
+            ids_cache[key] = answer_token_ids(tokenizer, text, yes, no)
+        return ids_cache[key]
+
+    def completion_answer_id(text: str, answer: str) -> int:
+        if answer not in (yes, no):
+            raise ValueError(f"Completion.answer={answer!r}: expected {yes!r} or {no!r}")
+        return answer_ids(text)[0 if answer == yes else 1]
+
     rows_tokens, rows_pos, rows_seg = [], [], []
     ans_rows, ans_cols, yes_ids, no_ids = [], [], [], []
+    t_rows, t_cols, t_ids, t_seq, c_answer = [], [], [], [], []
     unpacked = 0
     for g, prompts in enumerate(groups):
         seqs = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-        unpacked += sum(len(s) for s in seqs)
-        k = _common_prefix_length(seqs)
+        comps = [_completion_tokens(tokenizer, c, completion_answer_id) for c in (completions[g] if completions else [])]
+        unpacked += sum(len(s) for s in seqs) + sum(len(ids) for ids, _ in comps)
+        k = _common_prefix_length(seqs + [ids for ids, _ in comps])
         tokens = list(seqs[0][:k])
         positions = list(range(k))
         segments = [0] * k
@@ -95,11 +172,22 @@ def pack_groups(
             segments.extend([q + 1] * len(suffix))
             ans_rows.append(g)
             ans_cols.append(len(tokens) - 1)
-            key = bool(p) and p[-1].isspace()
-            if key not in ids_cache:
-                ids_cache[key] = answer_token_ids(tokenizer, p, yes, no)
-            yes_ids.append(ids_cache[key][0])
-            no_ids.append(ids_cache[key][1])
+            y, n = answer_ids(p)
+            yes_ids.append(y)
+            no_ids.append(n)
+        for c, (ids, first) in enumerate(comps):
+            offset = len(tokens) - k  # row column of the completion's own token j >= k: j + offset
+            tokens.extend(ids[k:])
+            positions.extend(range(k, len(ids)))
+            segments.extend([len(prompts) + c + 1] * (len(ids) - k))
+            for j in range(first, len(ids)):  # token j is predicted at the completion's token j - 1
+                t_rows.append(g)
+                t_cols.append(j - 1 if j - 1 < k else j - 1 + offset)
+                t_ids.append(ids[j])
+                t_seq.append(len(c_answer))
+            eos = tokenizer.eos_token_id
+            ends_with_eos = completions[g][c].loss == "all" and eos is not None
+            c_answer.append(len(t_ids) - (2 if ends_with_eos else 1))
         rows_tokens.append(tokens)
         rows_pos.append(positions)
         rows_seg.append(segments)
@@ -122,17 +210,23 @@ def pack_groups(
     allowed |= torch.eye(length, dtype=torch.bool)
     mask = torch.zeros((n, 1, length, length), dtype=dtype)
     mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    long = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
     return PackedBatch(
         input_ids=input_ids,
         position_ids=position_ids,
         attention_mask=mask,
-        rows=torch.tensor(ans_rows, dtype=torch.long),
-        cols=torch.tensor(ans_cols, dtype=torch.long),
-        yes_ids=torch.tensor(yes_ids, dtype=torch.long),
-        no_ids=torch.tensor(no_ids, dtype=torch.long),
+        rows=long(ans_rows),
+        cols=long(ans_cols),
+        yes_ids=long(yes_ids),
+        no_ids=long(no_ids),
         group_sizes=[len(g) for g in groups],
         tokens=int((segment >= 0).sum()),
         unpacked_tokens=unpacked,
+        target_rows=long(t_rows),
+        target_cols=long(t_cols),
+        target_ids=long(t_ids),
+        target_seq=long(t_seq),
+        completion_answer=long(c_answer),
     )
 
 
@@ -144,11 +238,12 @@ def _output_logits(model, hidden: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def packed_answer_logits(model, batch: PackedBatch) -> torch.Tensor:
-    """Full-vocabulary logits at every answer position, ``[Q, V]`` (differentiable).
+def packed_logits(model, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-vocabulary logits at every answer position ``[Q, V]`` and at every completion target
+    position ``[T, V]`` (differentiable).
 
-    Only the backbone runs over the packed rows; the output head is applied to the ``Q`` answer
-    positions alone, so a 50k-token vocabulary costs ``Q`` rows of logits, not ``G * L``.
+    Only the backbone runs over the packed rows; the output head is applied to those ``Q + T``
+    positions alone, so a 50k-token vocabulary costs ``Q + T`` rows of logits, not ``G * L``.
     """
     mask = batch.attention_mask.to(next(model.parameters()).dtype)
     decoder = model.get_decoder()
@@ -158,7 +253,23 @@ def packed_answer_logits(model, batch: PackedBatch) -> torch.Tensor:
         position_ids=batch.position_ids,
         use_cache=False,
     ).last_hidden_state
-    return _output_logits(model, hidden[batch.rows, batch.cols])
+    rows = torch.cat([batch.rows, batch.target_rows])
+    cols = torch.cat([batch.cols, batch.target_cols])
+    logits = _output_logits(model, hidden[rows, cols])
+    return logits[: batch.num_questions], logits[batch.num_questions :]
+
+
+def packed_answer_logits(model, batch: PackedBatch) -> torch.Tensor:
+    """Full-vocabulary logits at every answer position, ``[Q, V]`` (see :func:`packed_logits`)."""
+    return packed_logits(model, batch)[0]
+
+
+def completion_losses(target_logits: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
+    """Mean token cross-entropy of each completion over its targets, ``[C]`` (float64)."""
+    ce = F.cross_entropy(target_logits.double(), batch.target_ids, reduction="none")
+    sums = torch.zeros(batch.num_completions, dtype=ce.dtype).index_add(0, batch.target_seq, ce)
+    counts = torch.bincount(batch.target_seq, minlength=batch.num_completions).clamp(min=1)
+    return sums / counts
 
 
 def yes_no_log_probs(logits: torch.Tensor, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
