@@ -53,5 +53,5 @@ def test_help_documents_the_flags(capsys):
     with pytest.raises(SystemExit):
         main(["finetune", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--model", "--rules", "--data", "--steps", "--lambda-schedule", "--output-dir", "--resume", "--seed", "torchrun"):
+    for flag in ("--model", "--rules", "--data", "--steps", "--lambda-schedule", "--output-dir", "--resume", "--seed", "torchrun", "--trace"):
         assert flag in out

@@ -80,14 +80,15 @@ def test_resume_after_interruption_is_exact(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
-    over = dict(steps=3, checkpoint_every=100, lambda_schedule="constant", lambda_start=0.5, grad_accum=2)
+    # with --trace keep: the trace CE's sums and counts go through the same reduction as the rest
+    over = dict(steps=3, checkpoint_every=100, lambda_schedule="constant", lambda_start=0.5, grad_accum=2, trace="keep")
     one, _ = _run(tmp_path / "one", **over)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
         "-m", "constraintc", "finetune", "--output-dir", str(tmp_path / "two"), "--no-progress",
         "--steps", "3", "--checkpoint-every", "100", "--lambda-schedule", "constant", "--lambda-start", "0.5",
         "--grad-accum", "2", "--train-records", "96", "--eval-records", "0", "--no-final-eval", "--no-plots",
-        "--batch-groups", "4", "--warmup-steps", "0", "--lr", "3e-3", "--threads", "1",
+        "--batch-groups", "4", "--warmup-steps", "0", "--lr", "3e-3", "--threads", "1", "--trace", "keep",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
@@ -102,11 +103,11 @@ def test_two_processes_match_one(tmp_path):
         assert diff.max() < 1e-4 and diff.mean() < 2e-6, (name, diff.max(), diff.mean())
     m1, m2 = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     for a, b in zip(m1, m2, strict=True):
-        for key in ("loss", "ce", "semantic", "yes_rate", "violation_rate", "grad_norm"):
+        for key in ("loss", "ce", "semantic", "trace_ce", "yes_rate", "violation_rate", "grad_norm"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
     # and the weights moved: the comparison is not between two untouched initialisations
     from constraintc.lm.models import build_embedded_model
 
-    init, _ = build_embedded_model(seed=0)
+    init, _ = build_embedded_model(seed=0, traces=True)
     moved = sum((w1[n] - p.detach()).abs().sum().item() for n, p in init.named_parameters() if n in w1)
     assert moved > 1e-3

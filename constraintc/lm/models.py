@@ -126,29 +126,44 @@ def embedded_config_path() -> Path:
     return configs_dir() / "embedded_model.toml"
 
 
-def embedded_corpus(seed: int = 0, per_task: int = 200) -> list[str]:
+def embedded_corpus(seed: int = 0, per_task: int = 200, traces: bool = False) -> list[str]:
     """The text the embedded tokenizer is trained on: generated training records of every task.
 
     The short node names are added in full; the long-name split's invented words are not (no
     finite vocabulary covers them: they become ``[UNK]``, which that split then measures).
+    ``traces``: also the reasoning prompts, gold traces and every sentence form a trace can take
+    (for training with reasoning traces); without it the corpus, and so the vocabulary, is the
+    one the default model has always had.
     """
     from constraintc import tasks
     from constraintc.tasks.graphs import SHORT_NAMES
 
     texts = [" ".join(SHORT_NAMES)]
     for task in tasks.TASKS:
-        for r in tasks.generate(task, "train", per_task, seed):
+        for r in tasks.generate(task, "train", per_task, seed, traces=traces):
             texts.append(f"{r['premise']} {r['question']} {r['label']}")
+            if traces:
+                from constraintc.tasks.prompts import reasoning_prompt
+
+                texts.append(f"{reasoning_prompt(r)} {r['trace']}\nAnswer: {r['label']}")
+    if traces:
+        from constraintc.tasks.traces import SENTENCE_FORMS
+
+        texts.extend(SENTENCE_FORMS)
     return texts
 
 
 def build_embedded_model(
-    config_path: str | Path | None = None, dtype: torch.dtype = torch.float32, seed: int | None = None
+    config_path: str | Path | None = None,
+    dtype: torch.dtype = torch.float32,
+    seed: int | None = None,
+    traces: bool = False,
 ):
     """The embedded default: a small Gemma-3 model, freshly initialised, with its word tokenizer.
 
     Sizes come from ``embedded_model.toml`` (about 0.6M parameters); the tokenizer is trained on
-    the generated task text. The weights are random (``seed``, default the config's
+    the generated task text (``traces``: with the reasoning prompts and traces too, see
+    :func:`embedded_corpus`). The weights are random (``seed``, default the config's
     ``init_seed``): ``constraintc finetune`` trains it from
     scratch (full training; LoRA on random weights would learn nothing useful).
 
@@ -161,8 +176,8 @@ def build_embedded_model(
     spec = tomllib.loads(path.read_text())
     arch = dict(spec["architecture"])
     tok_spec = spec.get("tokenizer", {})
-    texts = embedded_corpus(tok_spec.get("corpus_seed", 0), tok_spec.get("corpus_records_per_task", 200))
-    tokenizer = build_word_tokenizer(texts, tok_spec.get("words", []))
+    texts = embedded_corpus(tok_spec.get("corpus_seed", 0), tok_spec.get("corpus_records_per_task", 200), traces)
+    tokenizer = build_word_tokenizer(texts, tok_spec.get("words", []), whole_arrows=traces)
     init_seed = arch.pop("init_seed", 0)
     return _build_gemma(tokenizer, init_seed if seed is None else seed, dtype, **arch), tokenizer
 

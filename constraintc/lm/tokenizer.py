@@ -11,11 +11,14 @@ from collections.abc import Iterable
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
 
 
-def build_word_tokenizer(texts: Iterable[str], words: Iterable[str] = (), padding_side: str = "left"):
+def build_word_tokenizer(
+    texts: Iterable[str], words: Iterable[str] = (), padding_side: str = "left", whole_arrows: bool = False
+):
     """Train a word-level tokenizer on ``texts`` (plus ``words``) and wrap it for transformers.
 
     Words are maximal runs of letters/digits/underscore; every other non-space character is its
-    own token, so ``"{a, b}"`` is ``{ a , b }``. Unknown words map to ``[UNK]``; ``[BOS]`` starts
+    own token, so ``"{a, b}"`` is ``{ a , b }``. ``whole_arrows`` keeps ``->`` and ``<-`` (the
+    arrows of d-separation trails) one token each, so that generated trails decode whole. Unknown words map to ``[UNK]``; ``[BOS]`` starts
     every encoded text; ids are deterministic (specials, then words by frequency, then alphabet).
 
     >>> tok = build_word_tokenizer(["a causes b.", "Does a cause b?"], words=["Yes", "No"])
@@ -27,12 +30,10 @@ def build_word_tokenizer(texts: Iterable[str], words: Iterable[str] = (), paddin
 
     corpus = list(texts) + [" ".join(words)]
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    # one token per word and per punctuation character: "{}" and "->" split the same way everywhere
+    # one token per word and per punctuation character: "{}" splits the same way everywhere
+    pattern = r"->|<-|\w+|[^\w\s]" if whole_arrows else r"\w+|[^\w\s]"
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Split(Regex(r"\w+|[^\w\s]"), behavior="isolated"),
-        ]
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(pattern), behavior="isolated")]
     )
     trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, min_frequency=1, show_progress=False)
     tok.train_from_iterator(corpus, trainer=trainer)

@@ -36,6 +36,21 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterator, Sequence
 
+# every sentence form a trace can take, with sample names (a word-level tokenizer's vocabulary must
+# cover the rare ones too, such as the sentences written past the trail cap)
+SENTENCE_FORMS = (
+    "B causes C. C causes D. So B causes D.",
+    "B causes nothing. So B does not cause C.",
+    "Trail B -> C <- D is blocked at C, a collider outside {E, F}.",
+    "Trail B <- C -> D is blocked at C, which is in {C}.",
+    "Trail B -> C -> D is open.",
+    "Every other trail is blocked too.",
+    "Other trails before it are blocked too.",
+    "B and D are not joined by any trail.",
+    "So B and D are d-separated given {}.",
+    "So B and D are not d-separated given {C}.",
+)
+
 MAX_TRAILS = 16  # trails written per d-separation trace (bounds its length; see the module docstring)
 
 TASKS = ("transitivity", "dsep")

@@ -23,12 +23,21 @@ examples:
   constraintc finetune --data train.jsonl --rules dsep --task dsep --atoms-per-graph 24
   constraintc finetune --resume latest --output-dir runs/finetune     # continue after a crash
   torchrun --nproc-per-node 2 -m constraintc finetune --steps 100     # data parallel (gloo)
+  constraintc finetune --trace keep --output-dir runs/traces          # learn to write the gold traces
 
 outputs in --output-dir: metrics.jsonl (one row per step: loss, ce, semantic, lambda, lr,
 yes_rate, violation_rate, and every --eval-every steps heldout_balanced_accuracy,
 heldout_yes_rate, heldout_violation_rate, heldout_collapsed), checkpoints/step-N/ (resumable),
 model/ (final weights, LoRA merged; `constraintc eval --model DIR` reads it), training.png,
 eval_before.json / eval_after.json (evaluation-suite reports), config.json.
+
+reasoning traces (--trace): with keep or mask, every labelled question is also trained as
+"<premise> Question: <q> Think step by step, then answer with Yes or No. Reasoning: <trace>
+Answer: <label>" in the same packed row. keep puts the cross-entropy on the trace tokens, "Answer:",
+the answer and EOS; mask on the answer alone (the trace is context). Generated data carries gold
+traces (see docs/tasks.md); a --data record without a "trace" field gets an empty reasoning
+section, the setting where keep teaches a model to skip its reasoning and mask does not. The
+final evaluation then also lets the model write its own reasoning (--trace-tokens) and grades it.
 
 lambda schedules: none (CE only), constant (--lambda-start), linear (start -> end over the run),
 cosine (start -> end along a half cosine), adaptive (starts at --lambda-start, x lambda_up each
@@ -65,6 +74,9 @@ _FLAGS = {
     "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 4)"),
     "atoms_per_graph": ("--atoms-per-graph", int, "cap on questions per graph, 0 = every query atom (default 0)"),
     "prompt_style": ("--prompt-style", str, "plain | chat (default plain)"),
+    "trace": ("--trace", str, "none | keep | mask: also train each labelled question as reasoning prompt -> the record's trace -> 'Answer:' -> answer, "
+              "with the CE on the trace tokens and the answer (keep) or on the answer only (mask); default none"),
+    "trace_tokens": ("--trace-tokens", int, "with --trace: tokens the final evaluation lets the model reason for before answering (default 128; 0 = skip)"),
     "output_dir": ("--output-dir", str, "where metrics, checkpoints, model and plots go (default runs/finetune)"),
     "eval_every": ("--eval-every", int, "held-out check every N steps (default 50)"),
     "checkpoint_every": ("--checkpoint-every", int, "checkpoint every N steps (default 100)"),
@@ -121,6 +133,27 @@ def format_comparison(before: dict | None, after: dict | None) -> str:
     return "\n".join(lines)
 
 
+def format_reasoning(before: dict | None, after: dict | None) -> str:
+    """With --trace: the generated answers' balanced accuracy and the traces' validity per split."""
+    if not after or not after.get("reasoning"):
+        return ""
+    b_rep = (before or {}).get("reasoning")
+    lines = [
+        f"{'split':<26}{'n':>5}  {'bal.acc before -> after':>24}  {'valid traces before -> after':>29}  "
+        f"{'sound traces before -> after':>29}  {'step precision after':>20}"
+    ]
+    for key, m in list(after["reasoning"]["splits"].items()) + [("overall", after["reasoning"]["overall"])]:
+        b = (b_rep["splits"].get(key) if key != "overall" else b_rep["overall"]) if b_rep else None
+        t, bt = m.get("traces") or {}, (b or {}).get("traces") or {}
+        sound = lambda tr: tr["sound_traces"] / tr["n"] if tr.get("n") else None  # noqa: E731
+        lines.append(
+            f"{key:<26}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
+            f"  {_fmt(bt.get('valid_rate')):>16} -> {_fmt(t.get('valid_rate')):<9}"
+            f"  {_fmt(sound(bt)):>16} -> {_fmt(sound(t)):<9}  {_fmt(t.get('step_precision')):>20}"
+        )
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from constraintc.train.config import load_config
     from constraintc.train.recipe import FinetuneRecipe
@@ -134,4 +167,8 @@ def run(args: argparse.Namespace) -> int:
         if table:
             print(f"evaluation before -> after training ({cfg.model}, rules {cfg.rules}, lambda {cfg.lambda_schedule}):")
             print(table)
+        reasoning = format_reasoning(summary["before"], summary["after"])
+        if reasoning:
+            print(f"reasoning written by the model (--trace {cfg.trace}, at most {cfg.trace_tokens} tokens), before -> after:")
+            print(reasoning)
     return 0

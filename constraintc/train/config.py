@@ -47,6 +47,8 @@ class FinetuneConfig:
     eval_records: int = 200
     eval_splits: list = field(default_factory=lambda: ["train", "reversed", "shuffled"])
     prompt_style: str = "plain"
+    trace: str = "none"  # none | keep | mask: reasoning-trace sequences for labelled questions (see data.py)
+    trace_tokens: int = 128  # with a trace mode: tokens the final evaluation lets the model reason for; 0: no generation
     label_yes_rate: float = 0.75  # keep Yes labels, drop No labels until this share is Yes; 0: keep all
     name_pool: int = 6  # rename each graph's nodes from the first N short names; 0: keep names
     max_nodes: int = 4  # train only on graphs with at most this many nodes; 0: all
@@ -85,12 +87,13 @@ _CHOICES = {
     "dtype": ("float32", "bfloat16", "float64"),
     "task": ("transitivity", "dsep"),
     "prompt_style": ("plain", "chat"),
+    "trace": ("none", "keep", "mask"),
     "lambda_schedule": SCHEDULES,
 }
 _POSITIVE = ("steps", "batch_groups", "grad_accum", "eval_every", "checkpoint_every", "train_records", "lora_r", "lora_alpha")
 _NON_NEGATIVE = (
     "warmup_steps", "weight_decay", "max_grad_norm", "lambda_start", "lambda_end", "lambda_max",
-    "eval_records", "name_pool", "max_nodes", "atoms_per_graph", "threads", "keep_checkpoints", "lora_dropout",
+    "eval_records", "trace_tokens", "name_pool", "max_nodes", "atoms_per_graph", "threads", "keep_checkpoints", "lora_dropout",
 )
 
 

@@ -1,7 +1,9 @@
 """Training data: task records grouped by graph, with every question the model will be asked.
 
 A :class:`Graph` holds one graph's nodes and edges, the atoms asked about it, their prompts and
-their labels (``None`` for unlabelled atoms: only the semantic loss sees those). Batches are drawn
+their labels (``None`` for unlabelled atoms: only the semantic loss sees those). When training
+with reasoning traces, every labelled question also gets a :class:`~constraintc.lm.binding.Completion`:
+the reasoning prompt, the record's trace and ``Answer:``, then the label. Batches are drawn
 statelessly from ``(seed, step)``, so a resumed run and a run on several processes see exactly the
 batches of an uninterrupted single-process run.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,7 @@ class Graph:
     prompts: list[str] = field(default_factory=list)
     labels: list[str | None] = field(default_factory=list)
     record_ids: list[str | None] = field(default_factory=list)
+    completions: list = field(default_factory=list)  # Completion per labelled question (trace modes)
 
     @property
     def key(self) -> tuple:
@@ -83,6 +87,8 @@ def rename_records(records: list[dict], pool: int, seed: int) -> list[dict]:
         z = tuple(sorted(new_args[2])) if len(new_args) > 2 else ()
         task = r.get("task", "transitivity")
         rec = dict(r)
+        if rec.get("trace"):
+            rec["trace"] = rename_words(rec["trace"], mapping)
         rec.update(
             nodes=[mapping[x] for x in r["nodes"]],
             edges=edges,
@@ -92,6 +98,44 @@ def rename_records(records: list[dict], pool: int, seed: int) -> list[dict]:
         )
         out.append(rec)
     return out
+
+
+def rename_words(text: str, mapping: dict[str, str]) -> str:
+    """Replace whole-word node names in ``text`` all at once (so ``B->C, C->B`` swaps cleanly).
+
+    >>> rename_words("B causes C. So B causes C.", {"B": "C", "C": "B"})
+    'C causes B. So C causes B.'
+    """
+    if not mapping:
+        return text
+    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True)) + r")\b")
+    return pattern.sub(lambda m: mapping[m.group(1)], text)
+
+
+TRACE_MODES = ("none", "keep", "mask")
+
+
+def trace_completion(reasoning_prompt: str, trace: str | None, answer: str, mode: str):
+    """The :class:`~constraintc.lm.binding.Completion` of one labelled question in trace ``mode``.
+
+    The model reads ``reasoning_prompt``, writes the trace and ``Answer:``, then the answer. A
+    record without a trace gets an empty reasoning section (the setting of reasoning-trace
+    collapse: ``keep`` then teaches the model to skip its reasoning, ``mask`` does not).
+
+    >>> c = trace_completion("Q?\\nReasoning:", "B causes C.", "Yes", "keep")
+    >>> c.text, c.loss
+    (' B causes C.\\nAnswer:', 'all')
+    """
+    from constraintc.lm.binding import Completion
+
+    if mode not in ("keep", "mask"):
+        raise ValueError(f"trace mode {mode!r}: expected 'keep' or 'mask'")
+    after_space = reasoning_prompt[-1:].isspace()  # a chat turn ends in a newline
+    if trace and trace.strip():
+        text = f"{'' if after_space else ' '}{trace.strip()}\nAnswer:"
+    else:
+        text = "Answer:" if after_space else "\nAnswer:"
+    return Completion(reasoning_prompt, text, answer, "all" if mode == "keep" else "answer")
 
 
 def skew_labels(records: list[dict], yes_rate: float, seed: int) -> list[dict]:
@@ -119,8 +163,13 @@ def build_graphs(
     atoms_per_graph: int = 0,
     seed: int = 0,
     check_feasible: bool = True,
+    trace: str = "none",
+    reasoning_fn=None,
 ) -> list[Graph]:
     """Group records by graph; with ``all_atoms`` also ask the graph's unlabelled query atoms.
+
+    ``trace`` ``keep``/``mask`` (with ``reasoning_fn``, record -> reasoning prompt) gives every
+    labelled question a completion (:func:`trace_completion`) from the record's ``trace``.
 
     ``atoms_per_graph`` (> 0) caps the questions per graph: labelled ones first, then a seeded
     sample of the rest. Graphs whose evidence alone contradicts the rules are dropped (their
@@ -134,8 +183,10 @@ def build_graphs(
         nodes, edges = list(recs[0]["nodes"]), [list(e) for e in recs[0]["edges"]]
         premise = recs[0]["premise"]
         asked: dict[str, tuple[str, str | None, str | None]] = {}
+        traces: dict[str, str | None] = {}
         for r in recs:
             asked[r["atom"]] = (r.get("question") or constraint.question(r["atom"]), r.get("label"), r.get("id"))
+            traces[r["atom"]] = r.get("trace")
         if all_atoms:
             extra = constraint.graph_atoms(nodes, edges)
             rest = [(a, q) for a, q in zip(extra.atoms, extra.questions) if a not in asked]
@@ -151,6 +202,9 @@ def build_graphs(
             g.prompts.append(prompt_fn({"premise": premise, "question": question}))
             g.labels.append(label)
             g.record_ids.append(rid)
+            if trace != "none" and label is not None:
+                rp = reasoning_fn({"premise": premise, "question": question})
+                g.completions.append(trace_completion(rp, traces.get(atom), label, trace))
         graphs.append(g)
     if not check_feasible:
         return graphs

@@ -7,7 +7,14 @@ by a count over the whole global batch, and gradients are summed across processe
 of processes and micro-batches computes the gradient of the same function: the one-process run.
 
     loss = CE(labelled answers) / #labelled  +  lambda(t) * sum_graphs SL(graph) / #graphs
+           [+ sum_labelled trace CE / #labelled  with --trace keep|mask]
     SL(graph) = -log P(the rules hold | the model's answers, the graph's edges clamped)
+
+With ``--trace keep`` or ``mask`` every labelled question is also asked as a reasoning prompt
+followed by its record's trace, ``Answer:`` and the label, packed into the same row; its CE is
+the mean over its target tokens: the trace, ``Answer:``, the answer and EOS (keep) or the answer
+alone, the trace being context (mask). The atoms' probabilities for the semantic loss, the
+held-out checks and the evaluation stay at the direct answer positions.
 """
 
 from __future__ import annotations
@@ -114,7 +121,7 @@ class FinetuneRecipe:
 
         dtype = getattr(torch, cfg.dtype)
         if cfg.model == EMBEDDED:
-            model, tokenizer = build_embedded_model(dtype=dtype, seed=cfg.seed)
+            model, tokenizer = build_embedded_model(dtype=dtype, seed=cfg.seed, traces=cfg.trace != "none")
         else:
             model, tokenizer = load_model(cfg.model, dtype=dtype)
         self.full = cfg.finetune == "full" or (cfg.finetune == "auto" and cfg.model == EMBEDDED)
@@ -137,22 +144,36 @@ class FinetuneRecipe:
     def _setup_data(self) -> None:
         cfg = self.cfg
         from constraintc.tasks import generate
-        from constraintc.tasks.prompts import format_prompt
+        from constraintc.tasks.prompts import format_prompt, reasoning_prompt
         from constraintc.train.constraint import RulesConstraint
         from constraintc.train.data import build_graphs, read_jsonl, rename_records, skew_labels
 
         self.constraint = RulesConstraint(cfg.rules, cfg.params)
         self.semantic = cfg.lambda_schedule != "none"
+        self.traced = cfg.trace != "none"
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
-        records = read_jsonl(cfg.data) if cfg.data else generate(cfg.task, "train", cfg.train_records, TRAIN_DATA_SEED)
+        self.reasoning_fn = lambda rec: reasoning_prompt(rec, cfg.prompt_style, self.tokenizer)
+        if cfg.data:
+            records = read_jsonl(cfg.data)
+        else:
+            records = generate(cfg.task, "train", cfg.train_records, TRAIN_DATA_SEED, traces=self.traced)
         if cfg.max_nodes:
             records = [r for r in records if len(r["nodes"]) <= cfg.max_nodes]
         if cfg.name_pool:
             records = rename_records(records, cfg.name_pool, TRAIN_DATA_SEED)
         records = skew_labels(records, cfg.label_yes_rate, TRAIN_DATA_SEED)
+        if self.traced and self.rank == 0:
+            labelled = [r for r in records if r.get("label") is not None]
+            bare = sum(not (r.get("trace") or "").strip() for r in labelled)
+            if bare:
+                _log(
+                    f"--trace {cfg.trace}: {bare} of {len(labelled)} labelled records carry no trace; "
+                    "their reasoning section is empty"
+                )
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
             all_atoms=self.semantic, atoms_per_graph=cfg.atoms_per_graph, seed=TRAIN_DATA_SEED,
+            trace=cfg.trace, reasoning_fn=self.reasoning_fn,
         )
         # CE-only training never needs an unlabelled question: drop graphs with none labelled
         if not self.semantic:
@@ -195,14 +216,19 @@ class FinetuneRecipe:
         bar.close()
 
     def _forward(self, graphs):
-        """Answer logits of the graphs' questions, then (log p, log(1-p)) per question."""
-        from constraintc.lm.binding import pack_groups, packed_answer_logits, yes_no_log_probs
+        """Answer logits of the graphs' questions, (log p, log(1-p)) per question, and the mean
+        token CE of each trace completion (None without a trace mode)."""
+        from constraintc.lm.binding import completion_losses, pack_groups, packed_logits, yes_no_log_probs
 
         dtype = next(self.model.parameters()).dtype
-        batch = pack_groups(self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no, dtype=dtype)
-        logits = packed_answer_logits(self.model, batch)
+        batch = pack_groups(
+            self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no, dtype=dtype,
+            completions=[g.completions for g in graphs] if self.traced else None,
+        )
+        logits, target_logits = packed_logits(self.model, batch)
         log_p, log_q = yes_no_log_probs(logits.double(), batch)
-        return batch, logits, log_p, log_q
+        trace_ce = completion_losses(target_logits, batch) if self.traced else None
+        return batch, logits, log_p, log_q, trace_ce
 
     def train_step(self, step: int) -> dict:
         """One optimizer step on global batch ``step``; returns its metrics row."""
@@ -214,14 +240,14 @@ class FinetuneRecipe:
         n_graphs = len(graphs)
         lam = self.schedule.value(step)
         micro = cfg.batch_groups // cfg.grad_accum
-        # sums over this process's share: ce, sl, questions, yes answers, violated graphs
-        stats = torch.zeros(5, dtype=torch.float64)
+        # sums over this process's share: ce, sl, questions, yes answers, violated graphs, trace ce
+        stats = torch.zeros(6, dtype=torch.float64)
         self.model.train()
         for start in range(0, n_graphs, micro):
             mine = graphs[start : start + micro][self.rank :: self.world]
             if not mine:
                 continue
-            batch, logits, log_p, log_q = self._forward(mine)
+            batch, logits, log_p, log_q, trace_ce = self._forward(mine)
             labels = [lab for g in mine for lab in g.labels]
             lab_idx = torch.tensor([i for i, lab in enumerate(labels) if lab is not None], dtype=torch.long)
             loss = logits.new_zeros((), dtype=torch.float64)
@@ -233,6 +259,9 @@ class FinetuneRecipe:
                 ce_sum = F.cross_entropy(logits[lab_idx].double(), targets, reduction="sum")
                 loss = loss + ce_sum / n_labelled
                 stats[0] += ce_sum.item()
+            if trace_ce is not None and trace_ce.numel():
+                loss = loss + trace_ce.sum() / n_labelled
+                stats[5] += trace_ce.sum().item()
             keys = [(g.nodes, g.edges, g.atoms) for g in mine]
             lp_groups = list(torch.split(log_p, batch.group_sizes))
             lq_groups = list(torch.split(log_q, batch.group_sizes))
@@ -261,9 +290,10 @@ class FinetuneRecipe:
         self.optimizer.zero_grad(set_to_none=True)
         ce = stats[0].item() / max(n_labelled, 1)
         sl = stats[1].item() / n_graphs
+        trace = stats[5].item() / max(n_labelled, 1)
         return {
             "step": step + 1,
-            "loss": ce + lam * sl if self.semantic else ce,
+            "loss": ce + trace + (lam * sl if self.semantic else 0.0),
             "ce": ce,
             "semantic": sl if self.semantic else None,
             "lambda": lam,
@@ -273,6 +303,7 @@ class FinetuneRecipe:
             "violation_rate": stats[4].item() / n_graphs,
             "labelled": n_labelled,
             "questions": int(stats[2].item()),
+            **({"trace_ce": trace} if self.traced else {}),
         }
 
     # ------------------------------------------------------------------------------ metrics
@@ -334,9 +365,25 @@ class FinetuneRecipe:
         kept = {p["id"] for p in preds}
         records = [r for r in records if r["id"] in kept]
         # rule violations need a circuit per graph size: stay within the sizes trained on
-        return compute_report(
+        report = compute_report(
             records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=cfg.max_nodes or 6
         )
+        if self.traced and cfg.trace_tokens:
+            report["reasoning"] = self.reasoning_report(records)
+        return report
+
+    @torch.no_grad()
+    def reasoning_report(self, records: list[dict]) -> dict:
+        """Let the model reason (greedy, ``trace_tokens`` tokens at most) after the reasoning prompt,
+        then grade its final answers and its traces (valid / sound, step precision) per split."""
+        from constraintc.evaluation.generation import generate_traces
+        from constraintc.evaluation.metrics import compute_report
+
+        prompts = [self.reasoning_fn(r) for r in records]
+        rows = generate_traces(
+            self.model, self.tokenizer, prompts, self.cfg.trace_tokens, batch_size=32, progress=self.progress
+        )
+        return compute_report(records, [{"id": r["id"], **row} for r, row in zip(records, rows)])
 
     # ------------------------------------------------------------------------------ checkpoints
     def _trainable_state(self) -> dict:

@@ -1,0 +1,115 @@
+"""Training with reasoning traces: which tokens the trace CE covers, renamed traces stay true, and
+a short run learns to write the gold traces (its trace CE falls)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from constraintc.errors import ConstraintcError
+from constraintc.evaluation.traces import check_steps
+from constraintc.tasks import generate
+from constraintc.tasks.prompts import format_prompt, reasoning_prompt
+from constraintc.train.config import validate
+from constraintc.train.constraint import RulesConstraint
+from constraintc.train.data import build_graphs, rename_records, skew_labels, trace_completion
+from constraintc.train.recipe import FinetuneRecipe
+
+
+@pytest.fixture(scope="module")
+def constraint():
+    return RulesConstraint("transitivity")
+
+
+def test_renamed_traces_stay_true_in_the_renamed_graph():
+    records = rename_records(generate("transitivity", "train", 200, seed=3, traces=True), pool=6, seed=0)
+    renamed = 0
+    for r in records:
+        checked = check_steps(r["trace"], r)
+        assert checked["steps"] > 0 and checked["true"] == checked["steps"], r
+        assert set(r["nodes"]) <= set("BCDEFG") or len(r["nodes"]) > 6
+        renamed += set(r["nodes"]) <= set("BCDEFG")
+    assert renamed > 100
+
+
+@pytest.mark.parametrize("mode", ["keep", "mask"])
+def test_every_labelled_question_gets_one_completion(constraint, mode):
+    records = skew_labels(generate("transitivity", "train", 60, seed=1, traces=True), 0.75, 0)
+    by_id = {r["id"]: r for r in records}
+    graphs = build_graphs(
+        records, constraint, format_prompt, all_atoms=True, trace=mode, reasoning_fn=reasoning_prompt
+    )
+    for g in graphs:
+        labelled = [(rid, lab) for rid, lab in zip(g.record_ids, g.labels) if lab is not None]
+        assert len(g.completions) == len(labelled)
+        for c, (rid, label) in zip(g.completions, labelled):
+            rec = by_id[rid]
+            assert c.prompt == reasoning_prompt(rec) and c.answer == label
+            assert c.text == f" {rec['trace']}\nAnswer:"
+            assert c.loss == ("all" if mode == "keep" else "answer")
+    # no trace mode: no completions at all
+    plain = build_graphs(records, constraint, format_prompt, all_atoms=True)
+    assert all(not g.completions for g in plain)
+
+
+def test_a_record_without_a_trace_gets_an_empty_reasoning_section():
+    c = trace_completion("B causes C.\nQuestion: Does B cause C?\nReasoning:", None, "Yes", "keep")
+    assert c.text == "\nAnswer:"
+    chat = trace_completion("<start_of_turn>model\n", "  ", "No", "mask")
+    assert chat.text == "Answer:" and chat.loss == "answer"
+    with pytest.raises(ValueError):
+        trace_completion("x", "y", "Yes", "none")
+
+
+def test_trace_option_is_validated():
+    with pytest.raises(ConstraintcError, match=r"trace='always': expected one of none, keep, mask"):
+        validate({"trace": "always"})
+
+
+SMALL = dict(
+    train_records=96, eval_records=0, final_eval=False, plots=False, batch_groups=4,
+    warmup_steps=0, lr=3e-3, eval_every=1000, threads=1, checkpoint_every=1000,
+)
+
+
+@pytest.mark.slow
+def test_keep_learns_the_traces_and_mask_trains_the_answer_only(tmp_path):
+    recipe = FinetuneRecipe(validate({**SMALL, "output_dir": str(tmp_path / "keep"), "steps": 15, "trace": "keep"}), progress=False)
+    recipe.run()
+    rows = [json.loads(line) for line in (tmp_path / "keep" / "metrics.jsonl").read_text().splitlines()]
+    first = sum(r["trace_ce"] for r in rows[:3]) / 3
+    last = sum(r["trace_ce"] for r in rows[-3:]) / 3
+    assert last < first - 1.0, (first, last)  # from ~log|V| per token towards the gold text
+    # the packed batch of a step: keep targets every trace token, mask only each answer
+    graphs = recipe.train_graphs[:4]
+    batch, _, _, _, trace_ce = recipe._forward(graphs)
+    n_completions = sum(len(g.completions) for g in graphs)
+    assert batch.num_completions == n_completions and trace_ce.shape == (n_completions,)
+    assert len(batch.target_ids) > 5 * n_completions
+    for g in graphs:
+        g.completions = [dataclasses.replace(c, loss="answer") for c in g.completions]
+    masked, _, _, _, _ = recipe._forward(graphs)
+    assert len(masked.target_ids) == n_completions
+    yes_id, no_id = int(masked.yes_ids[0]), int(masked.no_ids[0])
+    answers = [c.answer for g in graphs for c in g.completions]
+    assert masked.target_ids.tolist() == [yes_id if a == "Yes" else no_id for a in answers]
+
+
+@pytest.mark.slow
+def test_final_evaluation_grades_the_models_own_reasoning(tmp_path):
+    cfg = validate({
+        **SMALL, "output_dir": str(tmp_path / "ev"), "steps": 2, "trace": "mask", "final_eval": True,
+        "eval_records": 8, "eval_splits": ["train"], "trace_tokens": 12,
+    })
+    recipe = FinetuneRecipe(cfg, progress=False)
+    recipe.run()
+    after = json.loads((tmp_path / "ev" / "eval_after.json").read_text())
+    traces = after["reasoning"]["overall"]["traces"]
+    assert traces["n"] == 8 and sum(traces["status_counts"].values()) == 8
+    from constraintc.train.cli_finetune import format_reasoning
+
+    table = format_reasoning(recipe.before, recipe.after)
+    assert "valid traces" in table and "overall" in table
