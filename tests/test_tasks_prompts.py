@@ -22,7 +22,7 @@ def test_plain_prompt_ends_where_the_answer_goes():
 def test_chat_without_template_uses_gemma_turns():
     text = format_prompt(RECORD, "chat")
     assert text == (
-        "<start_of_turn>user\nB causes C. C causes D.\nDoes B cause D?\nAnswer with Yes or No.<end_of_turn>\n"
+        "<start_of_turn>user\nAnswer the question below with Yes or No.\nB causes C. C causes D.\nDoes B cause D?<end_of_turn>\n"
         "<start_of_turn>model\n"
     )
 
@@ -48,7 +48,7 @@ def test_chat_uses_the_tokenizers_own_template_and_drops_its_bos():
     )
     tok = _tokenizer_with_template(template)
     text = format_prompt(RECORD, "chat", tok)
-    assert text == "[user]B causes C. C causes D.\nDoes B cause D?\nAnswer with Yes or No.[/user][assistant]"
+    assert text == "[user]Answer the question below with Yes or No.\nB causes C. C causes D.\nDoes B cause D?[/user][assistant]"
 
 
 def test_tokenizer_without_template_falls_back_to_gemma():

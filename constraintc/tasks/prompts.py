@@ -10,7 +10,7 @@ from __future__ import annotations
 STYLES = ("plain", "chat")
 
 GEMMA_TEMPLATE = "<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n"
-INSTRUCTION = "Answer with Yes or No."
+INSTRUCTION = "Answer the question below with Yes or No."
 
 
 def plain_prompt(premise: str, question: str) -> str:
@@ -18,14 +18,16 @@ def plain_prompt(premise: str, question: str) -> str:
 
 
 def chat_content(premise: str, question: str) -> str:
-    return f"{premise}\n{question}\n{INSTRUCTION}"
+    # the instruction comes first: every question about a graph then shares all of its turn up to
+    # the question itself, which is what shared-prefix packing encodes once
+    return f"{INSTRUCTION}\n{premise}\n{question}"
 
 
 def format_prompt(record: dict, style: str = "plain", tokenizer=None) -> str:
     """The prompt for one record, up to where the answer token comes next.
 
     ``plain``: ``"<premise>\\nQuestion: <question>\\nAnswer:"`` (the answer follows as " Yes"/" No").
-    ``chat``: the user turn ``"<premise>\\n<question>\\nAnswer with Yes or No."`` through the
+    ``chat``: the user turn ``"Answer the question below with Yes or No.\\n<premise>\\n<question>"`` through the
     tokenizer's chat template with the generation prompt added; a leading BOS token the template
     writes is removed, because tokenizing the prompt adds it again. Without a tokenizer or template,
     Gemma's ``<start_of_turn>`` markers are used.
@@ -67,7 +69,8 @@ def reasoning_prompt(record: dict, style: str = "plain", tokenizer=None) -> str:
     """A prompt that asks for reasoning before the answer (for trace evaluation).
 
     ``plain``: ``"<premise>\\nQuestion: <question>\\nThink step by step, then answer with Yes or
-    No.\\nReasoning:"``; ``chat``: the same request as the user turn of the chat template.
+    No.\\nReasoning:"``; ``chat``: the user turn ``"Think step by step, then answer with Yes or
+    No.\\n<premise>\\n<question>"`` through the chat template.
 
     >>> reasoning_prompt({"premise": "B causes C.", "question": "Does B cause C?"}).endswith("Reasoning:")
     True
@@ -79,7 +82,7 @@ def reasoning_prompt(record: dict, style: str = "plain", tokenizer=None) -> str:
         from constraintc.errors import OptionError
 
         raise OptionError("--prompt-style", style, f"one of {', '.join(STYLES)}")
-    return apply_chat(f"{premise}\n{question}\n{REASONING_INSTRUCTION}", tokenizer)
+    return apply_chat(f"{REASONING_INSTRUCTION}\n{premise}\n{question}", tokenizer)
 
 
 def format_prompts(records: list[dict], style: str = "plain", tokenizer=None) -> list[str]:
