@@ -105,3 +105,23 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     assert cache_dir() == tmp_path / "xdg" / "constraintc"
     monkeypatch.setenv("CONSTRAINTC_CACHE", str(tmp_path / "cc"))
     assert cache_dir() == artifact_cache_dir() == tmp_path / "cc"
+
+
+def test_prune_builds_keeps_the_newest_of_one_family(tmp_path):
+    import os
+
+    from constraintc.resources import prune_builds
+
+    libs = []
+    for i in range(5):
+        lib = tmp_path / f"libdnnf_core-{i:016x}.so"
+        lib.write_bytes(b"x")
+        os.utime(lib, (1000 + i, 1000 + i))
+        libs.append(lib)
+    other = tmp_path / "circuit_cpu-0000000000000000.so"
+    other.write_bytes(b"x")
+    os.utime(other, (1, 1))
+    built = libs[1]  # just built (an old source version can be rebuilt): always kept
+    removed = prune_builds(built, keep=3)
+    assert sorted(removed) == sorted([libs[0], libs[2]])
+    assert {p.name for p in tmp_path.iterdir()} == {libs[1].name, libs[3].name, libs[4].name, other.name}

@@ -83,6 +83,9 @@ def _build(cxx: str) -> Path:
         proc = subprocess.run(flags + ["-o", tmp, str(src)], capture_output=True, text=True)
         if proc.returncode == 0:
             os.replace(tmp, out)  # atomic: concurrent builders never see a partial library
+            from constraintc.resources import prune_builds
+
+            prune_builds(out)
             return out
         os.unlink(tmp)
         errors.append(f"{' '.join(flags)}: {proc.stderr.strip()[:500]}")

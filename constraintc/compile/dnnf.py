@@ -78,6 +78,9 @@ def _build() -> Path:
                 f"error: building the built-in compiler core with {cxx} failed:\n{proc.stderr[-2000:]}"
             )
         os.replace(tmp_lib, target)
+    from constraintc.resources import prune_builds
+
+    prune_builds(target)
     return target
 
 
