@@ -131,8 +131,8 @@ def main(argv=None) -> int:
 
     scores = [scoring_speed("embedded", args.repeats, "plain", graphs=16)]
     if not args.skip_smollm2:
-        # the chat template puts the instruction and turn markers after the question: a longer
-        # per-question suffix, so less of each prompt is shared than in the plain format
+        # the chat template closes the user turn and opens the model's after the question: a
+        # longer per-question suffix than the plain format's, so less of each prompt is shared
         for style in ("plain", "chat"):
             scores.append(scoring_speed("smollm2", max(2, args.repeats // 2), style, graphs=4))
     print("\n2. scoring all questions of a graph: shared prefix (packed) vs separate prompts")
