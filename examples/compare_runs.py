@@ -4,7 +4,9 @@
     python examples/compare_runs.py --split transitivity/train runs/*
 
 Reads each run's eval_after.json (written by `constraintc finetune`) and prints one row per run,
-then the mean and range per group of runs that share a lambda schedule.
+then the mean and range per group of runs that share a lambda schedule and trace mode. Runs with
+--trace also show their written reasoning: the balanced accuracy of the answers the model writes
+after reasoning, and the share of sound traces (every stated step true).
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="overall", help="a split key (e.g. transitivity/train) or 'overall'")
     args = parser.parse_args(argv)
     groups: dict[str, list[tuple[float, float]]] = {}
-    print(f"{'run':<28}{'lambda':<10}{'seed':>5}{'bal.acc':>9}{'yes-rate':>10}{'MCC':>8}{'violations':>12}  collapsed")
+    print(
+        f"{'run':<28}{'lambda':<10}{'trace':<6}{'seed':>5}{'bal.acc':>9}{'yes-rate':>10}{'MCC':>8}{'violations':>12}"
+        f"  {'collapsed':<10}{'written bal.acc':>16}{'sound traces':>14}"
+    )
     for run in args.runs:
         report_path = run / "eval_after.json"
         if not report_path.is_file():
@@ -35,16 +40,27 @@ def main(argv=None) -> int:
             print(f"{str(run):<28}(no split {args.split})")
             continue
         viol = m.get("rule_violation_rate")
+        trace = cfg.get("trace", "none")
+        reasoning = report.get("reasoning")
+        r = None
+        if reasoning:
+            r = reasoning["overall"] if args.split == "overall" else reasoning["splits"].get(args.split)
+        written = sound = "-"
+        if r:
+            written = f"{r['balanced_accuracy']:.3f}"
+            t = r.get("traces") or {}
+            sound = f"{t['sound_traces'] / t['n']:.3f}" if t.get("n") else "-"
         print(
-            f"{str(run):<28}{cfg['lambda_schedule']:<10}{cfg['seed']:>5}{m['balanced_accuracy']:>9.3f}{m['yes_rate']:>10.3f}"
-            f"{m['mcc']:>8.3f}{'-' if viol is None else f'{viol:.3f}':>12}  {'COLLAPSED' if m['collapsed'] else 'ok'}"
+            f"{str(run):<28}{cfg['lambda_schedule']:<10}{trace:<6}{cfg['seed']:>5}{m['balanced_accuracy']:>9.3f}"
+            f"{m['yes_rate']:>10.3f}{m['mcc']:>8.3f}{'-' if viol is None else f'{viol:.3f}':>12}"
+            f"  {'COLLAPSED' if m['collapsed'] else 'ok':<10}{written:>16}{sound:>14}"
         )
-        groups.setdefault(cfg["lambda_schedule"], []).append((m["balanced_accuracy"], m["yes_rate"]))
-    for name, vals in groups.items():
+        groups.setdefault((cfg["lambda_schedule"], trace), []).append((m["balanced_accuracy"], m["yes_rate"]))
+    for (name, trace), vals in groups.items():
         b = [v[0] for v in vals]
         y = [v[1] for v in vals]
         print(
-            f"lambda={name}: {len(vals)} runs, balanced accuracy mean {statistics.mean(b):.3f} "
+            f"lambda={name} trace={trace}: {len(vals)} runs, balanced accuracy mean {statistics.mean(b):.3f} "
             f"[{min(b):.3f}, {max(b):.3f}], yes-rate mean {statistics.mean(y):.3f} [{min(y):.3f}, {max(y):.3f}]"
         )
     return 0

@@ -26,7 +26,7 @@ examples:
   constraintc finetune --trace keep --output-dir runs/traces          # learn to write the gold traces
 
 outputs in --output-dir: metrics.jsonl (one row per step: loss, ce, semantic, lambda, lr,
-yes_rate, violation_rate, and every --eval-every steps heldout_balanced_accuracy,
+yes_rate, violation_rate, trace_ce with --trace, and every --eval-every steps heldout_balanced_accuracy,
 heldout_yes_rate, heldout_violation_rate, heldout_collapsed), checkpoints/step-N/ (resumable),
 model/ (final weights, LoRA merged; `constraintc eval --model DIR` reads it), training.png,
 eval_before.json / eval_after.json (evaluation-suite reports), config.json.
