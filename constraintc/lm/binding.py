@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from constraintc.lm.scoring import _separator, answer_token_ids
+from constraintc.lm.scoring import answer_separator, answer_token_ids
 
 
 @dataclass
@@ -85,10 +85,10 @@ class Completion:
     loss: str = "all"
 
 
-def _completion_tokens(tokenizer, c: Completion, answer_ids) -> tuple[list[int], int]:
+def _completion_tokens(tokenizer, c: Completion, answer_id) -> tuple[list[int], int]:
     """The completion's token ids and the index of its first target token.
 
-    ``answer_ids(text)`` gives the ``(yes, no)`` token ids as continuations of ``text``.
+    ``answer_id(text, answer)`` gives the token id of ``answer`` as the continuation of ``text``.
     """
     if c.loss not in ("all", "answer"):
         raise ValueError(f"Completion.loss={c.loss!r}: expected 'all' or 'answer'")
@@ -96,11 +96,11 @@ def _completion_tokens(tokenizer, c: Completion, answer_ids) -> tuple[list[int],
     full_text = c.prompt + c.text
     ids = tokenizer(full_text, add_special_tokens=True)["input_ids"]
     if c.loss == "answer":
-        return ids + [answer_ids(full_text, c.answer)], len(ids)
+        return ids + [answer_id(full_text, c.answer)], len(ids)
     start = 0  # BPE merges may cross the prompt/text boundary: targets start where they differ
     while start < min(len(prompt_ids), len(ids)) and prompt_ids[start] == ids[start]:
         start += 1
-    ids = ids + [answer_ids(full_text, c.answer)]
+    ids = ids + [answer_id(full_text, c.answer)]
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     return ids, max(start, 1)
@@ -143,7 +143,7 @@ def pack_groups(
     ids_cache: dict[str, tuple[int, int]] = {}
 
     def answer_ids(text: str) -> tuple[int, int]:
-        key = _separator(text)  # prompts ending in whitespace and in text continue differently
+        key = answer_separator(text)  # prompts ending in whitespace and in text continue differently
         if key not in ids_cache:
             ids_cache[key] = answer_token_ids(tokenizer, text, yes, no)
         return ids_cache[key]

@@ -12,7 +12,7 @@ import torch
 from constraintc.errors import ConstraintcError
 
 
-def _separator(prompt: str) -> str:
+def answer_separator(prompt: str) -> str:
     # after "Answer:" a BPE model writes " Yes"; after a newline (chat turn) it writes "Yes"
     return "" if (not prompt or prompt[-1].isspace()) else " "
 
@@ -32,7 +32,7 @@ def answer_token_ids(tokenizer, prompt: str, yes: str = "Yes", no: str = "No") -
     base = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     out = []
     for word in (yes, no):
-        full = tokenizer(prompt + _separator(prompt) + word, add_special_tokens=True)["input_ids"]
+        full = tokenizer(prompt + answer_separator(prompt) + word, add_special_tokens=True)["input_ids"]
         k = 0
         while k < min(len(base), len(full)) and base[k] == full[k]:
             k += 1
@@ -113,15 +113,15 @@ def score_prompts(
             idx = order[start : start + batch_size]
             batch = [prompts[i] for i in idx]
             # prompts ending in whitespace and prompts ending in text may continue differently
-            kinds = {_separator(p) for p in batch}
+            kinds = {answer_separator(p) for p in batch}
             for kind in kinds:
                 if kind not in ids_cache:
-                    example = next(p for p in batch if _separator(p) == kind)
+                    example = next(p for p in batch if answer_separator(p) == kind)
                     ids_cache[kind] = answer_token_ids(tokenizer, example, yes, no)
             input_ids, mask, positions = left_padded_batch(tokenizer, batch)
             last = last_logits(model, input_ids, mask, positions).double()
-            yes_ids = torch.tensor([ids_cache[_separator(p)][0] for p in batch])
-            no_ids = torch.tensor([ids_cache[_separator(p)][1] for p in batch])
+            yes_ids = torch.tensor([ids_cache[answer_separator(p)][0] for p in batch])
+            no_ids = torch.tensor([ids_cache[answer_separator(p)][1] for p in batch])
             rows = torch.arange(len(batch))
             diff = last[rows, yes_ids] - last[rows, no_ids]
             result[torch.tensor(idx)] = torch.sigmoid(diff)
