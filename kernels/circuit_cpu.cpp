@@ -16,6 +16,7 @@
 #include <cstring>
 #include <limits>
 #include <algorithm>
+#include <atomic>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
@@ -400,11 +401,122 @@ void grad_all(const Plan& p, int64_t A, int64_t nroots, int mode, int64_t B, con
 }
 }
 
+
+// ---- forward and backward of one root in a single call (the small-batch hot path) ----------
+//
+// A context binds a plan once (so a call passes a handle, not fourteen arrays) and owns one
+// scratch tile of values and adjoints per thread, reused across calls: nothing is allocated per
+// call, and no [rows, batch] buffer is kept at all (each tile's values are dead once its
+// gradients are written). A second caller that finds the scratch busy (another Python thread:
+// ctypes releases the GIL) allocates its own.
+
+struct Ctx {
+    Plan p;
+    int64_t A, nroots, rows;
+    bool uses_false;
+    std::atomic_flag busy = ATOMIC_FLAG_INIT;
+    std::vector<std::vector<double>> scratch;  // per thread; doubles for alignment
+};
+
+// One tile: fill the leaves, evaluate, write sign * log W_root; then (ga != nullptr) seed the
+// root with 1, pull the adjoints and write sign * d log W_root / d inputs (written, not added).
+template <typename T>
+void fused_tile(const Ctx& c, T* buf, int64_t t, int64_t W, int64_t root, int mode, T sign,
+                const T* a, const T* b, int64_t B, T* value, T* ga, T* gb) {
+    const Plan& p = c.p;
+    const int64_t rows = c.rows, A = c.A;
+    const T ninf = neg_inf<T>();
+    T* Vt = buf;
+    T* Rt = buf + rows * W;
+    const int64_t col0 = t * W;
+    const int64_t ncols = std::min(W, B - col0);
+    fill_tile(p, Vt, W, col0, B, A, mode, a, b);
+    run_forward_tile(p, Vt, W);
+    const int64_t rrow = rows - c.nroots + root;
+    const T* rv = Vt + rrow * W;
+    for (int64_t j = 0; j < ncols; ++j) value[col0 + j] = sign * rv[j];
+    if (ga == nullptr) return;
+    bool any = false;
+    for (int64_t k = 0; k < c.nroots; ++k) {
+        T* seed = Rt + (rows - c.nroots + k) * W;
+        for (int64_t j = 0; j < W; ++j) {
+            // a false root (W = 0) has zero gradient: no +inf seed
+            const bool live = k == root && j < ncols && rv[j] != ninf;
+            seed[j] = live ? -rv[j] : ninf;  // log(1 / W_root)
+            any |= live;
+        }
+    }
+    if (!any) {
+        for (int64_t j = 0; j < ncols; ++j)
+            for (int64_t i = 0; i < A; ++i) {
+                ga[(col0 + j) * A + i] = T(0);
+                if (gb != nullptr) gb[(col0 + j) * A + i] = T(0);
+            }
+        return;
+    }
+    for (int64_t j = 0; j < 2 * W; ++j) Rt[j] = ninf;
+    run_backward_tile(p, Vt, Rt, W, tile_is_finite(p, Vt, W, c.uses_false));
+    for (int64_t j = 0; j < ncols; ++j) {
+        const int64_t col = col0 + j;
+        const T total = rv[j] != ninf ? T(1) : T(0);
+        for (int64_t i = 0; i < A; ++i) {
+            const T rpos = Rt[(2 + i) * W + j], rneg = Rt[(2 + A + i) * W + j];
+            if (mode == PROBS) {
+                // dlogW/dp = (A - B) / W, finite at p in {0, 1}
+                ga[col * A + i] = sign * (std::exp(rpos) - std::exp(rneg));
+            } else {
+                // the partials of the smoothed polynomial (see evaluate._leaf_grads)
+                const T lp = Vt[(2 + i) * W + j], lq = Vt[(2 + A + i) * W + j];
+                const T mpos = std::exp(lp + rpos), mneg = std::exp(lq + rneg);
+                const T rest = total - mpos - mneg;
+                ga[col * A + i] = sign * (mpos + std::exp(lp) * rest);
+                gb[col * A + i] = sign * (mneg + std::exp(lq) * rest);
+            }
+        }
+    }
+}
+
+template <typename T>
+void fused_all(Ctx& c, int64_t root, int mode, T sign, const T* a, const T* b, int64_t B, T* value,
+               T* ga, T* gb, int nthreads) {
+    if (B <= 0) return;
+    const int64_t W = B <= TILE ? B : TILE;  // evaluate.cpu_tile_width
+    const int64_t tiles = (B + W - 1) / W;
+    const int64_t need = (ga == nullptr ? 1 : 2) * c.rows * W;
+    const size_t words = (static_cast<size_t>(need) * sizeof(T) + sizeof(double) - 1) / sizeof(double);
+    const int nt = use_threads(c.p, tiles, W, nthreads) ? static_cast<int>(std::min<int64_t>(nthreads, tiles)) : 1;
+    const bool own = !c.busy.test_and_set(std::memory_order_acquire);
+    if (own && c.scratch.size() < static_cast<size_t>(nt)) c.scratch.resize(nt);
+    if (nt == 1) {  // no OpenMP region at all: batch 1 costs microseconds
+        std::vector<double> local;
+        std::vector<double>* s = &local;
+        if (own) s = &c.scratch[0];
+        if (s->size() < words) s->resize(words);
+        T* buf = reinterpret_cast<T*>(s->data());
+        for (int64_t t = 0; t < tiles; ++t) fused_tile(c, buf, t, W, root, mode, sign, a, b, B, value, ga, gb);
+    } else {
+#pragma omp parallel num_threads(nt)
+        {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            std::vector<double> local;
+            std::vector<double>* s = own ? &c.scratch[tid] : &local;
+            if (s->size() < words) s->resize(words);
+            T* buf = reinterpret_cast<T*>(s->data());
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t t = 0; t < tiles; ++t) fused_tile(c, buf, t, W, root, mode, sign, a, b, B, value, ga, gb);
+        }
+    }
+    if (own) c.busy.clear(std::memory_order_release);
+}
+
 }  // namespace
 
 extern "C" {
 
-int constraintc_kernel_abi() { return 3; }
+int constraintc_kernel_abi() { return 4; }
 
 #define PLAN_ARGS                                                                              \
     int64_t num_layers, const int64_t *layer_start, const int64_t *layer_mid,                   \
@@ -458,5 +570,30 @@ void circuit_grad_f64(PLAN_ARGS, int64_t A, int64_t nroots, int mode, int64_t B,
                       double* ga, double* gb, int nthreads) {
     PLAN_INIT;
     grad_all<double>(p, A, nroots, mode, B, V, R, tiles, rows, W, gout, ga, gb, nthreads);
+}
+// A handle for circuit_fused_*: the plan's arrays are read by address and must outlive it.
+void* circuit_ctx_new(PLAN_ARGS, int64_t A, int64_t nroots, int64_t rows) {
+    PLAN_INIT;
+    Ctx* c = new Ctx();
+    c->p = p;
+    c->A = A;
+    c->nroots = nroots;
+    c->rows = rows;
+    c->uses_false = plan_uses_false(p);
+    return c;
+}
+void circuit_ctx_free(void* ctx) { delete static_cast<Ctx*>(ctx); }
+
+// value[B] = sign * log W_root; with ga: ga (and gb in log mode) [B, A] = sign * its gradient
+// w.r.t. a (and b). sign = -1 gives the semantic loss and its gradient.
+void circuit_fused_f32(void* ctx, int64_t root, int mode, int sign, const float* a, const float* b,
+                       int64_t B, float* value, float* ga, float* gb, int nthreads) {
+    fused_all<float>(*static_cast<Ctx*>(ctx), root, mode, static_cast<float>(sign), a, b, B, value, ga,
+                     gb, nthreads);
+}
+void circuit_fused_f64(void* ctx, int64_t root, int mode, int sign, const double* a, const double* b,
+                       int64_t B, double* value, double* ga, double* gb, int nthreads) {
+    fused_all<double>(*static_cast<Ctx*>(ctx), root, mode, static_cast<double>(sign), a, b, B, value,
+                      ga, gb, nthreads);
 }
 }

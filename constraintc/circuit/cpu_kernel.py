@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,14 @@ def load() -> ctypes.CDLL | None:
             getattr(lib, name).argtypes = plan_args + [i64, i64, ctypes.c_int, i64, p, p, i64, i64, i64,
                                                        p, p, p, ctypes.c_int]
             getattr(lib, name).restype = None
+        lib.circuit_ctx_new.argtypes = plan_args + [i64, i64, i64]
+        lib.circuit_ctx_new.restype = p
+        lib.circuit_ctx_free.argtypes = [p]
+        lib.circuit_ctx_free.restype = None
+        for name in ("circuit_fused_f32", "circuit_fused_f64"):
+            getattr(lib, name).argtypes = [p, i64, ctypes.c_int, ctypes.c_int, p, p, i64, p, p, p,
+                                           ctypes.c_int]
+            getattr(lib, name).restype = None
         _LIB = lib
         return _LIB
 
@@ -165,6 +174,12 @@ class CpuCircuit:
             plan.num_layers, ptr(ls), ptr(lm), ptr(le), ptr(nptr), ptr(crow), ptr(isor),
             plan.base, blk.shape[0], ptr(blk), ptr(rptr), ptr(redge), ptr(rpar), ptr(enode),
         )
+        # the handle of the one-call path (``fused``): the plan bound once, plus per-thread
+        # scratch tiles reused across calls; freed with this object (it reads self._arrays)
+        self._ctx = lib.circuit_ctx_new(*self._plan_args, plan.num_atoms, plan.num_roots,
+                                        plan.num_rows)
+        weakref.finalize(self, lib.circuit_ctx_free, self._ctx)
+        self._fused_fn = {torch.float32: lib.circuit_fused_f32, torch.float64: lib.circuit_fused_f64}
 
     def _check(self, t: torch.Tensor) -> str:
         if t.device.type != "cpu" or not t.is_contiguous() or t.dim() != 3:
@@ -220,3 +235,19 @@ class CpuCircuit:
            ga.shape[0], V.data_ptr(), 0 if R is None else R.data_ptr(), tiles, rows, width,
            grad_out.data_ptr(),
            ga.data_ptr(), 0 if gb is None else gb.data_ptr(), torch.get_num_threads())
+
+    def fused(self, root: int, mode: int, sign: int, a: torch.Tensor, b: torch.Tensor | None,
+              value: torch.Tensor, ga: torch.Tensor | None, gb: torch.Tensor | None) -> None:
+        """Forward and backward of root ``root`` in one call, no work buffer kept.
+
+        ``a`` (and ``b``): contiguous ``[batch, atoms]`` CPU tensors of one dtype (float32 or
+        float64; probabilities for ``mode=0``, ``log p`` and ``log(1-p)`` for ``mode=1``). Writes
+        ``value[i] = sign * log W_root`` (``batch`` contiguous values) and, when ``ga`` is given,
+        ``ga`` (and ``gb``) ``= sign * d log W_root / d a`` (and ``/ d b``), overwriting them.
+        ``sign=-1`` gives the semantic loss and its gradient. Unchecked: the hot path of
+        :meth:`Circuit.semantic_loss_and_grad`; callers validate shapes, dtypes and layout.
+        """
+        self._fused_fn[a.dtype](
+            self._ctx, root, mode, sign, a.data_ptr(), 0 if b is None else b.data_ptr(), a.shape[0],
+            value.data_ptr(), 0 if ga is None else ga.data_ptr(), 0 if gb is None else gb.data_ptr(),
+            torch.get_num_threads())

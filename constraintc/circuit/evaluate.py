@@ -293,6 +293,43 @@ class LogWMC(torch.autograd.Function):
         return grads[0], grads[1], None, None, None
 
 
+# Batches up to this size take the one-call path (FusedLogWMC) through autograd; larger ones keep
+# the two-call LogWMC path. See docs/performance.md ("batch 1").
+FUSED_MAX_BATCH = 64
+FUSED_DTYPES = (torch.float32, torch.float64)
+
+
+class FusedLogWMC(torch.autograd.Function):
+    """``sign * log WMC`` of one root, shape ``shape`` (``[batch]`` or ``[batch, 1]``), with its
+    gradient computed in the same kernel call as the values (``CpuCircuit.fused``).
+
+    The backward pass only scales the stored gradient by the upstream one: each output row
+    depends on its own input row only. No work buffer outlives the forward call; the price is
+    that the gradient is computed whenever an input requires it, even if backward never runs,
+    which is why it is used for small batches (:data:`FUSED_MAX_BATCH`). Inputs: contiguous CPU
+    tensors of one dtype in :data:`FUSED_DTYPES`; ``mode`` 0 (probs, ``b=None``) or 1 (logs).
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, kernel, root: int, mode: int, sign: int, shape):
+        value = torch.empty(shape, dtype=a.dtype)
+        ga = gb = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            ga = torch.empty_like(a)
+            gb = None if b is None else torch.empty_like(b)
+        kernel.fused(root, mode, sign, a, b, value, ga, gb)
+        ctx.ga, ctx.gb = ga, gb
+        return value
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        g = grad_out.reshape(-1, 1)
+        ga = g * ctx.ga
+        gb = None if ctx.gb is None else g * ctx.gb
+        return ga, gb, None, None, None, None, None
+
+
 def _leaf_grads(ev: Evaluator, R, batch, mode, log_p, log_not_p, total):
     A = ev.plan.num_atoms
     r_pos, r_neg = ev.get_rows(R, 2, 2 + A, batch), ev.get_rows(R, 2 + A, ev.plan.base, batch)

@@ -19,7 +19,15 @@ from pathlib import Path
 
 import torch
 
-from constraintc.circuit.evaluate import BACKENDS, Evaluator, LogWMC, smoothed_marginals
+from constraintc.circuit.evaluate import (
+    BACKENDS,
+    FUSED_DTYPES,
+    FUSED_MAX_BATCH,
+    Evaluator,
+    FusedLogWMC,
+    LogWMC,
+    smoothed_marginals,
+)
 from constraintc.circuit.layers import layerize
 from constraintc.compile.ir import AND, FALSE, LIT, OR, TRUE, CircuitIR
 
@@ -129,12 +137,39 @@ class Circuit(torch.nn.Module):
     def _backend(self, device: torch.device) -> str:
         return self.evaluator.resolve(self.backend, device)
 
+    def _fused_kernel(self, x):
+        """The CPU kernel when ``x`` can go to its one-call path as it is (a float32/float64 CPU
+        tensor ``[batch, atoms]``, and the C kernel is this circuit's back end), else None.
+        Cheap on purpose: at batch 1 the whole evaluation takes microseconds."""
+        if not (isinstance(x, torch.Tensor) and x.is_cpu and x.dtype in FUSED_DTYPES
+                and x.dim() == 2 and x.shape[1] == self.plan.num_atoms):
+            return None
+        backend = self.backend
+        if backend == "cpu" or (backend == "auto" and self._backend(x.device) == "cpu"):
+            return self.evaluator.cpu_kernel()
+        return None
+
+    def _root_fast(self, root) -> int:
+        if type(root) is int and 0 <= root < self.plan.num_roots:
+            return root
+        return self.root_index(root)
+
+    def _fused_ok(self, *inputs: torch.Tensor) -> bool:
+        """Use the one-call autograd path: single pass, small batch or no gradient wanted."""
+        if inputs[0].shape[0] <= FUSED_MAX_BATCH:
+            return True
+        return not (torch.is_grad_enabled() and any(x.requires_grad for x in inputs))
+
     def log_wmc(self, probs: torch.Tensor) -> torch.Tensor:
         """``log`` of the weighted model count of every root: ``[batch, atoms] -> [batch, roots]``.
 
         Gradients flow to ``probs`` and are exact at 0 and 1.
         """
         probs = self._check(probs, "probs")
+        kernel = self._fused_kernel(probs) if self.plan.num_roots == 1 else None
+        if kernel is not None and self._fused_ok(probs):
+            probs = probs.contiguous()
+            return FusedLogWMC.apply(probs, None, kernel, 0, 0, 1, (probs.shape[0], 1))
         return LogWMC.apply(probs, None, self.evaluator, self._backend(probs.device), "probs")
 
     def log_wmc_log(self, log_p: torch.Tensor, log_not_p: torch.Tensor) -> torch.Tensor:
@@ -145,6 +180,11 @@ class Circuit(torch.nn.Module):
         if log_p.shape != log_not_p.shape:
             raise ValueError(f"log_p {tuple(log_p.shape)} and log_not_p {tuple(log_not_p.shape)} differ")
         dtype = torch.promote_types(log_p.dtype, log_not_p.dtype)
+        log_p, log_not_p = log_p.to(dtype), log_not_p.to(dtype)
+        kernel = self._fused_kernel(log_p) if self.plan.num_roots == 1 else None
+        if kernel is not None and self._fused_ok(log_p, log_not_p):
+            log_p, log_not_p = log_p.contiguous(), log_not_p.contiguous()
+            return FusedLogWMC.apply(log_p, log_not_p, kernel, 0, 1, 1, (log_p.shape[0], 1))
         return LogWMC.apply(
             log_p.to(dtype), log_not_p.to(dtype), self.evaluator, self._backend(log_p.device), "log"
         )
@@ -155,13 +195,22 @@ class Circuit(torch.nn.Module):
     def semantic_loss(self, probs: torch.Tensor, root: int | str = 0) -> torch.Tensor:
         """``-log WMC`` of one root per batch row, ``[batch]``; ``+inf`` where the probabilities
         make the constraint impossible (with a zero gradient there)."""
+        kernel = self._fused_kernel(probs)
+        if kernel is not None and self._fused_ok(probs):
+            # one kernel call for the loss and (when probs requires it) its gradient
+            probs = probs.contiguous()
+            return FusedLogWMC.apply(probs, None, kernel, self._root_fast(root), 0, -1,
+                                     (probs.shape[0],))
         return -self.log_wmc(probs)[:, self.root_index(root)]
 
-    def semantic_loss_and_grad(self, probs: torch.Tensor, root: int | str = 0):
+    def semantic_loss_and_grad(self, probs: torch.Tensor, root: int | str = 0, *, out=None):
         """``(loss [batch], d loss / d probs [batch, atoms])`` without building an autograd graph.
 
-        The same numbers as ``semantic_loss(probs)`` and its backward pass, in two kernel calls:
-        the fastest path for small batches (and for callers outside torch's autograd).
+        The same numbers as ``semantic_loss(probs)`` and its backward pass. On the CPU kernel it
+        is one call that evaluates and differentiates each tile of the batch while it is in
+        cache, keeping no work buffer: the fastest path at every batch size, and at batch 1 a
+        few microseconds plus the cost of the two output tensors. ``out=(loss, grad)``
+        (contiguous, the input's dtype) reuses the caller's tensors instead, and returns them.
 
         >>> from constraintc.compile.ir import IRBuilder
         >>> b = IRBuilder(num_vars=2)
@@ -170,28 +219,42 @@ class Circuit(torch.nn.Module):
         >>> float(loss[0]), grad.tolist()      # -log(p1 + (1-p1) p2): -(1-p2)/W, -(1-p1)/W
         (0.6931471805599453, [[-1.0, -2.0]])
         """
+        kernel = self._fused_kernel(probs)
+        if kernel is not None:  # the hot path: validation is the checks _fused_kernel made
+            if not probs.is_contiguous():
+                probs = probs.detach().contiguous()
+            k = self._root_fast(root)
+            if out is None:
+                loss = torch.empty(probs.shape[0], dtype=probs.dtype)
+                grad = torch.empty_like(probs, memory_format=torch.contiguous_format)
+            else:
+                loss, grad = self._check_out(out, probs)
+            kernel.fused(k, 0, -1, probs, None, loss, grad, None)
+            return loss, grad
         probs = self._check(probs, "probs").detach()
         k = self.root_index(root)
-        backend = self._backend(probs.device)
-        if backend != "cpu":
-            p = probs.clone().requires_grad_(True)
-            with torch.enable_grad():
-                loss = self.semantic_loss(p, k)
-                (grad,) = torch.autograd.grad(loss.sum(), p)
-            return loss.detach(), grad
-        ev = self.evaluator
-        batch = probs.shape[0]
-        probs = probs.contiguous()
-        V = ev.alloc("cpu", batch, probs.dtype, probs.device)
-        out = torch.empty((batch, self.num_roots), dtype=probs.dtype)
-        kernel = ev.cpu_kernel()
-        kernel.eval(probs, None, "probs", V, out)
-        gout = torch.zeros((batch, self.num_roots), dtype=probs.dtype)
-        gout[:, k] = -1.0
-        grad = torch.zeros((batch, self.num_atoms), dtype=probs.dtype)
-        kernel.grad("probs", V, None, gout, grad, None)
-        ev.pool.give(V)
-        return -out[:, k], grad
+        p = probs.clone().requires_grad_(True)
+        with torch.enable_grad():
+            loss = self.semantic_loss(p, k)
+            (grad,) = torch.autograd.grad(loss.sum(), p)
+        loss = loss.detach()
+        if out is None:
+            return loss, grad
+        o_loss, o_grad = self._check_out(out, probs)
+        o_loss.copy_(loss)
+        o_grad.copy_(grad)
+        return o_loss, o_grad
+
+    @staticmethod
+    def _check_out(out, probs):
+        loss, grad = out
+        batch, atoms = probs.shape
+        for t, shape, what in ((loss, (batch,), "loss"), (grad, (batch, atoms), "grad")):
+            if (not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or t.dtype != probs.dtype
+                    or t.device != probs.device or not t.is_contiguous()):
+                raise ValueError(f"out {what} must be a contiguous {probs.dtype} tensor of shape "
+                                 f"{list(shape)} on {probs.device}")
+        return loss, grad
 
     @torch.no_grad()
     def marginals(self, probs: torch.Tensor, root: int | str = 0) -> torch.Tensor:
