@@ -5,7 +5,8 @@ Workload: the constraint "r(i,j) & r(j,k) -> r(i,k)" and "~(r(i,j) & r(j,i))" ov
 
 * constraintc (``Circuit`` built with ``constraintc.compile.from_pysdd``): ``semantic_loss``
   + ``backward()`` on the fused CPU kernel, the same without autograd
-  (``semantic_loss_and_grad``), and the torch reference back end;
+  (``semantic_loss_and_grad``: one kernel call), the previous two-call path without autograd
+  (for before/after ratios), and the torch reference back end;
 * KLay (``klaycircuits``, log semiring, ``compile=False``), the anchor;
 * PySDD's own WMC (log mode, one ``propagate()`` per sample: values and derivatives);
 
@@ -13,6 +14,8 @@ and, for reference, constraintc on the circuit of its own built-in compiler (``c
 Every number is taken in this one process, so the printed ratios (KLay time / ours) survive
 machine noise better than the absolute times. Peak memory is the growth of the process's peak
 resident set during one forward+backward (``/proc/self/clear_refs``), after freeing caches.
+Small batches (``--small-batch``, default 64) are timed again side by side: ours (the three
+paths) and PySDD in turns, thousands of calls per sample, medians of 15 samples.
 
 Run:  python benchmarks/bench_eval.py                  (n = 4..7, batch 1024 and 1)
       python benchmarks/bench_eval.py --sizes 4,5 --batches 1 --markdown
@@ -66,6 +69,28 @@ def timed(fn, reps: int, min_seconds: float = 0.5, max_reps: int = 200) -> float
     return statistics.median(times)
 
 
+def side_by_side(fns: dict, samples: int = 15, sample_seconds: float = 0.02) -> dict:
+    """Median seconds per call of each of ``fns``, timed in turns (the order alternating between
+    samples) so that load changes hit every contender alike. One sample times as many calls as
+    fit in about ``sample_seconds``: batch-1 calls take microseconds, below a timer's noise."""
+    calls = {}
+    for name, fn in fns.items():
+        fn()
+        t = time.perf_counter()
+        fn()
+        calls[name] = max(1, min(5000, int(sample_seconds / max(time.perf_counter() - t, 1e-7))))
+    res = {name: [] for name in fns}
+    items = list(fns.items())
+    for s in range(samples):
+        for name, fn in (items if s % 2 == 0 else items[::-1]):
+            k = calls[name]
+            t = time.perf_counter()
+            for _ in range(k):
+                fn()
+            res[name].append((time.perf_counter() - t) / k)
+    return {name: statistics.median(v) for name, v in res.items()}
+
+
 def measure(fn, reps: int, clear=None) -> tuple[float, float]:
     """(median seconds, peak memory growth in MB of one call from a clean state)."""
     if clear:
@@ -90,6 +115,27 @@ def ours_step(circuit, probs):
 def ours_direct_step(circuit, probs):
     def step():
         return circuit.semantic_loss_and_grad(probs)[1]
+
+    return step
+
+
+def ours_two_call_step(circuit, probs):
+    """The previous ``semantic_loss_and_grad`` (before the one-call kernel entry): a forward call
+    into a pooled ``[rows, batch]`` buffer, then a gradient call with a ``gout`` tensor."""
+    def step():
+        ev = circuit.evaluator
+        batch, roots = probs.shape[0], circuit.num_roots
+        p = circuit._check(probs, "probs").detach().contiguous()
+        V = ev.alloc("cpu", batch, p.dtype, p.device)
+        out = torch.empty((batch, roots), dtype=p.dtype)
+        kernel = ev.cpu_kernel()
+        kernel.eval(p, None, "probs", V, out)
+        gout = torch.zeros((batch, roots), dtype=p.dtype)
+        gout[:, 0] = -1.0
+        grad = torch.zeros((batch, circuit.num_atoms), dtype=p.dtype)
+        kernel.grad("probs", V, None, gout, grad, None)
+        ev.pool.give(V)
+        return grad
 
     return step
 
@@ -134,6 +180,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-klay", action="store_true", help="skip the KLay anchor")
     ap.add_argument("--no-torch-ref", action="store_true", help="skip constraintc's torch reference path")
     ap.add_argument("--pysdd-max-batch", type=int, default=1, help="largest batch for PySDD's per-sample WMC loop")
+    ap.add_argument("--small-batch", type=int, default=64,
+                    help="batches up to this size time ours and PySDD side by side, in turns, "
+                         "many calls per sample (default 64)")
     ap.add_argument("--markdown", action="store_true", help="also print the table as markdown")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -184,9 +233,14 @@ def main(argv=None) -> int:
                 a = ours_step(ours, probs[:8].double())()
                 b = klay_step(klay_module, probs[:8].double())()
                 assert torch.allclose(a, b, rtol=1e-8, atol=1e-10), "gradients differ from KLay"
+            a = ours_direct_step(ours, probs)()
+            b = ours_two_call_step(ours, probs)()
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), "one-call and two-call paths differ"
             row["ours"] = measure(ours_step(ours, probs), args.reps, clear=ours.evaluator.pool.clear)
             row["ours_direct"] = measure(ours_direct_step(ours, probs), args.reps,
                                          clear=ours.evaluator.pool.clear)
+            row["ours_two_call"] = measure(ours_two_call_step(ours, probs), args.reps,
+                                           clear=ours.evaluator.pool.clear)
             row["ours_builtin"] = measure(ours_step(ours_builtin, probs), args.reps,
                                           clear=ours_builtin.evaluator.pool.clear)
             if not args.no_torch_ref and (batch <= 64 or n <= 6):
@@ -196,6 +250,14 @@ def main(argv=None) -> int:
                 row["klay"] = measure(klay_step(klay_module, probs), 1 if n >= 7 and batch > 64 else args.reps)
             if batch <= args.pysdd_max_batch:
                 row["pysdd"] = measure(pysdd_step(root, probs), args.reps)
+            if batch <= args.small_batch:
+                # microsecond calls: re-time ours and PySDD in turns, many calls per sample
+                fns = {"ours": ours_step(ours, probs), "ours_direct": ours_direct_step(ours, probs),
+                       "ours_two_call": ours_two_call_step(ours, probs)}
+                if "pysdd" in row:
+                    fns["pysdd"] = pysdd_step(root, probs)
+                for key, sec in side_by_side(fns).items():
+                    row[key] = (sec, row[key][1])
             rows.append(row)
             print(format_row(row), flush=True)
         del klay_module
@@ -209,34 +271,37 @@ def main(argv=None) -> int:
 
 
 def _fmt_t(x):
+    if x < 1e-3:
+        return f"{x * 1e6:.1f} us"
     return f"{x * 1e3:.2f} ms" if x < 1 else f"{x:.2f} s"
 
 
 def format_row(row):
     parts = [f"n={row['n']} batch={row['batch']}"]
-    for key in ("ours", "ours_direct", "ours_builtin", "torch_ref", "klay", "pysdd"):
+    for key in ("ours", "ours_direct", "ours_two_call", "ours_builtin", "torch_ref", "klay", "pysdd"):
         if key in row:
             t, mem = row[key]
             parts.append(f"{key} {_fmt_t(t)} ({mem:.0f} MB)")
     if "klay" in row:
         parts.append(f"KLay/ours x{row['klay'][0] / row['ours'][0]:.1f}")
     if "pysdd" in row:
-        parts.append(f"PySDD/ours x{row['pysdd'][0] / row['ours'][0]:.1f}")
+        parts.append(f"PySDD/ours x{row['pysdd'][0] / row['ours'][0]:.2f}")
+        parts.append(f"PySDD/ours-no-autograd x{row['pysdd'][0] / row['ours_direct'][0]:.2f}")
     return "  ".join(parts)
 
 
 def table(rows, markdown: bool) -> str:
-    head = ["n", "batch", "edges (SDD)", "ours", "ours, no autograd", "ours, built-in circuit",
-            "torch reference", "KLay", "PySDD WMC", "KLay / ours", "PySDD / ours",
-            "PySDD / ours no autograd", "peak MB ours", "peak MB KLay"]
+    head = ["n", "batch", "edges (SDD)", "ours", "ours, no autograd", "ours, two calls (before)",
+            "ours, built-in circuit", "torch reference", "KLay", "PySDD WMC", "KLay / ours",
+            "PySDD / ours", "PySDD / ours no autograd", "peak MB ours", "peak MB KLay"]
     out = []
     for r in rows:
         t = lambda k: _fmt_t(r[k][0]) if k in r else "-"  # noqa: E731
-        ratio = lambda k: f"{r[k][0] / r['ours'][0]:.1f}x" if k in r else "-"  # noqa: E731
+        ratio = lambda k: f"{r[k][0] / r['ours'][0]:.2f}x" if k in r else "-"  # noqa: E731
         mem = lambda k: f"{r[k][1]:.0f}" if k in r else "-"  # noqa: E731
-        direct = f"{r['pysdd'][0] / r['ours_direct'][0]:.1f}x" if "pysdd" in r else "-"
+        direct = f"{r['pysdd'][0] / r['ours_direct'][0]:.2f}x" if "pysdd" in r else "-"
         out.append([str(r["n"]), str(r["batch"]), str(r["edges"]), t("ours"), t("ours_direct"),
-                    t("ours_builtin"), t("torch_ref"), t("klay"), t("pysdd"), ratio("klay"),
+                    t("ours_two_call"), t("ours_builtin"), t("torch_ref"), t("klay"), t("pysdd"), ratio("klay"),
                     ratio("pysdd"), direct, mem("ours"), mem("klay")])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
