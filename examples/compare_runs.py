@@ -6,7 +6,8 @@
 Reads each run's eval_after.json (written by `constraintc finetune`) and prints one row per run,
 then the mean and range per group of runs that share a lambda schedule and trace mode. Runs with
 --trace also show their written reasoning: the balanced accuracy of the answers the model writes
-after reasoning, and the share of sound traces (every stated step true).
+after reasoning, the share of valid traces (reasoning, then an answer) and of sound traces (valid,
+and every stated step true).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     groups: dict[str, list[tuple[float, float]]] = {}
     print(
-        f"{'run':<28}{'lambda':<10}{'trace':<6}{'seed':>5}{'bal.acc':>9}{'yes-rate':>10}{'MCC':>8}{'violations':>12}"
-        f"  {'collapsed':<10}{'written bal.acc':>16}{'sound traces':>14}"
+        f"{'run':<28} {'lambda':<10}{'trace':<6}{'seed':>5}{'bal.acc':>9}{'yes-rate':>10}{'MCC':>8}{'violations':>12}"
+        f"  {'collapsed':<10}{'written bal.acc':>16}{'valid traces':>14}{'sound traces':>14}"
     )
     for run in args.runs:
         report_path = run / "eval_after.json"
@@ -45,15 +46,16 @@ def main(argv=None) -> int:
         r = None
         if reasoning:
             r = reasoning["overall"] if args.split == "overall" else reasoning["splits"].get(args.split)
-        written = sound = "-"
+        written = valid = sound = "-"
         if r:
             written = f"{r['balanced_accuracy']:.3f}"
             t = r.get("traces") or {}
+            valid = f"{t['valid_rate']:.3f}" if t.get("valid_rate") is not None else "-"
             sound = f"{t['sound_traces'] / t['n']:.3f}" if t.get("n") else "-"
         print(
-            f"{str(run):<28}{cfg['lambda_schedule']:<10}{trace:<6}{cfg['seed']:>5}{m['balanced_accuracy']:>9.3f}"
+            f"{str(run):<28} {cfg['lambda_schedule']:<10}{trace:<6}{cfg['seed']:>5}{m['balanced_accuracy']:>9.3f}"
             f"{m['yes_rate']:>10.3f}{m['mcc']:>8.3f}{'-' if viol is None else f'{viol:.3f}':>12}"
-            f"  {'COLLAPSED' if m['collapsed'] else 'ok':<10}{written:>16}{sound:>14}"
+            f"  {'COLLAPSED' if m['collapsed'] else 'ok':<10}{written:>16}{valid:>14}{sound:>14}"
         )
         groups.setdefault((cfg["lambda_schedule"], trace), []).append((m["balanced_accuracy"], m["yes_rate"]))
     for (name, trace), vals in groups.items():
