@@ -185,9 +185,7 @@ class Circuit(torch.nn.Module):
         if kernel is not None and self._fused_ok(log_p, log_not_p):
             log_p, log_not_p = log_p.contiguous(), log_not_p.contiguous()
             return FusedLogWMC.apply(log_p, log_not_p, kernel, 0, 1, 1, (log_p.shape[0], 1))
-        return LogWMC.apply(
-            log_p.to(dtype), log_not_p.to(dtype), self.evaluator, self._backend(log_p.device), "log"
-        )
+        return LogWMC.apply(log_p, log_not_p, self.evaluator, self._backend(log_p.device), "log")
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         return self.log_wmc(probs)
