@@ -147,3 +147,30 @@ def test_rules_option_reports_violations(data, capsys):
     skipped = report["splits"]["dsep/adversarial"]["rule_violations"]["skipped"]
     assert any("no query predicate 'dsep'" in why for why in skipped)
     assert main(argv[:-2] + ["--rules-param", "cond_size"]) == 2
+
+
+def test_name_pool_asks_the_model_in_the_pool_names(data, tmp_path, capsys):
+    """--name-pool N: the model reads each graph renamed into N names (as finetune trained it)."""
+    from constraintc.lm import build_tiny_model, load_model, score_prompts
+    from constraintc.tasks.rename import rename_records
+
+    d, records = data
+    renamed = rename_records(records, 6, seed=0)
+    assert all(set(r["nodes"]) <= set("BCDEFG") for r in renamed if len(r["nodes"]) <= 6)
+    assert sum(format_prompt(a) != format_prompt(b) for a, b in zip(records, renamed)) > len(records) // 2
+    model, tok = build_tiny_model(texts=[format_prompt(r) + " Yes No" for r in records + renamed])
+    model_dir = tmp_path / "tiny"
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    out = tmp_path / "run"
+    argv = ["eval", "--data", str(d / "data.jsonl"), "--model", str(model_dir), "--out", str(out),
+            "--name-pool", "6", "--json", "--no-progress"]
+    assert main(argv) == 0
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    m2, t2 = load_model(str(model_dir))
+    direct = score_prompts(m2, t2, [format_prompt(r) for r in renamed]).tolist()
+    assert max(abs(p["p_yes"] - q) for p, q in zip(preds, direct)) < 1e-6
+    report = json.loads(capsys.readouterr().out)
+    assert report["overall"]["n"] == len(records)
+    assert main(["eval", "--data", str(d / "data.jsonl"), "--predictions", str(d / "yes.jsonl"), "--name-pool", "-1"]) == 2
+    assert "--name-pool" in capsys.readouterr().err

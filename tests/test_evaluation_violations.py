@@ -9,7 +9,8 @@ import networkx as nx
 import pytest
 
 from constraintc.evaluation.metrics import compute_report
-from constraintc.evaluation.violations import rule_violations, split_atom
+from constraintc.evaluation.violations import rule_violations
+from constraintc.tasks.atoms import parse_atom
 from constraintc.tasks import generate
 
 
@@ -28,13 +29,13 @@ def transitivity_oracle(members, answers) -> bool:
     g.add_nodes_from(members[0]["nodes"])
     g.add_edges_from(tuple(e) for e in members[0]["edges"])
     for r in members:
-        _, (x, y) = split_atom(r["atom"])
+        _, (x, y) = parse_atom(r["atom"])
         if answers[r["id"]] == "Yes":
             g.add_edge(x, y)
     closure = nx.transitive_closure(g, reflexive=False)
     if any(u == v for u, v in closure.edges) or any(closure.has_edge(v, u) for u, v in closure.edges):
         return True
-    return any(answers[r["id"]] == "No" and closure.has_edge(*split_atom(r["atom"])[1]) for r in members)
+    return any(answers[r["id"]] == "No" and closure.has_edge(*parse_atom(r["atom"])[1]) for r in members)
 
 
 def _predictors(records, seed):

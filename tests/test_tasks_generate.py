@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from constraintc.errors import OptionError
 from constraintc.tasks import SPLITS, TASKS, generate
-from constraintc.tasks.shortcuts import parse_atom, shortcut_answer
+from constraintc.tasks.shortcuts import shortcut_answer, split_query_atom
 
 SENTENCE = re.compile(r"([A-Za-z]+) causes ([A-Za-z]+)\.")
 Q_TRANS = re.compile(r"^Does ([A-Za-z]+) cause ([A-Za-z]+)\?$")
@@ -127,7 +127,7 @@ def test_record_schema_and_consistency(corpus):
             assert set(r["nodes"]) == {n for e in edges for n in e}  # every node is stated
             assert nx.is_directed_acyclic_graph(nx.DiGraph(edges))
             x, y, z = parse_question(task, r["question"])
-            pred, ax, ay, az = parse_atom(r["atom"])
+            pred, ax, ay, az = split_query_atom(r["atom"])
             assert pred == ("causes" if task == "transitivity" else "dsep")
             assert (ax, ay, az) == (x, y, tuple(sorted(z)))
             assert x != y and {x, y, *z} <= set(r["nodes"]) and x not in z and y not in z

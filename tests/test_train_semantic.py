@@ -14,7 +14,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from constraintc.train.constraint import RulesConstraint, format_atom, parse_atom
+from constraintc.tasks.atoms import format_atom, parse_atom
+from constraintc.train.constraint import RulesConstraint
 
 
 @pytest.fixture(scope="module")

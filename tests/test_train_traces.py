@@ -15,7 +15,8 @@ from constraintc.tasks import generate
 from constraintc.tasks.prompts import format_prompt, reasoning_prompt
 from constraintc.train.config import validate
 from constraintc.train.constraint import RulesConstraint
-from constraintc.train.data import build_graphs, rename_records, skew_labels, trace_completion
+from constraintc.tasks.rename import rename_records
+from constraintc.train.data import build_graphs, skew_labels, trace_completion
 from constraintc.train.recipe import FinetuneRecipe
 
 
@@ -33,6 +34,29 @@ def test_renamed_traces_stay_true_in_the_renamed_graph():
         assert set(r["nodes"]) <= set("BCDEFG") or len(r["nodes"]) > 6
         renamed += set(r["nodes"]) <= set("BCDEFG")
     assert renamed > 100
+
+
+def test_renamed_dsep_records_keep_question_meta_and_trace_consistent():
+    """The conditioning set lives in the question, the atom, ``meta.z`` and the trace: all renamed."""
+    from constraintc.tasks.atoms import parse_atom
+
+    records = rename_records(generate("dsep", "train", 120, seed=4, traces=True), pool=6, seed=0)
+    for r in records:
+        pred, (x, y, z) = parse_atom(r["atom"])
+        assert (r["meta"]["x"], r["meta"]["y"], r["meta"]["z"]) == (x, y, sorted(z))
+        assert r["question"] == f"Are {x} and {y} d-separated given {{{', '.join(sorted(z))}}}?"
+        checked = check_steps(r["trace"], r)  # trail claims are judged given meta.z
+        assert checked["true"] == checked["steps"], r
+
+
+def test_atom_parser_rejects_malformed_atoms():
+    from constraintc.tasks.atoms import format_atom, parse_atom
+
+    for bad in ("causes(B,C", "dsep(B,C,{D)", "dsep(B,C,D})", "causes(B,C)x"):
+        with pytest.raises(ConstraintcError, match="atom"):
+            parse_atom(bad)
+    for good in ("causes(B,C)", "dsep(B,C,{})", "dsep(B,C,{D,E})"):
+        assert format_atom(*parse_atom(good)) == good
 
 
 @pytest.mark.parametrize("mode", ["keep", "mask"])

@@ -22,6 +22,7 @@ examples:
   constraintc eval --data test.jsonl --model ./my-model --prompt-style chat --batch-size 32
   constraintc eval --data test.jsonl --model smollm2 --prompt-style chat --traces 96 --limit 50
   constraintc eval --data test.jsonl --predictions p.jsonl --rules transitivity --fail-on-collapse
+  constraintc eval --data test.jsonl --model runs/finetune/model --name-pool 6   # after `constraintc finetune`
 
 outputs with --out DIR: report.json, report.md, balanced_accuracy.png, yes_rate.png
 (and predictions.jsonl with --model). The Markdown report also goes to stdout (--json: the JSON).
@@ -56,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "answer after its reasoning, with trace checks, instead of P(Yes) at the answer position",
     )
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N records")
+    parser.add_argument(
+        "--name-pool",
+        type=int,
+        default=0,
+        metavar="N",
+        help="rename each graph's nodes from the first N short names first, as `constraintc finetune "
+        "--name-pool N` did for its model (the embedded default trains with 6); default 0 keeps the names",
+    )
     parser.add_argument("--rules", default=None, help="rules file or library name for the rule violation rate")
     parser.add_argument(
         "--rules-max-nodes", type=int, default=5, help="check rule violations on graphs up to this many nodes (default: 5)"
@@ -95,6 +104,8 @@ def _check_args(args) -> None:
         raise OptionError("--batch-size", args.batch_size, "a positive integer")
     if args.traces is not None and (args.traces < 1 or args.model is None):
         raise OptionError("--traces", args.traces, "a positive token budget, together with --model")
+    if args.name_pool < 0:
+        raise OptionError("--name-pool", args.name_pool, "a number of names >= 0 (0 keeps the names)")
     if args.limit is not None and args.limit < 1:
         raise OptionError("--limit", args.limit, "a positive integer")
     if not 0.5 < args.collapse_threshold <= 1.0:
@@ -136,6 +147,7 @@ def score_model(records: list[dict], args, out_dir: Path | None) -> list[dict]:
         "yes": args.yes,
         "no": args.no,
         "traces": args.traces,
+        "name_pool": args.name_pool,
         "data_sha256": hashlib.sha256(Path(args.data).read_bytes()).hexdigest(),
     }
     done: dict[str, dict] = {}
@@ -194,6 +206,10 @@ def run(args: argparse.Namespace) -> int:
     _validate_records(records, args.data)
     if args.limit is not None:
         records = records[: args.limit]
+    if args.name_pool:
+        from constraintc.tasks.rename import rename_records
+
+        records = rename_records(records, args.name_pool, seed=0)
     out_dir = Path(args.out) if args.out else None
     if args.model is not None:
         predictions = score_model(records, args, out_dir)

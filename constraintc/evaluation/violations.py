@@ -26,41 +26,7 @@ import math
 from collections import defaultdict
 
 from constraintc.errors import ConstraintcError
-
-
-def split_atom(atom: str) -> tuple[str, tuple]:
-    """``dsep(a,b,{c,d})`` -> ``("dsep", ("a", "b", frozenset({"c", "d"})))``.
-
-    >>> split_atom("causes(n0,n1)")
-    ('causes', ('n0', 'n1'))
-    >>> split_atom("dsep(a, b, {})")
-    ('dsep', ('a', 'b', frozenset()))
-    """
-    atom = atom.replace(" ", "")
-    name, paren, rest = atom.partition("(")
-    if not paren or not rest.endswith(")"):
-        return atom, ()
-    body = rest[:-1]
-    args: list = []
-    depth = 0
-    current = ""
-    for ch in body + ",":
-        if ch == "," and depth == 0:
-            if current.startswith("{"):
-                inner = current[1:-1]
-                args.append(frozenset(s for s in inner.split(",") if s))
-            elif current:
-                args.append(current)
-            current = ""
-            continue
-        depth += ch == "{"
-        depth -= ch == "}"
-        current += ch
-    return name, tuple(args)
-
-
-def _rename(args: tuple, mapping: dict[str, str]) -> tuple:
-    return tuple(frozenset(mapping[v] for v in a) if isinstance(a, frozenset) else mapping[a] for a in args)
+from constraintc.tasks.atoms import parse_atom, rename_args
 
 
 def compile_circuit(rules: str, nodes, graph=None, params=None, max_seconds: float | None = None, cache: bool = True):
@@ -87,10 +53,10 @@ def _probabilities(circuit_atoms, index, members, pred_map, queries, givens, map
         answer = pred_map.get(r["id"], {}).get("prediction")
         if answer is None:
             continue  # unanswered: stays 0.5, like an unasked atom
-        name, args = split_atom(r["atom"])
+        name, args = parse_atom(r["atom"])
         if name not in queries:
             raise _Unchecked(f"the rules have no query predicate {name!r}")
-        key = (name, _rename(args, mapping))
+        key = (name, rename_args(args, mapping))
         if key not in index and name == "dsep" and len(args) == 3:
             key = (name, (key[1][1], key[1][0], key[1][2]))  # d-separation is symmetric
         if key not in index:
@@ -139,7 +105,7 @@ def rule_violations(
     bar = tqdm(total=sum(len(v) for v in by_size.values()), desc="rule check", unit="graph", disable=not progress, leave=False)
 
     def evaluate(circuit, items, rename: bool) -> None:
-        atoms = [split_atom(a) for a in circuit.atoms]
+        atoms = [parse_atom(a) for a in circuit.atoms]
         index = {a: i for i, a in enumerate(atoms)}
         rows, row_groups = [], []
         for gid, members in items:

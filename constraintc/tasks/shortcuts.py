@@ -24,12 +24,12 @@ conditioning       (not defined)                                     the conditi
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-_ATOM = re.compile(r"^(causes|dsep)\((.*)\)$")
+from constraintc.tasks.atoms import parse_atom
+
 
 
 @dataclass(frozen=True)
@@ -43,32 +43,25 @@ class Query:
     edges: tuple[tuple[str, str], ...]
 
 
-def parse_atom(atom: str) -> tuple[str, str, str, tuple[str, ...]]:
+def split_query_atom(atom: str) -> tuple[str, str, str, tuple[str, ...]]:
     """``causes(a,b)`` -> ``("causes", "a", "b", ())``; ``dsep(a,b,{c,d})`` -> ``(..., ("c", "d"))``.
 
-    >>> parse_atom("dsep(B,C,{D,E})")
+    >>> split_query_atom("dsep(B,C,{D,E})")
     ('dsep', 'B', 'C', ('D', 'E'))
     """
-    match = _ATOM.match(atom.replace(" ", ""))
-    if not match:
+    pred, args = parse_atom(atom)
+    if pred not in ("causes", "dsep"):
         raise ValueError(f"not a causes/dsep atom: {atom!r}")
-    pred, body = match.groups()
-    z: tuple[str, ...] = ()
-    if pred == "dsep":
-        head, brace, rest = body.partition(",{")
-        if not brace or not rest.endswith("}"):
-            raise ValueError(f"dsep atom without a {{...}} set: {atom!r}")
-        inner = rest[:-1]
-        z = tuple(s for s in inner.split(",") if s)
-        body = head
-    parts = body.split(",")
-    if len(parts) != 2:
-        raise ValueError(f"expected two arguments in {atom!r}")
-    return pred, parts[0], parts[1], z
+    want = 3 if pred == "dsep" else 2
+    if len(args) != want or any(isinstance(a, frozenset) for a in args[:2]):
+        raise ValueError(f"expected {want} arguments (two nodes{', then a set' if want == 3 else ''}) in {atom!r}")
+    if pred == "dsep" and not isinstance(args[2], frozenset):
+        raise ValueError(f"dsep atom without a {{...}} set: {atom!r}")
+    return pred, args[0], args[1], tuple(sorted(args[2])) if pred == "dsep" else ()
 
 
 def query_of(record: dict) -> Query:
-    pred, x, y, z = parse_atom(record["atom"])
+    pred, x, y, z = split_query_atom(record["atom"])
     return Query(record["task"], x, y, z, tuple((u, v) for u, v in record["edges"]))
 
 

@@ -11,57 +11,15 @@ satisfy the rules. All graphs of one size go through the circuit in one batch.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import torch
 
 from constraintc.errors import ConstraintcError
+from constraintc.tasks.atoms import format_atom, parse_atom
+from constraintc.tasks.atoms import rename_args
 
-_ATOM = re.compile(r"^\s*([A-Za-z_][\w]*)\s*\((.*)\)\s*$")
 LOG_HALF = math.log(0.5)
-
-
-def parse_atom(text: str) -> tuple[str, tuple]:
-    """``"dsep(a,b,{c,d})"`` -> ``("dsep", ("a", "b", frozenset({"c", "d"})))``.
-
-    >>> parse_atom("causes(B,C)")
-    ('causes', ('B', 'C'))
-    >>> parse_atom("dsep(B,C,{})")
-    ('dsep', ('B', 'C', frozenset()))
-    """
-    m = _ATOM.match(text)
-    if not m:
-        raise ConstraintcError(f"error: atom {text!r}: expected pred(arg, ...)")
-    pred, body = m.group(1), m.group(2)
-    args: list = []
-    depth, cur = 0, ""
-    for ch in body + ",":
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-        if ch == "," and depth == 0:
-            cur = cur.strip()
-            if cur.startswith("{"):
-                inner = cur[1:-1].strip()
-                args.append(frozenset(x.strip() for x in inner.split(",")) if inner else frozenset())
-            elif cur:
-                args.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return pred, tuple(args)
-
-
-def format_atom(pred: str, args: tuple) -> str:
-    """The canonical atom string (sets sorted, ``{}`` empty), as in ``str(Atom)``."""
-    parts = ["{" + ",".join(sorted(a)) + "}" if isinstance(a, frozenset) else a for a in args]
-    return f"{pred}({','.join(parts)})"
-
-
-def _rename(args: tuple, mapping: dict[str, str]) -> tuple:
-    return tuple(frozenset(mapping[x] for x in a) if isinstance(a, frozenset) else mapping[a] for a in args)
 
 
 @dataclass
@@ -154,7 +112,7 @@ class RulesConstraint:
         back = {f"n{i}": name for i, name in enumerate(nodes)}
         atoms, questions = [], []
         for pred, args in schema.query_keys:
-            real = _rename(args, back)
+            real = rename_args(args, back)
             atoms.append(format_atom(pred, real))
             questions.append(self.queries[pred].render(real))
         return GraphAtoms(atoms, questions)
@@ -189,7 +147,7 @@ class RulesConstraint:
         for a in atoms:
             pred, args = parse_atom(a)
             try:
-                key = (pred, _rename(args, canon))
+                key = (pred, rename_args(args, canon))
             except KeyError:
                 key = None
             if key not in schema.query_index:

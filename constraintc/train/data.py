@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from constraintc.errors import ConstraintcError
-from constraintc.train.constraint import RulesConstraint, format_atom, parse_atom
+from constraintc.train.constraint import RulesConstraint
 
 
 @dataclass
@@ -56,60 +55,6 @@ def read_jsonl(path: str | Path) -> list[dict]:
             raise ConstraintcError(f"{path}:{n}:1: error: record lacks {', '.join(missing)}")
         records.append(rec)
     return records
-
-
-def _premise(edges) -> str:
-    from constraintc.tasks.generate import premise_text
-
-    return premise_text([tuple(e) for e in edges])
-
-
-def rename_records(records: list[dict], pool: int, seed: int) -> list[dict]:
-    """Rename each graph's nodes injectively from the first ``pool`` short names (seeded per graph).
-
-    The small embedded model learns a six-name vocabulary in minutes and a 24-name one not at all
-    (design notes); graphs larger than the pool keep their names.
-    """
-    from constraintc.tasks.generate import question_text, stable_seed
-    from constraintc.tasks.graphs import SHORT_NAMES
-
-    names = list(SHORT_NAMES[:pool])
-    out = []
-    for r in records:
-        if len(r["nodes"]) > len(names):
-            out.append(r)
-            continue
-        rng = random.Random(stable_seed("rename", seed, r["group"]))
-        mapping = dict(zip(r["nodes"], rng.sample(names, len(r["nodes"]))))
-        pred, args = parse_atom(r["atom"])
-        new_args = tuple(frozenset(mapping[x] for x in a) if isinstance(a, frozenset) else mapping[a] for a in args)
-        edges = [[mapping[u], mapping[v]] for u, v in r["edges"]]
-        z = tuple(sorted(new_args[2])) if len(new_args) > 2 else ()
-        task = r.get("task", "transitivity")
-        rec = dict(r)
-        if rec.get("trace"):
-            rec["trace"] = rename_words(rec["trace"], mapping)
-        rec.update(
-            nodes=[mapping[x] for x in r["nodes"]],
-            edges=edges,
-            premise=_premise(edges),
-            atom=format_atom(pred, new_args),
-            question=question_text(task, new_args[0], new_args[1], z),
-        )
-        out.append(rec)
-    return out
-
-
-def rename_words(text: str, mapping: dict[str, str]) -> str:
-    """Replace whole-word node names in ``text`` all at once (so ``B->C, C->B`` swaps cleanly).
-
-    >>> rename_words("B causes C. So B causes C.", {"B": "C", "C": "B"})
-    'C causes B. So C causes B.'
-    """
-    if not mapping:
-        return text
-    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True)) + r")\b")
-    return pattern.sub(lambda m: mapping[m.group(1)], text)
 
 
 TRACE_MODES = ("none", "keep", "mask")

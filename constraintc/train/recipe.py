@@ -146,7 +146,8 @@ class FinetuneRecipe:
         from constraintc.tasks import generate
         from constraintc.tasks.prompts import format_prompt, reasoning_prompt
         from constraintc.train.constraint import RulesConstraint
-        from constraintc.train.data import build_graphs, read_jsonl, rename_records, skew_labels
+        from constraintc.tasks.rename import rename_records
+        from constraintc.train.data import build_graphs, read_jsonl, skew_labels
 
         self.constraint = RulesConstraint(cfg.rules, cfg.params)
         self.semantic = cfg.lambda_schedule != "none"
@@ -347,7 +348,8 @@ class FinetuneRecipe:
         from constraintc.evaluation.metrics import compute_report
         from constraintc.lm.binding import score_groups
         from constraintc.tasks import generate
-        from constraintc.train.data import build_graphs, rename_records
+        from constraintc.tasks.rename import rename_records
+        from constraintc.train.data import build_graphs
 
         records: list[dict] = []
         for split in cfg.eval_splits:
