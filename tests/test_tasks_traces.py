@@ -193,7 +193,9 @@ def check_dsep(nodes, edges, x, y, z):
         assert all(" is blocked at " in p for p in parts[:-2] if p.startswith("Trail "))
     record = record_for("dsep", nodes, edges, x, y, z)
     got = check_steps(trace, record)
-    assert got == {"steps": claims, "true": claims, "in_premise": 0}, (trace, got)
+    # every trail claim, the conclusion, and "not joined by any trail" when it is there
+    steps = claims + 1 + (not all_trails)
+    assert got == {"steps": steps, "true": steps, "in_premise": 0}, (trace, got)
     return trace
 
 
@@ -260,7 +262,8 @@ def test_check_steps_catches_corrupted_trail_claims():
     flipped = caught = 0
     for r in generate("dsep", "branching", 60, seed=3, traces=True):
         trace = r["trace"]
-        assert check_steps(trace, r)["true"] == check_steps(trace, r)["steps"] == trace.count("Trail ")
+        conclusions = trace.count("d-separated given") + trace.count("joined by any trail")
+        assert check_steps(trace, r)["true"] == check_steps(trace, r)["steps"] == trace.count("Trail ") + conclusions
         for s in trace.split(". "):
             if not s.startswith("Trail "):
                 continue
@@ -271,7 +274,16 @@ def test_check_steps_catches_corrupted_trail_claims():
             got = check_steps(trace.replace(s, bad, 1), r)
             flipped += 1
             caught += got["true"] == got["steps"] - 1
-    assert flipped > 60 and caught == flipped
+        # and a flipped conclusion
+        conclusion = trace[trace.rindex("So ") :]
+        if " are not d-separated" in conclusion:
+            bad = conclusion.replace(" are not d-separated", " are d-separated")
+        else:
+            bad = conclusion.replace(" are d-separated", " are not d-separated")
+        got = check_steps(trace.replace(conclusion, bad), r)
+        flipped += 1
+        caught += got["true"] == got["steps"] - 1
+    assert flipped > 120 and caught == flipped
 
 
 def test_check_steps_judges_arrows_and_reasons():

@@ -17,8 +17,10 @@ reasoning whose two names are nodes of the record's graph is checked against the
 (reachability: an indirect cause is a true cause). Every d-separation trail claim,
 ``Trail X -> B <- Y is open.`` or ``Trail X -> B <- Y is blocked at B...``, is a step too: it is
 true when the trail is a simple trail of the graph with exactly those arrow directions and the
-claim holds given the record's conditioning set (see :func:`check_steps`). A *sound* trace is
-valid, states at least one step, and every step is true.
+claim holds given the record's conditioning set (see :func:`check_steps`). So are the
+conclusions ``X and Y are (not) d-separated given {Z}`` (judged by ``nx.is_d_separator`` with the
+set the sentence names) and ``X and Y are not joined by any trail`` (the skeleton has no path). A
+*sound* trace is valid, states at least one step, and every step is true.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ _TRAIL = re.compile(
     r"(?:(open)|blocked(?:\s+at\s+([A-Za-z]\w*)(?:\s*,\s*(a\s+collider|which\s+is\s+in))?)?)"
 )
 _TRAIL_TOKEN = re.compile(r"->|<-|[A-Za-z]\w*")
+# "B and D are (not) d-separated given {C, E}" (also as a word-level model decodes it:
+# "d - separated given { C , E }"), and "B and D are not joined by any trail"
+_SEPARATION = re.compile(
+    r"\b([A-Za-z]\w*)\s+and\s+([A-Za-z]\w*)\s+are\s+(not\s+)?d\s*-\s*separated\s+given\s*\{([^}]*)\}"
+)
+_NO_TRAIL = re.compile(r"\b([A-Za-z]\w*)\s+and\s+([A-Za-z]\w*)\s+are\s+not\s+joined\s+by\s+any\s+trail")
 _GIVEN = re.compile(r"given\s*\{([^}]*)\}")
 _ANSWER = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 _ANSWER_LEAD = re.compile(r"(?:(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:?\s*)$", re.IGNORECASE)
@@ -167,6 +175,8 @@ def check_steps(reasoning: str | None, record: dict) -> dict:
     >>> rec = {"nodes": ["B", "C", "D"], "edges": [["B", "C"], ["D", "C"]], "atom": "dsep(B,D,{})"}
     >>> check_steps("Trail B -> C <- D is blocked at C, a collider outside {}. Trail B -> C -> D is open.", rec)
     {'steps': 2, 'true': 1, 'in_premise': 0}
+    >>> check_steps("So B and D are d - separated given { } . B and D are d-separated given {C}.", rec)
+    {'steps': 2, 'true': 1, 'in_premise': 0}
     """
     out = {"steps": 0, "true": 0, "in_premise": 0}
     if not reasoning:
@@ -184,6 +194,19 @@ def check_steps(reasoning: str | None, record: dict) -> dict:
         out["steps"] += 1
         out["true"] += holds == positive
         out["in_premise"] += positive and (x, y) in edges
+    skeleton = None
+    for x, y, negated, given in _SEPARATION.findall(reasoning):
+        z = {v.strip() for v in given.split(",") if v.strip()}
+        if x not in nodes or y not in nodes or x == y or not z <= nodes or {x, y} & z:
+            continue
+        out["steps"] += 1
+        out["true"] += bool(nx.is_d_separator(graph, {x}, {y}, z)) != bool(negated)
+    for x, y in _NO_TRAIL.findall(reasoning):
+        if x not in nodes or y not in nodes or x == y:
+            continue
+        skeleton = graph.to_undirected() if skeleton is None else skeleton
+        out["steps"] += 1
+        out["true"] += not nx.has_path(skeleton, x, y)
     claims = _TRAIL.findall(reasoning)
     if claims:
         z = set(conditioning_set(record))
