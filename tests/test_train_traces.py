@@ -137,3 +137,20 @@ def test_final_evaluation_grades_the_models_own_reasoning(tmp_path):
 
     table = format_reasoning(recipe.before, recipe.after)
     assert "valid traces" in table and "overall" in table
+
+
+def test_training_data_errors_name_the_file_and_line(tmp_path):
+    from constraintc.train.data import read_jsonl
+
+    good = generate("transitivity", "train", 2, seed=0, traces=True)
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(good[0]) + "\n\n" + json.dumps(good[1]) + "\n")
+    assert read_jsonl(path) == good  # blank lines skipped, records unchanged (no _line left)
+    path.write_text(json.dumps(good[0]) + "\n{not json\n")
+    with pytest.raises(ConstraintcError, match=r"train\.jsonl:2:2: error: invalid JSON"):
+        read_jsonl(path)
+    path.write_text(json.dumps({k: v for k, v in good[0].items() if k != "atom"}) + "\n")
+    with pytest.raises(ConstraintcError, match=r"train\.jsonl:1:1: error: record lacks atom"):
+        read_jsonl(path)
+    with pytest.raises(ConstraintcError, match="--data"):
+        read_jsonl(tmp_path / "missing.jsonl")

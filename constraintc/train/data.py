@@ -10,14 +10,12 @@ batches of an uninterrupted single-process run.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from constraintc.errors import ConstraintcError
 from constraintc.train.constraint import RulesConstraint
 
 
@@ -38,21 +36,16 @@ class Graph:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Records of a JSONL file (blank lines skipped); errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConstraintcError(f"error: --data={str(path)!r}: no such file")
+    """Training records of a JSONL file (``constraintc.tasks.io``'s reader, blank lines skipped),
+    each checked for the fields training needs; errors name the file and line."""
+    from constraintc.tasks.io import DataError, iter_jsonl
+
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ConstraintcError(f"{path}:{n}:{err.colno}: error: not valid JSON: {err.msg}") from None
+    for rec in iter_jsonl(path, "--data", with_lines=True):
+        line = rec.pop("_line")
         missing = [k for k in ("premise", "nodes", "edges", "atom", "group") if k not in rec]
         if missing:
-            raise ConstraintcError(f"{path}:{n}:1: error: record lacks {', '.join(missing)}")
+            raise DataError(f"{path}:{line}:1: error: record lacks {', '.join(missing)}")
         records.append(rec)
     return records
 
