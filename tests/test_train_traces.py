@@ -154,3 +154,18 @@ def test_training_data_errors_name_the_file_and_line(tmp_path):
         read_jsonl(path)
     with pytest.raises(ConstraintcError, match="--data"):
         read_jsonl(tmp_path / "missing.jsonl")
+
+
+def test_embedded_tokenizer_learns_the_reasoning_vocabulary_only_with_traces():
+    from constraintc.lm.models import build_embedded_model, embedded_corpus
+
+    # without traces the corpus (so the vocabulary and the default model) has no reasoning text
+    assert not any("Reasoning:" in t or "->" in t for t in embedded_corpus())
+    _, plain = build_embedded_model()
+    _, traced = build_embedded_model(traces=True)
+    assert "Reasoning" not in plain.get_vocab() and "->" not in plain.convert_ids_to_tokens(plain("B -> C")["input_ids"])
+    for text in [r["trace"] for r in generate("dsep", "train", 40, seed=5, traces=True)] + [reasoning_prompt({"premise": "B causes C.", "question": "Does B cause C?"})]:
+        ids = traced(text)["input_ids"]
+        assert traced.unk_token_id not in ids, text
+    decoded = traced.decode(traced("Trail B -> C <- D is open.")["input_ids"], skip_special_tokens=True)
+    assert check_steps(decoded, {"nodes": ["B", "C", "D"], "edges": [["B", "C"], ["D", "C"]], "atom": "dsep(B,D,{C})"}) == {"steps": 1, "true": 1, "in_premise": 0}

@@ -137,18 +137,16 @@ def embedded_corpus(seed: int = 0, per_task: int = 200, traces: bool = False) ->
     """
     from constraintc import tasks
     from constraintc.tasks.graphs import SHORT_NAMES
+    from constraintc.tasks.prompts import reasoning_prompt
+    from constraintc.tasks.traces import SENTENCE_FORMS
 
     texts = [" ".join(SHORT_NAMES)]
     for task in tasks.TASKS:
         for r in tasks.generate(task, "train", per_task, seed, traces=traces):
             texts.append(f"{r['premise']} {r['question']} {r['label']}")
             if traces:
-                from constraintc.tasks.prompts import reasoning_prompt
-
                 texts.append(f"{reasoning_prompt(r)} {r['trace']}\nAnswer: {r['label']}")
     if traces:
-        from constraintc.tasks.traces import SENTENCE_FORMS
-
         texts.extend(SENTENCE_FORMS)
     return texts
 
