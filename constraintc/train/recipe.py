@@ -15,26 +15,26 @@ followed by its record's trace, ``Answer:`` and the label, packed into the same 
 the mean over its target tokens: the trace, ``Answer:``, the answer and EOS (keep) or the answer
 alone, the trace being context (mask). The atoms' probabilities for the semantic loss, the
 held-out checks and the evaluation stay at the direct answer positions.
+
+The loss of a micro-batch is :func:`constraintc.train.loss.loss_step` (a pure function of the
+model's outputs); checkpoints are :mod:`constraintc.train.checkpoint`; the records come from
+:mod:`constraintc.train.records`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from constraintc.errors import ConstraintcError
 from constraintc.train.config import FinetuneConfig
+from constraintc.train.records import TRAIN_DATA_SEED
 from constraintc.train.schedules import LambdaSchedule
-
-TRAIN_DATA_SEED, HELDOUT_SEED, EVAL_SEED = 0, 1, 2
 
 
 def _dist():
@@ -95,7 +95,9 @@ class FinetuneRecipe:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         if self.resume:
-            self._load_checkpoint(self._find_checkpoint(self.resume))
+            from constraintc.train.checkpoint import find_checkpoint
+
+            self._load_checkpoint(find_checkpoint(self.out, self.resume))
         elif self.rank == 0:
             (self.out / "metrics.jsonl").write_text("")
         before_path = self.out / "eval_before.json"
@@ -143,34 +145,17 @@ class FinetuneRecipe:
 
     def _setup_data(self) -> None:
         cfg = self.cfg
-        from constraintc.tasks import generate
         from constraintc.tasks.prompts import format_prompt, reasoning_prompt
         from constraintc.train.constraint import RulesConstraint
-        from constraintc.tasks.rename import rename_records
-        from constraintc.train.data import build_graphs, read_jsonl, skew_labels
+        from constraintc.train.data import build_graphs
+        from constraintc.train.records import heldout_records, training_records
 
         self.constraint = RulesConstraint(cfg.rules, cfg.params)
         self.semantic = cfg.lambda_schedule != "none"
         self.traced = cfg.trace != "none"
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
         self.reasoning_fn = lambda rec: reasoning_prompt(rec, cfg.prompt_style, self.tokenizer)
-        if cfg.data:
-            records = read_jsonl(cfg.data)
-        else:
-            records = generate(cfg.task, "train", cfg.train_records, TRAIN_DATA_SEED, traces=self.traced)
-        if cfg.max_nodes:
-            records = [r for r in records if len(r["nodes"]) <= cfg.max_nodes]
-        if cfg.name_pool:
-            records = rename_records(records, cfg.name_pool, TRAIN_DATA_SEED)
-        records = skew_labels(records, cfg.label_yes_rate, TRAIN_DATA_SEED)
-        if self.traced and self.rank == 0:
-            labelled = [r for r in records if r.get("label") is not None]
-            bare = sum(not (r.get("trace") or "").strip() for r in labelled)
-            if bare:
-                _log(
-                    f"--trace {cfg.trace}: {bare} of {len(labelled)} labelled records carry no trace; "
-                    "their reasoning section is empty"
-                )
+        records = training_records(cfg, log=_log if self.rank == 0 else None)
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
             all_atoms=self.semantic, atoms_per_graph=cfg.atoms_per_graph, seed=TRAIN_DATA_SEED,
@@ -181,12 +166,7 @@ class FinetuneRecipe:
             self.train_graphs = [g for g in self.train_graphs if any(lab is not None for lab in g.labels)]
         if not self.train_graphs:
             raise ConstraintcError("error: no training graph left (no labels and no semantic loss?)")
-        held = generate(cfg.task, "train", cfg.eval_records, HELDOUT_SEED) if cfg.eval_records else []
-        if cfg.max_nodes:
-            held = [r for r in held if len(r["nodes"]) <= cfg.max_nodes]
-        if cfg.name_pool:
-            held = rename_records(held, cfg.name_pool, HELDOUT_SEED)
-        self.heldout = build_graphs(held, self.constraint, self.prompt_fn, all_atoms=False)
+        self.heldout = build_graphs(heldout_records(cfg), self.constraint, self.prompt_fn, all_atoms=False)
 
     # ------------------------------------------------------------------------------ train
     def train(self, stop_at: int | None = None) -> None:
@@ -234,6 +214,7 @@ class FinetuneRecipe:
     def train_step(self, step: int) -> dict:
         """One optimizer step on global batch ``step``; returns its metrics row."""
         from constraintc.train.data import batch_indices
+        from constraintc.train.loss import loss_step
 
         cfg = self.cfg
         graphs = [self.train_graphs[i] for i in batch_indices(len(self.train_graphs), cfg.batch_groups, step, cfg.seed)]
@@ -249,31 +230,11 @@ class FinetuneRecipe:
             if not mine:
                 continue
             batch, logits, log_p, log_q, trace_ce = self._forward(mine)
-            labels = [lab for g in mine for lab in g.labels]
-            lab_idx = torch.tensor([i for i, lab in enumerate(labels) if lab is not None], dtype=torch.long)
-            loss = logits.new_zeros((), dtype=torch.float64)
-            if len(lab_idx):
-                targets = torch.where(
-                    torch.tensor([labels[i] == self.constraint.yes for i in lab_idx.tolist()]),
-                    batch.yes_ids[lab_idx], batch.no_ids[lab_idx],
-                )
-                ce_sum = F.cross_entropy(logits[lab_idx].double(), targets, reduction="sum")
-                loss = loss + ce_sum / n_labelled
-                stats[0] += ce_sum.item()
-            if trace_ce is not None and trace_ce.numel():
-                loss = loss + trace_ce.sum() / n_labelled
-                stats[5] += trace_ce.sum().item()
-            keys = [(g.nodes, g.edges, g.atoms) for g in mine]
-            lp_groups = list(torch.split(log_p, batch.group_sizes))
-            lq_groups = list(torch.split(log_q, batch.group_sizes))
-            if self.semantic:
-                sl = -self.constraint.log_wmc(keys, lp_groups, lq_groups)
-                loss = loss + lam * sl.sum() / n_graphs
-                stats[1] += sl.sum().item()
-            answers = [lp >= math.log(0.5) for lp in lp_groups]
-            stats[2] += len(labels)
-            stats[3] += sum(int(a.sum()) for a in answers)
-            stats[4] += int(self.constraint.violated(keys, answers).sum())
+            loss, part = loss_step(
+                mine, batch, logits, log_p, log_q, trace_ce, self.constraint,
+                lam=lam if self.semantic else None, n_labelled=n_labelled, n_graphs=n_graphs,
+            )
+            stats += part
             loss.backward()
         dist = _dist()
         if dist:
@@ -347,16 +308,10 @@ class FinetuneRecipe:
         cfg = self.cfg
         from constraintc.evaluation.metrics import compute_report
         from constraintc.lm.binding import score_groups
-        from constraintc.tasks import generate
-        from constraintc.tasks.rename import rename_records
         from constraintc.train.data import build_graphs
+        from constraintc.train.records import evaluation_records
 
-        records: list[dict] = []
-        for split in cfg.eval_splits:
-            recs = generate(cfg.task, split, cfg.eval_records, EVAL_SEED)
-            if cfg.name_pool:
-                recs = rename_records(recs, cfg.name_pool, EVAL_SEED)
-            records += recs
+        records = evaluation_records(cfg)
         graphs = build_graphs(records, self.constraint, self.prompt_fn, all_atoms=False, check_feasible=False)
         probs = score_groups(self.model, self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no)
         preds = [
@@ -395,49 +350,24 @@ class FinetuneRecipe:
         """Write ``checkpoints/step-NNNNNN`` (weights being trained, optimizer, schedules, RNG)."""
         if self.rank != 0:
             return None
-        ckpt_root = self.out / "checkpoints"
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-        final = ckpt_root / f"step-{self.step:06d}"
-        tmp = ckpt_root / f".tmp-step-{self.step:06d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        torch.save(
-            {
-                "step": self.step,
-                "model": self._trainable_state(),
-                "optimizer": self.optimizer.state_dict(),
-                "lr_scheduler": self.lr_scheduler.state_dict(),
-                "lambda_schedule": self.schedule.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "python_rng": random.getstate(),
-                "config": self.cfg.to_dict(),
-            },
-            tmp / "state.pt",
-        )
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)  # a checkpoint directory exists only once it is complete
-        old = sorted(ckpt_root.glob("step-*"))[: -self.cfg.keep_checkpoints or None]
-        for d in old if self.cfg.keep_checkpoints else []:
-            shutil.rmtree(d, ignore_errors=True)
-        return final
+        from constraintc.train.checkpoint import save_checkpoint
 
-    def _find_checkpoint(self, spec: str) -> Path:
-        path = Path(spec)
-        if spec in ("latest", "auto"):
-            found = sorted((self.out / "checkpoints").glob("step-*"))
-            if not found:
-                raise ConstraintcError(f"error: --resume={spec!r}: no checkpoint under {self.out / 'checkpoints'}")
-            return found[-1]
-        if path.is_dir() and (path / "state.pt").is_file():
-            return path
-        if path.is_dir() and (path / "checkpoints").is_dir():
-            found = sorted((path / "checkpoints").glob("step-*"))
-            if found:
-                return found[-1]
-        raise ConstraintcError(f"error: --resume={spec!r}: expected a checkpoint directory, an output directory or 'latest'")
+        state = {
+            "step": self.step,
+            "model": self._trainable_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "lambda_schedule": self.schedule.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            "config": self.cfg.to_dict(),
+        }
+        return save_checkpoint(self.out, self.step, state, self.cfg.keep_checkpoints)
 
     def _load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path / "state.pt", weights_only=False)
+        from constraintc.train.checkpoint import load_checkpoint, truncate_metrics
+
+        state = load_checkpoint(path)
         params = dict(self.model.named_parameters())
         missing = [n for n in state["model"] if n not in params]
         if missing:
@@ -452,10 +382,7 @@ class FinetuneRecipe:
         random.setstate(state["python_rng"])
         self.step = state["step"]
         if self.rank == 0:  # drop metrics written after the checkpoint by the interrupted run
-            mpath = self.out / "metrics.jsonl"
-            rows = mpath.read_text().splitlines() if mpath.is_file() else []
-            kept = [r for r in rows if r.strip() and json.loads(r)["step"] <= self.step]
-            mpath.write_text("".join(r + "\n" for r in kept))
+            truncate_metrics(self.out / "metrics.jsonl", self.step)
             _log(f"resumed from {path} at step {self.step}")
 
     # ------------------------------------------------------------------------------ cleanup
