@@ -93,7 +93,8 @@ def _budget(max_seconds, max_memory, max_clauses, progress):
 
 def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto", cache: bool = True,
                   max_seconds: float | None = None, max_edges: int | None = None,
-                  progress=False, max_memory="default", max_clauses: int | None = None):
+                  progress=False, max_memory="default", max_clauses: int | None = None,
+                  budget=None):
     """Ground a ``.rules`` file (path or library name) over ``nodes`` (and optionally a graph),
     compile it, and return a :class:`~constraintc.circuit.Circuit` with one root.
 
@@ -104,7 +105,8 @@ def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto",
     compiling), ``max_memory`` (bytes, estimated; default 4 GiB or half the machine's memory,
     ``None`` for no limit) and ``max_clauses`` bound the grounding, ``max_edges`` the circuit;
     each is checked before and while the work runs, and ``BudgetExceeded`` says which ran out.
-    ``progress=True`` reports long work on stderr.
+    ``progress=True`` reports long work on stderr. A :class:`~constraintc.budget.Budget`
+    (``budget``) replaces those four arguments (its clock may have started earlier).
 
     >>> c = compile_rules("transitivity", nodes=3, cache=False)   # doctest: +SKIP
     >>> c.num_atoms                                               # doctest: +SKIP
@@ -116,7 +118,7 @@ def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto",
 
     from constraintc.logic.grounding import normalize_graph
 
-    budget = _budget(max_seconds, max_memory, max_clauses, progress)
+    budget = budget or _budget(max_seconds, max_memory, max_clauses, progress)
     path = resolve_rules_path(source)
     text = Path(path).read_bytes()
     graph = None if graph is None else normalize_graph(graph)
@@ -172,7 +174,8 @@ def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto",
 
 def compile_file(path, nodes=None, graph=None, params=None, backend: str = "auto",
                  cache: bool = True, max_seconds: float | None = None, max_edges: int | None = None,
-                 progress=False, max_memory="default", max_clauses: int | None = None):
+                 progress=False, max_memory="default", max_clauses: int | None = None,
+                 budget=None):
     """Compile a DIMACS ``.cnf`` file or a ``.rules`` file (or library name) into a ``Circuit``.
 
     A ``.cnf`` file keeps its variable order as the atom order (``c atoms K`` marks the first K
@@ -199,7 +202,7 @@ def compile_file(path, nodes=None, graph=None, params=None, backend: str = "auto
         if hit is not None:
             return hit
         cnf = CNF.read(p)
-        budget = _budget(max_seconds, max_memory, max_clauses, progress)
+        budget = budget or _budget(max_seconds, max_memory, max_clauses, progress)
         budget.check_clauses(len(cnf.clauses), f"reading {path}")
         meta = {"source": str(path), "source_hash": content_key(text), "kind": "cnf"}
         circuit = _compile_and_wrap(cnf, meta, backend, budget, max_edges, root_name=p.stem)
@@ -214,7 +217,7 @@ def compile_file(path, nodes=None, graph=None, params=None, backend: str = "auto
         nodes = list(dict.fromkeys(x for edge in graph for x in edge))
     return compile_rules(path, nodes, graph=graph, params=params, backend=backend, cache=cache,
                          max_seconds=max_seconds, max_edges=max_edges, progress=progress,
-                         max_memory=max_memory, max_clauses=max_clauses)
+                         max_memory=max_memory, max_clauses=max_clauses, budget=budget)
 
 
 # Graphs of this many nodes are probed for given atoms that the rules force.

@@ -101,9 +101,7 @@ def run(args: argparse.Namespace) -> int:
     with cli_option_names():
         circuit = compile_file(args.input, nodes=nodes, graph=graph, params=params,
                                backend=args.backend, cache=not args.no_cache,
-                               max_seconds=budget.max_seconds, max_edges=args.max_edges,
-                               progress=budget.progress or False, max_memory=budget.max_memory,
-                               max_clauses=budget.max_clauses)
+                               max_edges=args.max_edges, budget=budget)
     artifact = circuit.meta.get("cache", {}).get("path")
     if args.output:
         try:

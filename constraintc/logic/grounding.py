@@ -26,7 +26,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from constraintc.budget import Budget, format_bytes, format_count
+from constraintc.budget import Budget, format_count
 from constraintc.errors import BudgetExceeded, ConstraintcError, OptionError, SourcePosition, Unsatisfiable
 from constraintc.language import ast
 from constraintc.language.ast import Program
@@ -944,6 +944,7 @@ def ground(program: Program, nodes: int | list[str], graph: list[tuple[str, str]
     names = node_names(nodes)
     if n is None:
         check_grounding_budget(program, len(names), budget, instance=graph is not None)
+    budget.check_time("starting to ground")  # what came before (loading, imports) counts too
     g = _Grounder(program, names, budget=budget)
     evidence = None
     if graph is not None:
