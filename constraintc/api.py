@@ -224,16 +224,17 @@ def compile_file(path, nodes=None, graph=None, params=None, backend: str = "auto
 PROBE_NODES = 3
 
 
-def given_atom_warnings(program, nodes: int = PROBE_NODES, max_seconds: float = 5.0) -> list[str]:
-    """Warnings for rules that force atoms of a given predicate on every graph of ``nodes``
-    nodes (the rules then hold on no graph with that edge, or only on graphs with it), in
-    particular rules that allow no graph with any edge. An empty list when nothing is forced,
-    or when the probe does not fit a small budget (it then says nothing).
+def rule_warnings(program, nodes: int = PROBE_NODES, max_seconds: float = 5.0) -> list[str]:
+    """Warnings about what the rules allow on ``nodes`` nodes: no model at all (whatever the
+    graph), or atoms of a given predicate forced on every graph (the rules then hold on no graph
+    with that edge, or only on graphs with it), in particular no graph with any edge. An empty
+    list when nothing is wrong, or when the probe does not fit a small budget (it then says
+    nothing).
 
     >>> from constraintc.language import parse_rules
     >>> prog = parse_rules("given e(X: node, Y: node) where X != Y\\nquery q(X: node)\\n"
     ...                    "rule none: forall X, Y: ~e(X, Y) & (q(X) | ~q(X))")
-    >>> print(given_atom_warnings(prog)[0])                         # doctest: +ELLIPSIS
+    >>> print(rule_warnings(prog)[0])                               # doctest: +ELLIPSIS
     <string>:1:7: warning: no graph with an e satisfies the rules: on 3 nodes each of the 6 e(...) atoms ...
     """
     from constraintc.budget import Budget
@@ -242,14 +243,17 @@ def given_atom_warnings(program, nodes: int = PROBE_NODES, max_seconds: float = 
     from constraintc.errors import BudgetExceeded, SourcePosition, Unsatisfiable
     from constraintc.logic import ground
 
-    if not program.givens:
+    if not program.rules:
         return []
     budget = Budget(max_seconds=max_seconds, max_memory=256 * 2**20)
     try:
         grounding = ground(program, nodes, budget=budget)
         compiled = compile_cnf(grounding.cnf, budget=budget, max_edges=2_000_000)
-    except (BudgetExceeded, Unsatisfiable):
-        return []  # unsatisfiable rules are reported by ground/compile themselves
+    except BudgetExceeded:
+        return []
+    except Unsatisfiable:
+        return [f"{program.filename}: warning: the rules have no model on {nodes} nodes, whatever "
+                f"the graph: their semantic loss is infinite and compiling them fails"]
     given = {i + 1: a for i, a in enumerate(grounding.atom_info) if a.kind == "given"}
     forced = forced_atoms(compiled.ir, list(given))
     warnings = []

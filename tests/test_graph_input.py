@@ -12,7 +12,7 @@ import itertools
 import networkx as nx
 import pytest
 
-from constraintc.api import compile_rules, given_atom_warnings
+from constraintc.api import compile_rules, rule_warnings
 from constraintc.cli import main
 from constraintc.compile import compile_cnf
 from constraintc.compile.counting import forced_atoms, model_count
@@ -316,5 +316,15 @@ def test_forced_atoms_agree_with_brute_force(extra):
 
 
 def test_library_rules_force_no_given_atom():
-    for name in ("transitivity", "dsep", "transitivity_closed"):
-        assert given_atom_warnings(load_rules(name)) == []
+    for name in ("transitivity", "dsep", "transitivity_closed", "semigraphoid"):
+        assert rule_warnings(load_rules(name)) == []
+
+
+def test_rules_without_any_model_are_warned_about_at_check(tmp_path, capsys):
+    """A contradiction that no single rule shows (each is satisfiable, together they are not)
+    passes the checker; the probe says the rules have no model whatever the graph."""
+    path = tmp_path / "never.rules"
+    path.write_text("query p(X: node)\nrule a: exists X: p(X)\nrule b: forall X: ~p(X)\n")
+    assert main(["check", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert f"{path}: warning: the rules have no model on 3 nodes, whatever the graph" in err

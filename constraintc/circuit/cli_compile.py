@@ -110,11 +110,11 @@ def run(args: argparse.Namespace) -> int:
             raise OptionError("-o", args.output, f"a writable file path ({exc.strerror or exc})") from None
     warnings = []
     if circuit.meta.get("kind") == "rules" and circuit.meta.get("given_atoms"):
-        from constraintc.api import PROBE_NODES, given_atom_warnings
+        from constraintc.api import PROBE_NODES, rule_warnings
         from constraintc.language import load_rules
 
         probe = min(len(circuit.meta["nodes"]), PROBE_NODES)
-        warnings = given_atom_warnings(load_rules(args.input, params=params), nodes=probe)
+        warnings = rule_warnings(load_rules(args.input, params=params), nodes=probe)
         for warning in warnings:
             print(warning, file=sys.stderr)
     stats = circuit.meta.get("stats", {})

@@ -3,9 +3,9 @@
 A FILE that names no local file may name a library file: rules/dsep.rules, dsep.rules or dsep.
 Exit status 0 when every file is sound, 1 when a file has errors, 2 when a file is missing.
 
-A sound file is also probed on graphs of 3 nodes: when its rules force atoms of a given
-predicate (for example, they hold on no graph with an edge), a warning says so on stderr; the
-exit status stays 0. --no-probe skips that.
+A sound file is also probed on graphs of 3 nodes: when its rules have no model at all, or force
+atoms of a given predicate (for example, they hold on no graph with an edge), a warning says so
+on stderr; the exit status stays 0. --no-probe skips that.
 
 examples:
   constraintc check rules/dsep.rules
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a 'param' of the file (repeatable)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     parser.add_argument("--no-probe", action="store_true",
-                        help="skip the probe for given atoms that the rules force")
+                        help="skip the probe for rules without models or that force given atoms")
     parser.add_argument("--max-errors", type=int, default=100, metavar="N",
                         help="show at most N errors per file, then their count (default: 100; "
                              "0: show all)")
@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: ok ({q} query, {g} given, {d} derived predicates; "
                   f"{len(program.rules)} rules)")
         if not args.no_probe:
-            from constraintc.api import given_atom_warnings
+            from constraintc.api import rule_warnings
 
-            for warning in given_atom_warnings(program, max_seconds=2.0):
+            for warning in rule_warnings(program, max_seconds=2.0):
                 print(warning, file=sys.stderr)
     return status
