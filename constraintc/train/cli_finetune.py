@@ -110,19 +110,27 @@ def _fmt(x) -> str:
     return "  -  " if x is None else f"{x:.3f}"
 
 
+def _shortcut(m: dict) -> str:
+    name, bacc = m.get("best_baseline"), m.get("best_baseline_balanced_accuracy")
+    return "-" if name is None or bacc is None else f"{name} {bacc:.3f}"
+
+
 def format_comparison(before: dict | None, after: dict | None) -> str:
-    """A before/after table per split: balanced accuracy, yes-rate, MCC, rule violations, collapse."""
+    """A before/after table per split: balanced accuracy, yes-rate, MCC, rule violations, collapse,
+    and the best shortcut baseline on the same records (a surface cue, either polarity): a model
+    that does not beat it has not shown that it reasons."""
     if after is None:
         return ""
     lines = [
-        f"{'split':<26}{'n':>5}  {'bal.acc before -> after':>24}  {'yes-rate before -> after':>25}  "
-        f"{'MCC after':>9}  {'violations before -> after':>27}  collapsed before -> after"
+        f"{'split':<30}{'n':>5}  {'bal.acc before -> after':>24}  {'best shortcut':>28}  "
+        f"{'yes-rate before -> after':>25}  {'MCC after':>9}  {'violations before -> after':>27}  collapsed before -> after"
     ]
     for key, m in list(after["splits"].items()) + [("overall", after["overall"])]:
         b = (before["splits"].get(key) if key != "overall" else before["overall"]) if before else None
         flag = lambda s: "-" if s is None else ("COLLAPSED" if s["collapsed"] else "ok")  # noqa: E731
         lines.append(
-            f"{key:<26}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
+            f"{key:<30}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
+            f"  {_shortcut(m):>28}"
             f"  {_fmt(b and b['yes_rate']):>12} -> {_fmt(m['yes_rate']):<9}  {_fmt(m['mcc']):>9}"
             f"  {_fmt(b and b.get('rule_violation_rate')):>14} -> {_fmt(m.get('rule_violation_rate')):<9}"
             f"  {flag(b):>9} -> {flag(m)}"
