@@ -68,8 +68,8 @@ def open_name(rng: random.Random, heldout: bool | None = None) -> str:
     """
     while True:
         name = "".join(rng.choice(OPEN_ALPHABET) for _ in range(rng.randint(1, 3)))
-        if name in RESERVED_NAMES:
-            continue
+        if name in RESERVED_NAMES or name.lower() in ("yes", "no"):
+            continue  # answers are read case-insensitively
         if heldout is None or name_is_heldout(name) == heldout:
             return name
 

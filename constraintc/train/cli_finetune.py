@@ -56,13 +56,16 @@ _FLAGS = {
     "rules": ("--rules", str, "rules file or library name (default transitivity)"),
     "data": ("--data", str, "JSONL task records (default: generate --train-records records of --task)"),
     "task": ("--task", str, "task to generate when --data is not given: transitivity | dsep"),
+    "train_split": ("--train-split", str, "the generated split to train on (default mix: random DAGs, chains, dense DAGs, every statement order, letters and open names)"),
     "train_records": ("--train-records", int, "generated training questions (default 4000)"),
+    "questions_per_graph": ("--questions-per-graph", int, "generated questions per training graph, half Yes and half No (default 4)"),
     "eval_records": ("--eval-records", int, "questions per held-out / evaluation split (default 200)"),
     "steps": ("--steps", int, "optimizer steps (default 1000)"),
     "batch_groups": ("--batch-groups", int, "graphs per optimizer step, over all processes (default 16)"),
     "grad_accum": ("--grad-accum", int, "micro-batches per step (default 1)"),
     "lr": ("--lr", float, "AdamW learning rate (default 3e-3, for training from scratch)"),
     "warmup_steps": ("--warmup-steps", int, "linear learning-rate warm-up (default 50)"),
+    "lr_schedule": ("--lr-schedule", str, "constant | cosine: after the warm-up, constant or a half cosine down to lr/10 (default constant)"),
     "max_grad_norm": ("--max-grad-norm", float, "gradient clipping norm, 0 = off (default 1.0)"),
     "lambda_schedule": ("--lambda-schedule", str, f"one of {', '.join(SCHEDULES)} (default adaptive)"),
     "lambda_start": ("--lambda-start", float, "lambda at the start (default 0.05)"),
@@ -70,8 +73,8 @@ _FLAGS = {
     "finetune": ("--finetune", str, "full | lora | auto (default auto: full for embedded, LoRA otherwise)"),
     "lora_r": ("--lora-r", int, "LoRA rank (default 8)"),
     "label_yes_rate": ("--label-yes-rate", float, "drop No labels until this share of labels is Yes; 0 keeps all (default 0.75)"),
-    "name_pool": ("--name-pool", int, "rename nodes from the first N short names; 0 keeps names (default 6)"),
-    "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 4)"),
+    "name_pool": ("--name-pool", int, "rename nodes from the first N short names; 0 keeps names (default 0)"),
+    "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 0)"),
     "atoms_per_graph": ("--atoms-per-graph", int, "cap on questions per graph, 0 = every query atom (default 0)"),
     "prompt_style": ("--prompt-style", str, "plain | chat (default plain)"),
     "trace": ("--trace", str, "none | keep | mask: also train each labelled question as reasoning prompt -> the record's trace -> 'Answer:' -> answer, "
@@ -91,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for key, (flag, typ, help_text) in _FLAGS.items():
         parser.add_argument(flag, dest=key, type=typ, default=None, help=help_text)
     parser.add_argument("--resume", metavar="CKPT", help="checkpoint dir, output dir, or 'latest' (in --output-dir)")
-    parser.add_argument("--eval-splits", dest="eval_splits", default=None, help="comma-separated splits for the final evaluation (default train,reversed,shuffled)")
+    parser.add_argument("--eval-splits", dest="eval_splits", default=None, help="comma-separated splits for the final evaluation (default mix and the transfer splits: chains_long, chains_reversed, chains_shuffled, branching_large, unseen_names)")
     parser.add_argument("--no-final-eval", dest="final_eval", action="store_const", const=False, default=None, help="skip the before/after evaluation")
     parser.add_argument("--no-plots", dest="plots", action="store_const", const=False, default=None, help="do not draw training.png")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

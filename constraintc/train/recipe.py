@@ -24,6 +24,7 @@ model's outputs); checkpoints are :mod:`constraintc.train.checkpoint`; the recor
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -35,6 +36,28 @@ from constraintc.errors import ConstraintcError
 from constraintc.train.config import FinetuneConfig
 from constraintc.train.records import TRAIN_DATA_SEED
 from constraintc.train.schedules import LambdaSchedule
+
+
+def lr_factor(cfg: FinetuneConfig):
+    """The learning-rate multiplier of step ``s``: a linear warm-up over ``warmup_steps``, then
+    constant, or a half cosine from 1 to 0.1 at the last step (``lr_schedule = "cosine"``).
+
+    >>> from constraintc.train.config import validate
+    >>> f = lr_factor(validate({"steps": 100, "warmup_steps": 10, "lr_schedule": "cosine"}))
+    >>> round(f(4), 2), f(9), round(f(99), 2)
+    (0.5, 1.0, 0.1)
+    """
+    warmup, steps, cosine = cfg.warmup_steps, cfg.steps, cfg.lr_schedule == "cosine"
+
+    def factor(s: int) -> float:
+        if warmup and s < warmup:
+            return (s + 1) / warmup
+        if not cosine:
+            return 1.0
+        t = (s - warmup) / max(steps - 1 - warmup, 1)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+    return factor
 
 
 def _dist():
@@ -83,10 +106,7 @@ class FinetuneRecipe:
         self._setup_data()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warmup = cfg.warmup_steps
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
-        )
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg))
         self.schedule = LambdaSchedule(
             cfg.lambda_schedule, cfg.steps, cfg.lambda_start, cfg.lambda_end,
             cfg.lambda_up, cfg.lambda_down, cfg.lambda_max,

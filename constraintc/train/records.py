@@ -23,7 +23,10 @@ def training_records(cfg: FinetuneConfig, log=None) -> list[dict]:
     if cfg.data:
         records = read_jsonl(cfg.data)
     else:
-        records = generate(cfg.task, "train", cfg.train_records, TRAIN_DATA_SEED, traces=traced)
+        records = generate(
+            cfg.task, cfg.train_split, cfg.train_records, TRAIN_DATA_SEED,
+            questions_per_graph=cfg.questions_per_graph, traces=traced,
+        )
     if cfg.max_nodes:
         records = [r for r in records if len(r["nodes"]) <= cfg.max_nodes]
     if cfg.name_pool:
@@ -45,7 +48,7 @@ def heldout_records(cfg: FinetuneConfig) -> list[dict]:
     from constraintc.tasks import generate
     from constraintc.tasks.rename import rename_records
 
-    held = generate(cfg.task, "train", cfg.eval_records, HELDOUT_SEED) if cfg.eval_records else []
+    held = generate(cfg.task, cfg.train_split, cfg.eval_records, HELDOUT_SEED) if cfg.eval_records else []
     if cfg.max_nodes:
         held = [r for r in held if len(r["nodes"]) <= cfg.max_nodes]
     if cfg.name_pool:
