@@ -74,10 +74,10 @@ def scoring_speed(model_spec: str, repeats: int, style: str, graphs: int, nodes_
     from constraintc.lm.binding import pack_groups, score_groups
     from constraintc.tasks import generate
     from constraintc.tasks.prompts import format_prompt
-    from constraintc.train.constraint import RulesConstraint
+    from constraintc.semantic import SemanticLoss
 
     model, tok = load_model(model_spec)
-    rc = RulesConstraint("transitivity")
+    rc = SemanticLoss("transitivity")
     seen, groups = set(), []
     for r in generate("transitivity", "train", 400, seed=5):
         if r["group"] in seen or (nodes_max and len(r["nodes"]) > nodes_max):

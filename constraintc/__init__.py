@@ -24,6 +24,7 @@ _LAZY = {
     "Circuit": "constraintc.circuit",
     "compile_cnf": "constraintc.compile",
     "compile_rules": "constraintc.api",
+    "SemanticLoss": "constraintc.semantic",
 }
 
 __all__ = ["__version__", *_LAZY]

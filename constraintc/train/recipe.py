@@ -146,11 +146,11 @@ class FinetuneRecipe:
     def _setup_data(self) -> None:
         cfg = self.cfg
         from constraintc.tasks.prompts import format_prompt, reasoning_prompt
-        from constraintc.train.constraint import RulesConstraint
+        from constraintc.semantic import SemanticLoss
         from constraintc.train.data import build_graphs
         from constraintc.train.records import heldout_records, training_records
 
-        self.constraint = RulesConstraint(cfg.rules, cfg.params)
+        self.constraint = SemanticLoss(cfg.rules, cfg.params)
         self.semantic = cfg.lambda_schedule != "none"
         self.traced = cfg.trace != "none"
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
@@ -321,10 +321,7 @@ class FinetuneRecipe:
         ]
         kept = {p["id"] for p in preds}
         records = [r for r in records if r["id"] in kept]
-        # rule violations need a circuit per graph size: stay within the sizes trained on
-        report = compute_report(
-            records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=cfg.max_nodes or 6
-        )
+        report = compute_report(records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=None)
         if self.traced and cfg.trace_tokens:
             report["reasoning"] = self.reasoning_report(records)
         return report
