@@ -166,7 +166,10 @@ class SemanticLoss(torch.nn.Module):
         self._schema_info: dict[int, _Schema] = {}
         self._schema_failed: int | None = None  # smallest size whose schema ran out of budget
         self._instances: dict[str, torch.nn.Module] = {}  # canonical key -> instance circuit
-        self._decided: dict[str, object] = {}  # canonical key -> labels, "infeasible", None
+        self._decided: dict[str, object] = {}  # canonical key -> evaluator | labels | "infeasible" | "undecided"
+        from constraintc.logic.decide import definitions
+
+        self._definitions = definitions(self.program) if self.edge_pred is not None else None
         self._canon = _CanonicalGraphs()
         self._plans: dict[tuple, _Plan] = {}
         self._atom_names: dict[int, list[tuple[str, tuple]]] = {}
@@ -316,7 +319,7 @@ class SemanticLoss(torch.nn.Module):
                 return self._schema_plan(nodes, edges, asked)
             return self._subset_plan(nodes, edges, asked)
         if self.edge_pred is not None:
-            decided = self._decide(nodes, edges)
+            decided = self._decide(nodes, edges, asked)
             if decided == "infeasible":
                 return _Plan("infeasible", len(asked))
             if decided is not None:
@@ -405,36 +408,56 @@ class SemanticLoss(torch.nn.Module):
         return _Plan("subsets", len(asked), parts, order=(reach, pairs))
 
     # -- graphs that decide the rules, instance circuits --------------------------------------
-    def _decide(self, nodes, edges):
-        """Labels (canonical (pred, args) -> bool) when the graph decides every query atom,
-        ``"infeasible"`` when it contradicts the rules, else None; cached per canonical graph."""
-        key, _, canon_nodes, canon_edges = self._canon.key(nodes, edges)
-        if key not in self._decided:
-            from constraintc.logic.grounding import ground
-            from constraintc.logic.projection import satisfies, unit_propagate
+    def _decide(self, nodes, edges, asked):
+        """The rule-derived value of each asked atom (None: the rules leave it free) when the
+        graph decides every query atom, ``"infeasible"`` when the graph contradicts the rules,
+        else None. Cached per canonical graph.
 
-            try:
-                grounding = ground(self.program, canon_nodes, graph=canon_edges)
-            except Unsatisfiable:
-                self._decided[key] = "infeasible"
-                return "infeasible"
-            cnf = grounding.cnf
-            value = unit_propagate(cnf.num_vars, cnf.clauses)
-            if value is None:
-                result = "infeasible"
-            elif all(v in value for v in range(1, len(grounding.atoms) + 1)) and satisfies(cnf.clauses, value):
-                result = {(a.pred, tuple(a.args)): value[i + 1] for i, a in enumerate(grounding.atom_info)}
-            else:
-                result = None
-            self._decided[key] = result
-        result = self._decided[key]
-        return result if result is None or isinstance(result, str) else (result, self._canon.mapping(nodes, edges))
+        Definitional rules (``constraintc.logic.decide``) are evaluated for the asked atoms only;
+        other rules are grounded on the graph and decided by unit propagation when it fixes every
+        atom."""
+        key, mapping, canon_nodes, canon_edges = self._canon.key(nodes, edges)
+        state = self._decided.get(key)
+        if state is None:
+            state = self._decided[key] = self._decide_graph(canon_nodes, canon_edges)
+        if state == "infeasible" or state == "undecided":
+            return None if state == "undecided" else state
+        canon_args = [(pred, rename_args(args, mapping)) for pred, args in asked]
+        if isinstance(state, dict):  # every atom of the ground instance
+            return [state[a] for a in canon_args]
+        index = {name: i for i, name in enumerate(canon_nodes)}
+        out = []
+        for pred, args in canon_args:
+            ikey = tuple(sum(1 << index[v] for v in a) if isinstance(a, frozenset) else index[a] for a in args)
+            out.append(state.label(self._definitions, pred, ikey))
+        return out
 
-    def _label_plan(self, decided, asked) -> _Plan:
-        labels, mapping = decided
-        values = [labels[(pred, rename_args(args, mapping))] for pred, args in asked]
-        return _Plan("labels", len(asked), label_sel=torch.arange(len(asked)),
-                     label_val=torch.tensor(values, dtype=torch.bool))
+    def _decide_graph(self, canon_nodes, canon_edges):
+        if self._definitions is not None:
+            from constraintc.logic.decide import InstanceEvaluator
+
+            index = {name: i for i, name in enumerate(canon_nodes)}
+            ev = InstanceEvaluator(self.program, len(canon_nodes), {(index[u], index[v]) for u, v in canon_edges})
+            return ev if ev.graph_consistent(self._definitions) else "infeasible"
+        from constraintc.logic.grounding import ground
+        from constraintc.logic.projection import satisfies, unit_propagate
+
+        try:
+            grounding = ground(self.program, canon_nodes, graph=canon_edges)
+        except Unsatisfiable:
+            return "infeasible"
+        cnf = grounding.cnf
+        value = unit_propagate(cnf.num_vars, cnf.clauses)
+        if value is None:
+            return "infeasible"
+        if all(v in value for v in range(1, len(grounding.atoms) + 1)) and satisfies(cnf.clauses, value):
+            return {(a.pred, tuple(a.args)): value[i + 1] for i, a in enumerate(grounding.atom_info)}
+        return "undecided"
+
+    def _label_plan(self, labels, asked) -> _Plan:
+        sel = [j for j, v in enumerate(labels) if v is not None]  # free atoms weigh p + (1 - p)
+        return _Plan("labels", len(asked), label_sel=torch.tensor(sel, dtype=torch.long),
+                     label_val=torch.tensor([labels[j] for j in sel], dtype=torch.bool))
 
     def _instance_plan(self, nodes, edges, asked) -> _Plan:
         key, mapping, canon_nodes, canon_edges = self._canon.key(nodes, edges)
@@ -455,6 +478,11 @@ class SemanticLoss(torch.nn.Module):
                     f"schema_seconds={self.schema_seconds}) and its instance circuit did not compile "
                     f"within instance_seconds={self.instance_seconds}; raise a budget or use smaller graphs"
                 ) from None
+            if circuit.model_count() == 1:  # the graph decides every atom: keep the labels only
+                with torch.no_grad():
+                    model = circuit.marginals(torch.full((1, circuit.num_atoms), 0.5, dtype=torch.float64))[0]
+                self._decided[key] = {parse_atom(a): bool(model[i] > 0.5) for i, a in enumerate(circuit.atoms)}
+                return self._label_plan([self._decided[key][(p, rename_args(a, mapping))] for p, a in asked], asked)
             circuit.backend = self.backend
             self._instances[key] = circuit = circuit.to(self.device)
         index = {parse_atom(a): i for i, a in enumerate(circuit.atoms)}
