@@ -42,6 +42,7 @@ class FinetuneConfig:
     dtype: str = "float32"
     # data
     data: str = ""  # JSONL of task records; empty: generate `train_records` records of `task`
+    eval_data: str = ""  # JSONL records for the held-out checks and final evaluation; empty: a share of `data`
     task: str = "transitivity"
     train_records: int = 4000
     eval_records: int = 200

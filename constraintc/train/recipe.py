@@ -148,7 +148,7 @@ class FinetuneRecipe:
         from constraintc.tasks.prompts import format_prompt, reasoning_prompt
         from constraintc.semantic import SemanticLoss
         from constraintc.train.data import build_graphs
-        from constraintc.train.records import heldout_records, training_records
+        from constraintc.train.records import check_rules_fit, heldout_records, training_records
 
         self.constraint = SemanticLoss(cfg.rules, cfg.params)
         self.semantic = cfg.lambda_schedule != "none"
@@ -156,6 +156,7 @@ class FinetuneRecipe:
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
         self.reasoning_fn = lambda rec: reasoning_prompt(rec, cfg.prompt_style, self.tokenizer)
         records = training_records(cfg, log=_log if self.rank == 0 else None)
+        check_rules_fit(cfg, records, self.constraint.queries)
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
             all_atoms=self.semantic, atoms_per_graph=cfg.atoms_per_graph, seed=TRAIN_DATA_SEED,
