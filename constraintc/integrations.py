@@ -76,6 +76,7 @@ class GraphCollator:
 
     def __call__(self, rows: list[dict]) -> dict:
         from constraintc.lm.binding import pack_groups
+        from constraintc.train.data import Graph
 
         graphs, groups, labels = [], [], []
         for i, row in enumerate(rows):
@@ -99,11 +100,12 @@ class GraphCollator:
             if not atoms:
                 raise ConstraintcError(f"error: GraphCollator: row {i} asks no question")
             premise = row.get("premise") or _premise(edges)
-            groups.append([self.prompt(premise, self.loss.question(a)) for a in atoms])
+            prompts = [self.prompt(premise, self.loss.question(a)) for a in atoms]
             labels += [-1.0 if given.get(a) is None else float(given[a] == self.loss.yes) for a in atoms]
-            graphs.append((nodes, edges, atoms))
+            graphs.append(Graph(str(row.get("group", i)), nodes, [list(e) for e in edges], atoms, prompts,
+                                [given.get(a) for a in atoms]))
         self.loss.prepare(graphs)  # bad atoms fail here, in the data loader, with their names
-        packed = pack_groups(self.tokenizer, groups, self.loss.yes, self.loss.no)
+        packed = pack_groups(self.tokenizer, [g.prompts for g in graphs], self.loss.yes, self.loss.no)
         return {"packed": packed, "graphs": Graphs(tuple(graphs)), "labels": torch.tensor(labels)}
 
 
@@ -111,6 +113,9 @@ class SemanticLossMixin:
     """``compute_loss`` for a ``transformers.Trainer`` subclass, on :class:`GraphCollator` batches:
 
         loss = CE(labelled answers, mean)  +  semantic_weight * mean over graphs of SL(graph)
+
+    the loss step of ``constraintc finetune`` (``constraintc.train.loss.loss_step``: the CE of
+    the answer token over the vocabulary, the semantic loss from the Yes/No logits).
 
     Pass ``semantic_loss=SemanticLoss(...)`` and ``semantic_weight=...`` to the constructor (the
     rest goes to the trainer). ``remove_unused_columns`` is switched off (the rows are graphs, not
@@ -129,22 +134,26 @@ class SemanticLossMixin:
         self._terms: dict[str, list[float]] = {"ce_loss": [], "semantic_loss": []}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        from constraintc.lm.binding import packed_atom_logits
+        from constraintc.lm.binding import packed_logits, yes_no_log_probs
+        from constraintc.train.loss import loss_step
 
         if "packed" not in inputs or "graphs" not in inputs:
             raise ConstraintcError("error: SemanticLossMixin.compute_loss needs batches from "
                                    "constraintc.integrations.GraphCollator (data_collator=...)")
-        out = packed_atom_logits(model, inputs["packed"])
-        d = out.yes - out.no
-        labels = inputs["labels"].to(d.device)
-        known = labels >= 0
-        ce = (torch.nn.functional.binary_cross_entropy_with_logits(d[known].float(), labels[known].float())
-              if bool(known.any()) else d.new_zeros(()))
-        sl = self.semantic_loss.to(d.device)(list(inputs["graphs"]), d, reduction="mean")
-        loss = ce + self.semantic_weight * sl.to(ce.dtype)
-        self._terms["ce_loss"].append(float(ce.detach()))
-        self._terms["semantic_loss"].append(float(sl.detach()))
-        return (loss, {"logits": torch.stack([out.yes, out.no], 1)}) if return_outputs else loss
+        device = next(model.parameters()).device
+        batch = inputs["packed"].to(device)
+        graphs = list(inputs["graphs"])
+        logits, _ = packed_logits(model, batch)
+        log_p, log_q = yes_no_log_probs(logits.double(), batch)
+        labelled = sum(lab is not None for g in graphs for lab in g.labels)
+        loss, stats = loss_step(graphs, batch, logits, log_p, log_q, None, self.semantic_loss.to(device),
+                                lam=self.semantic_weight, n_labelled=max(labelled, 1), n_graphs=len(graphs))
+        self._terms["ce_loss"].append(stats[0].item() / max(labelled, 1))
+        self._terms["semantic_loss"].append(stats[1].item() / len(graphs))
+        if return_outputs:
+            q = torch.arange(logits.shape[0], device=logits.device)
+            return loss, {"logits": torch.stack([logits[q, batch.yes_ids], logits[q, batch.no_ids]], 1)}
+        return loss
 
     @torch.no_grad()
     def semantic_loss_of(self, rows: list[dict]) -> float:
