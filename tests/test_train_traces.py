@@ -14,7 +14,7 @@ from constraintc.evaluation.traces import check_steps
 from constraintc.tasks import generate
 from constraintc.tasks.prompts import format_prompt, reasoning_prompt
 from constraintc.train.config import validate
-from constraintc.train.constraint import RulesConstraint
+from constraintc.semantic import SemanticLoss
 from constraintc.tasks.rename import rename_records
 from constraintc.train.data import build_graphs, skew_labels, trace_completion
 from constraintc.train.recipe import FinetuneRecipe
@@ -22,7 +22,7 @@ from constraintc.train.recipe import FinetuneRecipe
 
 @pytest.fixture(scope="module")
 def constraint():
-    return RulesConstraint("transitivity")
+    return SemanticLoss("transitivity").double()
 
 
 def test_renamed_traces_stay_true_in_the_renamed_graph():

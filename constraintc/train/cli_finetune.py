@@ -21,6 +21,8 @@ examples:
   constraintc finetune --config examples/configs/finetune_transitivity.toml --steps 600
   constraintc finetune --model smollm2 --finetune lora --lr 2e-4 --name-pool 0 --steps 50
   constraintc finetune --data train.jsonl --rules dsep --task dsep --atoms-per-graph 24
+  constraintc finetune --rules examples/rules/confounding.rules --data examples/data/confounding.jsonl \
+      --max-nodes 0 --steps 200                          # your own rules and data (docs/finetune.md)
   constraintc finetune --resume latest --output-dir runs/finetune     # continue after a crash
   torchrun --nproc-per-node 2 -m constraintc finetune --steps 100     # data parallel (gloo)
   constraintc finetune --trace keep --output-dir runs/traces          # learn to write the gold traces
@@ -55,6 +57,8 @@ _FLAGS = {
     "model": ("--model", str, "hub id, local directory, .gguf file, 'smollm2' or 'embedded' (default embedded)"),
     "rules": ("--rules", str, "rules file or library name (default transitivity)"),
     "data": ("--data", str, "JSONL task records (default: generate --train-records records of --task)"),
+    "eval_data": ("--eval-data", str, "JSONL records for the held-out checks and the final evaluation "
+                  "(default with --data: 20%% of its graphs, held out of training)"),
     "task": ("--task", str, "task to generate when --data is not given: transitivity | dsep"),
     "train_split": ("--train-split", str, "the generated split to train on (default mix: random DAGs, chains, dense DAGs, every statement order, letters and open names)"),
     "train_records": ("--train-records", int, "generated training questions (default 4000)"),

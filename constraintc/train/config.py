@@ -42,6 +42,7 @@ class FinetuneConfig:
     dtype: str = "float32"
     # data
     data: str = ""  # JSONL of task records; empty: generate `train_records` records of `task`
+    eval_data: str = ""  # JSONL records for the held-out checks and final evaluation; empty: a share of `data`
     task: str = "transitivity"
     train_split: str = "mix"  # the generated split to train on (held-out slice: the same split, another seed)
     train_records: int = 4000

@@ -166,16 +166,17 @@ class FinetuneRecipe:
     def _setup_data(self) -> None:
         cfg = self.cfg
         from constraintc.tasks.prompts import format_prompt, reasoning_prompt
-        from constraintc.train.constraint import RulesConstraint
+        from constraintc.semantic import SemanticLoss
         from constraintc.train.data import build_graphs
-        from constraintc.train.records import heldout_records, training_records
+        from constraintc.train.records import check_rules_fit, heldout_records, training_records
 
-        self.constraint = RulesConstraint(cfg.rules, cfg.params)
+        self.constraint = SemanticLoss(cfg.rules, cfg.params)
         self.semantic = cfg.lambda_schedule != "none"
         self.traced = cfg.trace != "none"
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
         self.reasoning_fn = lambda rec: reasoning_prompt(rec, cfg.prompt_style, self.tokenizer)
         records = training_records(cfg, log=_log if self.rank == 0 else None)
+        check_rules_fit(cfg, records, self.constraint.queries)
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
             all_atoms=self.semantic, atoms_per_graph=cfg.atoms_per_graph, seed=TRAIN_DATA_SEED,
@@ -341,10 +342,7 @@ class FinetuneRecipe:
         ]
         kept = {p["id"] for p in preds}
         records = [r for r in records if r["id"] in kept]
-        # rule violations need a circuit per graph size: stay within the sizes trained on
-        report = compute_report(
-            records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=cfg.max_nodes or 6
-        )
+        report = compute_report(records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=None)
         if self.traced and cfg.trace_tokens:
             report["reasoning"] = self.reasoning_report(records)
         return report
