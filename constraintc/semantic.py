@@ -110,7 +110,9 @@ class SemanticLoss(torch.nn.Module):
 
     Budgets: ``schema_max_nodes`` (graphs up to this size use one schema circuit per size),
     ``subset_size`` (strict-order rules beyond that: subsets of this many nodes),
-    ``schema_seconds`` / ``instance_seconds`` (compile time allowed per circuit).
+    ``schema_seconds`` / ``instance_seconds`` (compile time allowed per circuit). ``backend``
+    picks the circuits' evaluator (``auto``: the C kernel on CPU, Triton on CUDA); ``cache``
+    keeps compiled circuits on disk (``$CONSTRAINTC_CACHE``).
     """
 
     def __init__(self, rules: str = "transitivity", params: dict | None = None, *,

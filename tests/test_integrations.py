@@ -31,6 +31,15 @@ def tiny():
     return build_tiny_model(seed=3)
 
 
+@pytest.fixture
+def one_thread():
+    # a tiny model's matrices are too small to split; two OpenMP threads on busy cores spin-wait
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_atom_logits_carry_gradients_and_equal_the_scorers(tiny):
     model, tok = tiny
     groups = [["a causes b. b causes c.\nQuestion: Does a cause c?\nAnswer:",
@@ -88,13 +97,13 @@ def test_trl_is_optional_and_lazy():
         assert issubclass(integrations.SemanticSFTTrainer, integrations.SemanticLossMixin)
 
 
-def test_trainer_with_the_semantic_loss_trains_and_the_loss_falls(tmp_path):
+def test_trainer_with_the_semantic_loss_trains_and_the_loss_falls(tmp_path, one_thread):
     result = _example("hf_trainer").train(steps=20, output_dir=str(tmp_path))
     assert len(result["history"]) == 20
     assert result["after"] < result["before"], result
 
 
-def test_own_training_loop_example_runs_and_the_loss_falls():
+def test_own_training_loop_example_runs_and_the_loss_falls(one_thread):
     result = _example("own_training_loop").train(steps=20)
     assert len(result["history"]) == 20 and all(x == x for x in result["history"])
     assert result["after"] < result["before"], result

@@ -63,8 +63,8 @@ SCRIPT = textwrap.dedent(
     print("auto", triton_available(), Evaluator(Circuit.from_ir(ir).plan).resolve("auto", torch.device("cuda")))
     out = {}
     for backend in ("torch", "triton"):
-        sl = SemanticLoss("transitivity", schema_max_nodes=4, backend=backend).double()
-        names, edges = list("abcde"), [("a", "b"), ("b", "c")]
+        sl = SemanticLoss("transitivity", schema_max_nodes=3, backend=backend).double()
+        names, edges = list("abcd"), [("a", "b"), ("b", "c")]
         atoms = sl.graph_atoms(names, edges).atoms
         z = torch.linspace(-3, 3, len(atoms), dtype=torch.float64).requires_grad_(True)
         loss = sl([(names, edges, atoms)], z)
@@ -80,7 +80,7 @@ def test_triton_interpreted_equals_reference(tmp_path, pytestconfig):
     seed = int(pytestconfig.option.hypothesis_seed)  # the run's seed, printed in the header
     env = dict(os.environ, TRITON_INTERPRET="1", CONSTRAINTC_CACHE=str(tmp_path))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(seed)], env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=1200)  # the interpreter is slow on a loaded machine
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout.splitlines()
     assert "auto True triton" in out, proc.stdout  # CUDA tensors would run this kernel
