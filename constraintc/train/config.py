@@ -52,19 +52,19 @@ class FinetuneConfig:
         default_factory=lambda: ["mix", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names"]
     )
     prompt_style: str = "plain"
-    trace: str = "none"  # none | keep | mask: reasoning-trace sequences for labelled questions (see data.py)
-    trace_tokens: int = 128  # with a trace mode: tokens the final evaluation lets the model reason for; 0: no generation
+    trace: str = "keep"  # none | keep | mask: reasoning-trace sequences for labelled questions (see data.py)
+    trace_tokens: int = 0  # with a trace mode: tokens the final evaluation lets the model reason for; 0: no generation
     label_yes_rate: float = 0.75  # keep Yes labels, drop No labels until this share is Yes; 0: keep all
     name_pool: int = 0  # rename each graph's nodes from the first N short names; 0: keep names
     max_nodes: int = 0  # train only on graphs with at most this many nodes; 0: all
-    atoms_per_graph: int = 0  # query atoms asked per graph (0: all); unasked atoms are fair coins
+    atoms_per_graph: int = 12  # query atoms asked per graph (0: all); unasked atoms are fair coins
     # optimisation
-    steps: int = 1000
+    steps: int = 1600
     batch_groups: int = 16
     grad_accum: int = 1
     lr: float = 3e-3
     warmup_steps: int = 50
-    lr_schedule: str = "constant"  # constant | cosine (to a tenth of lr at the last step), after the warm-up
+    lr_schedule: str = "cosine"  # constant | cosine (to a tenth of lr at the last step), after the warm-up
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -82,7 +82,7 @@ class FinetuneConfig:
     keep_checkpoints: int = 2
     plots: bool = True
     final_eval: bool = True
-    threads: int = 0  # torch threads per process; 0: one for the embedded model, else torch's default
+    threads: int = 0  # torch threads per process; 0: two for the embedded model (one under torchrun), else torch's default
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -60,6 +60,46 @@ def lr_factor(cfg: FinetuneConfig):
     return factor
 
 
+def favoured_answer(constraint, graphs, sample: int = 64) -> str | None:
+    """The answer the semantic loss alone pulls the training graphs' atoms toward: the mean of
+    ``P(atom | rules, edges)`` with every answer a fair coin (the gradient of ``log WMC`` with
+    respect to ``log p``) over the atoms only the semantic loss supervises (the unlabelled ones;
+    every asked atom when none is), on the first ``sample`` graphs. ``None`` when that mean is
+    within 0.05 of 1/2.
+
+    >>> from constraintc import SemanticLoss
+    >>> from constraintc.train.data import Graph
+    >>> g = Graph("g", ["B", "C", "D"], [["B", "C"]], atoms=["causes(B,D)", "causes(D,B)", "causes(C,D)", "causes(D,C)"])
+    >>> g.labels = [None] * 4
+    >>> favoured_answer(SemanticLoss("transitivity"), [g])
+    'No'
+    """
+    # a sum over node subsets counts an atom once per subset: its gradient is no marginal
+    graphs = [g for g in graphs if g.atoms and constraint.strategy(g.nodes, g.edges) != "subsets"][:sample]
+    if not graphs:
+        return None
+    keys = [(g.nodes, g.edges, g.atoms) for g in graphs]
+    log_p = [torch.full((len(g.atoms),), math.log(0.5), dtype=torch.float64, requires_grad=True) for g in graphs]
+    log_q = [torch.full((len(g.atoms),), math.log(0.5), dtype=torch.float64) for g in graphs]
+    log_w = constraint.log_wmc(keys, log_p, log_q)
+    finite = torch.isfinite(log_w)
+    if not finite.any():
+        return None
+    log_w[finite].sum().backward()
+    marginals, unlabelled = [], []
+    for g, lp, ok in zip(graphs, log_p, finite.tolist()):
+        if ok:
+            marginals.append(lp.grad)
+            labels = list(g.labels) + [None] * (len(g.atoms) - len(g.labels))
+            unlabelled.append(torch.tensor([lab is None for lab in labels]))
+    marginals, unlabelled = torch.cat(marginals), torch.cat(unlabelled)
+    pulled = marginals[unlabelled] if unlabelled.any() else marginals
+    mean = float(pulled.mean())
+    if abs(mean - 0.5) <= 0.05:
+        return None
+    return constraint.yes if mean > 0.5 else constraint.no
+
+
 def _dist():
     import torch.distributed as dist
 
@@ -97,9 +137,9 @@ class FinetuneRecipe:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         elif cfg.model == "embedded":
-            # its matrices are too small to split across cores, and OpenMP threads that share a
-            # busy core spin-wait: one thread ran a step in 0.25 s where two took up to 5 s
-            torch.set_num_threads(1)
+            # a step of the default run took 0.36 s on two threads and 0.51 s on one (2-core machine
+            # under load); several processes (torchrun) share the cores, one thread each
+            torch.set_num_threads(1 if self.world > 1 else max(1, min(2, os.cpu_count() or 1)))
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self._setup_model()
@@ -188,6 +228,12 @@ class FinetuneRecipe:
         if not self.train_graphs:
             raise ConstraintcError("error: no training graph left (no labels and no semantic loss?)")
         self.heldout = build_graphs(heldout_records(cfg), self.constraint, self.prompt_fn, all_atoms=False)
+        self.favoured = favoured_answer(self.constraint, self.train_graphs) if self.semantic else None
+        if self.favoured and self.rank == 0 and cfg.lambda_schedule == "adaptive":
+            _log(
+                f"the semantic loss favours {self.favoured} on the training graphs: a held-out collapse to "
+                f"{self.favoured} lowers lambda, a collapse to the other answer raises it"
+            )
 
     # ------------------------------------------------------------------------------ train
     def train(self, stop_at: int | None = None) -> None:
@@ -207,7 +253,8 @@ class FinetuneRecipe:
             self.step += 1
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 row.update(self.heldout_metrics())
-                self.schedule.observe(bool(row.get("heldout_collapsed")))
+                toward = self.constraint.yes if row.get("heldout_yes_rate", 0.0) >= 0.5 else self.constraint.no
+                self.schedule.observe(bool(row.get("heldout_collapsed")), toward_favoured=toward == self.favoured)
             if self.rank == 0:
                 with open(self.out / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(row) + "\n")
