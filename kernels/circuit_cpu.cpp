@@ -516,6 +516,7 @@ void fused_all(Ctx& c, int64_t root, int mode, T sign, const T* a, const T* b, i
 
 extern "C" {
 
+// The version of the exported signatures below; bump it (and cpu_kernel.ABI) when one changes.
 int constraintc_kernel_abi() { return 4; }
 
 #define PLAN_ARGS                                                                              \

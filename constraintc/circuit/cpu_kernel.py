@@ -3,24 +3,18 @@
 The kernel is a plain C ABI shared library built with the system C++ compiler
 (``$CXX`` or ``g++``/``c++``/``clang++``) and OpenMP when available, and called through ctypes on
 tensor data pointers: no torch headers, no ninja, and torch never becomes a build requirement.
-The library is cached under ``$CONSTRAINTC_CACHE/kernels`` (default ``~/.cache/constraintc``),
-keyed by a hash of the source, the compiler and the CPU's feature flags (it is built with
-``-march=native``). Without a compiler, :func:`available` is False and ``backend="auto"`` uses
-the torch reference.
+It is built, cached and checked before loading by :mod:`constraintc.native` (under
+``$CONSTRAINTC_CACHE/kernels``, keyed by a hash of the source, the compiler and the CPU's feature
+flags: it is built with ``-march=native``). Without a compiler, :func:`available` is False and
+``backend="auto"`` uses the torch reference.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 import weakref
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,66 +25,24 @@ _LOCK = threading.Lock()
 _LIB: ctypes.CDLL | None = None
 _ERROR: str | None = None
 
+_BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math")
+# the first set that compiles wins: OpenMP and -march=native are both optional
+_ATTEMPTS = (
+    _BASE_FLAGS + ("-march=native", "-fopenmp"),
+    _BASE_FLAGS + ("-fopenmp",),
+    _BASE_FLAGS + ("-march=native",),
+    _BASE_FLAGS,
+)
+ABI = 4  # constraintc_kernel_abi() in kernels/circuit_cpu.cpp
 
-def _source() -> Path:
+
+def native_library():
+    """The kernel as a :class:`constraintc.native.NativeLibrary` (source, flags, ABI)."""
+    from constraintc.native import NativeLibrary
     from constraintc.resources import kernels_dir
 
-    return kernels_dir() / "circuit_cpu.cpp"
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _cache_dir() -> Path:
-    from constraintc.circuit.artifact import cache_dir
-
-    return cache_dir() / "kernels"
-
-
-def _build(cxx: str) -> Path:
-    src = _source()
-    text = src.read_bytes()
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(text + version.encode() + _cpu_flags().encode() + platform.machine().encode())
-    out = _cache_dir() / f"circuit_cpu-{key.hexdigest()[:16]}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    base = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math"]
-    attempts = [
-        base + ["-march=native", "-fopenmp"],
-        base + ["-fopenmp"],
-        base + ["-march=native"],
-        base,
-    ]
-    errors = []
-    for flags in attempts:
-        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so")
-        os.close(fd)
-        proc = subprocess.run(flags + ["-o", tmp, str(src)], capture_output=True, text=True)
-        if proc.returncode == 0:
-            os.replace(tmp, out)  # atomic: concurrent builders never see a partial library
-            from constraintc.resources import prune_builds
-
-            prune_builds(out)
-            return out
-        os.unlink(tmp)
-        errors.append(f"{' '.join(flags)}: {proc.stderr.strip()[:500]}")
-    raise RuntimeError("could not build the CPU kernel:\n" + "\n".join(errors))
+    return NativeLibrary("circuit_cpu", kernels_dir() / "circuit_cpu.cpp", _ATTEMPTS,
+                         abi_symbol="constraintc_kernel_abi", abi=ABI, host_specific=True)
 
 
 def load() -> ctypes.CDLL | None:
@@ -102,13 +54,11 @@ def load() -> ctypes.CDLL | None:
         if os.environ.get("CONSTRAINTC_NO_CPU_KERNEL"):
             _ERROR = "disabled by CONSTRAINTC_NO_CPU_KERNEL"
             return None
-        cxx = _compiler()
-        if cxx is None:
-            _ERROR = "no C++ compiler found (set CXX)"
-            return None
+        from constraintc.native import NativeBuildError, load_library
+
         try:
-            lib = ctypes.CDLL(str(_build(cxx)))
-        except (OSError, RuntimeError) as exc:
+            lib = load_library(native_library())
+        except NativeBuildError as exc:
             _ERROR = str(exc)
             return None
         p = ctypes.c_void_p
