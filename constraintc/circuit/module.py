@@ -53,9 +53,8 @@ class Circuit(torch.nn.Module):
         self.evaluator = Evaluator(self.plan)
         self.backend = backend
         self.meta = dict(meta or {})
-        self._model_counts: dict[int, int] = {
-            int(k): int(v) for k, v in self.meta.get("model_counts", {}).items()
-        }
+        # counted from the circuit on first use; a count in the metadata is only compared with it
+        self._model_counts: dict[int, int] = {}
 
     # -- construction and artifacts -----------------------------------------------------------
     @classmethod
@@ -278,10 +277,23 @@ class Circuit(torch.nn.Module):
         return out
 
     def model_count(self, root: int | str = 0) -> int:
-        """Exact number of assignments of the atoms that satisfy the root (a Python int)."""
+        """Exact number of assignments of the atoms that satisfy the root (a Python int).
+
+        Counted from the circuit itself (once, then remembered). A count recorded in the
+        metadata (an artifact's ``model_counts``) must agree, else :class:`ArtifactError`.
+        """
         k = self.root_index(root)
         if k not in self._model_counts:
-            self._model_counts[k] = exact_model_count(self.ir, k)
+            count = exact_model_count(self.ir, k)
+            claimed = self.meta.get("model_counts", {}).get(str(k))
+            if claimed is not None and str(claimed) != str(count):
+                from constraintc.circuit.artifact import ArtifactError
+
+                raise ArtifactError(
+                    f"error: root {self.root_names[k]!r}: the metadata records {claimed} models, "
+                    f"the circuit has {count}"
+                )
+            self._model_counts[k] = count
         return self._model_counts[k]
 
     def release_buffers(self) -> None:
