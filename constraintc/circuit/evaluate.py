@@ -214,8 +214,9 @@ class Evaluator:
 
 def cpu_tile_width(batch: int) -> int:
     """Batch columns per tile of the CPU kernel: the whole batch when small, else 64 (whole
-    cache lines, and a tile's rows stay in cache for circuits of up to ~100k nodes)."""
-    return batch if batch <= 64 else 64
+    cache lines, and a tile's rows stay in cache for circuits of up to ~100k nodes); an empty
+    batch gets zero tiles of one column."""
+    return min(max(batch, 1), 64)
 
 
 class LogWMC(torch.autograd.Function):

@@ -15,6 +15,7 @@ marginals and model counts for a batch of atom probabilities.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -36,9 +37,13 @@ class Circuit(torch.nn.Module):
     """A compiled constraint (one or more roots over the same atoms).
 
     Inputs are ``[batch, atoms]`` tensors in :attr:`atoms` order; outputs keep the input dtype
-    (float32 for training, float64 for verification) and device. Probabilities 0 and 1 are exact:
+    (float32 for training, float64 for verification; float16 and bfloat16 are evaluated in
+    float32, since half precision cannot hold log-space sums, and the results cast back; integer
+    and bool inputs give the default float dtype) and device. Probabilities 0 and 1 are exact:
     values are ``-inf`` only where the constraint is false under them, and no value or gradient
-    is ever NaN (the gradient of a false constraint is zero).
+    is ever NaN (the gradient of a false constraint is zero). Inputs are checked: a probability
+    outside ``[0, 1]`` (NaN and infinities included), or a log-probability that is NaN or above
+    0, raises ``ValueError`` naming its ``[row, atom]`` index. An empty batch gives empty results.
 
     ``backend`` is ``"auto"`` (fused C kernel on CPU, Triton on CUDA, torch otherwise), ``"cpu"``,
     ``"triton"`` or ``"torch"`` (the reference).
@@ -119,7 +124,9 @@ class Circuit(torch.nn.Module):
         return root % self.num_roots
 
     # -- evaluation --------------------------------------------------------------------------
-    def _check(self, x: torch.Tensor, what: str) -> torch.Tensor:
+    def _check(self, x: torch.Tensor, what: str, log: bool = False) -> torch.Tensor:
+        """``x`` as a float32/float64 ``[batch, atoms]`` tensor with valid values (see the class
+        docstring); the caller casts results back to ``x``'s own dtype (:meth:`_out`)."""
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(x)
         if not torch.is_floating_point(x):
@@ -131,7 +138,37 @@ class Circuit(torch.nn.Module):
                 f"{what} must have shape [batch, {self.num_atoms}] (atoms {self.atoms[:4]}"
                 f"{'...' if self.num_atoms > 4 else ''}), got {tuple(x.shape)}"
             )
+        self._check_values(x, what, log)
         return x
+
+    def _check_values(self, x: torch.Tensor, what: str, log: bool = False) -> None:
+        """Raise ``ValueError`` at the first entry outside ``[0, 1]`` (``[-inf, 0]`` for log
+        inputs); NaN fails both comparisons, so it is caught by the same test."""
+        if x.numel() == 0:
+            return
+        if x.is_cpu and x.dtype in FUSED_DTYPES:
+            a = x.detach().numpy()  # numpy's min/max propagate NaN, in microseconds at batch 1
+            lo, hi = a.min(), a.max()
+        else:
+            lo, hi = (t.item() for t in torch.aminmax(x.detach()))
+        if (lo >= -math.inf if log else lo >= 0) and hi <= (0 if log else 1):
+            return
+        v = x.detach()
+        bad = ~(v <= 0) if log else ~((v >= 0) & (v <= 1))
+        row, col = (int(i) for i in bad.nonzero()[0])
+        value = v[row, col].item()
+        expected = "log-probabilities must be NaN-free and <= 0" if log else "probabilities must be in [0, 1]"
+        raise ValueError(
+            f"{what}[{row}, {col}] = {value} (atom {self.atoms[col]!r}): {expected}"
+            f" ({int(bad.sum())} such entr{'y' if int(bad.sum()) == 1 else 'ies'} in all)"
+        )
+
+    @staticmethod
+    def _out(result: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``result`` in the caller's dtype when that was a half-precision float."""
+        if isinstance(like, torch.Tensor) and like.dtype in (torch.float16, torch.bfloat16):
+            return result.to(like.dtype)
+        return result
 
     def _backend(self, device: torch.device) -> str:
         return self.evaluator.resolve(self.backend, device)
@@ -164,18 +201,20 @@ class Circuit(torch.nn.Module):
 
         Gradients flow to ``probs`` and are exact at 0 and 1.
         """
+        given = probs
         probs = self._check(probs, "probs")
         kernel = self._fused_kernel(probs) if self.plan.num_roots == 1 else None
         if kernel is not None and self._fused_ok(probs):
             probs = probs.contiguous()
-            return FusedLogWMC.apply(probs, None, kernel, 0, 0, 1, (probs.shape[0], 1))
-        return LogWMC.apply(probs, None, self.evaluator, self._backend(probs.device), "probs")
+            return self._out(FusedLogWMC.apply(probs, None, kernel, 0, 0, 1, (probs.shape[0], 1)), given)
+        return self._out(LogWMC.apply(probs, None, self.evaluator, self._backend(probs.device), "probs"), given)
 
     def log_wmc_log(self, log_p: torch.Tensor, log_not_p: torch.Tensor) -> torch.Tensor:
         """Like :meth:`log_wmc` from ``log p`` and ``log (1 - p)`` (e.g. ``logsigmoid(z)`` and
         ``logsigmoid(-z)`` of yes/no logits), exact without ever forming ``p``."""
-        log_p = self._check(log_p, "log_p")
-        log_not_p = self._check(log_not_p, "log_not_p")
+        given = log_p if getattr(log_p, "dtype", None) == getattr(log_not_p, "dtype", None) else None
+        log_p = self._check(log_p, "log_p", log=True)
+        log_not_p = self._check(log_not_p, "log_not_p", log=True)
         if log_p.shape != log_not_p.shape:
             raise ValueError(f"log_p {tuple(log_p.shape)} and log_not_p {tuple(log_not_p.shape)} differ")
         dtype = torch.promote_types(log_p.dtype, log_not_p.dtype)
@@ -183,8 +222,8 @@ class Circuit(torch.nn.Module):
         kernel = self._fused_kernel(log_p) if self.plan.num_roots == 1 else None
         if kernel is not None and self._fused_ok(log_p, log_not_p):
             log_p, log_not_p = log_p.contiguous(), log_not_p.contiguous()
-            return FusedLogWMC.apply(log_p, log_not_p, kernel, 0, 1, 1, (log_p.shape[0], 1))
-        return LogWMC.apply(log_p, log_not_p, self.evaluator, self._backend(log_p.device), "log")
+            return self._out(FusedLogWMC.apply(log_p, log_not_p, kernel, 0, 1, 1, (log_p.shape[0], 1)), given)
+        return self._out(LogWMC.apply(log_p, log_not_p, self.evaluator, self._backend(log_p.device), "log"), given)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
         return self.log_wmc(probs)
@@ -195,6 +234,7 @@ class Circuit(torch.nn.Module):
         kernel = self._fused_kernel(probs)
         if kernel is not None and self._fused_ok(probs):
             # one kernel call for the loss and (when probs requires it) its gradient
+            self._check_values(probs, "probs")
             probs = probs.contiguous()
             return FusedLogWMC.apply(probs, None, kernel, self._root_fast(root), 0, -1,
                                      (probs.shape[0],))
@@ -217,7 +257,8 @@ class Circuit(torch.nn.Module):
         (0.6931471805599453, [[-1.0, -2.0]])
         """
         kernel = self._fused_kernel(probs)
-        if kernel is not None:  # the hot path: validation is the checks _fused_kernel made
+        if kernel is not None:  # the hot path: _fused_kernel checked the type, shape and layout
+            self._check_values(probs, "probs")
             if not probs.is_contiguous():
                 probs = probs.detach().contiguous()
             k = self._root_fast(root)
@@ -228,16 +269,17 @@ class Circuit(torch.nn.Module):
                 loss, grad = self._check_out(out, probs)
             kernel.fused(k, 0, -1, probs, None, loss, grad, None)
             return loss, grad
+        given = probs
         probs = self._check(probs, "probs").detach()
         k = self.root_index(root)
         p = probs.clone().requires_grad_(True)
         with torch.enable_grad():
             loss = self.semantic_loss(p, k)
             (grad,) = torch.autograd.grad(loss.sum(), p)
-        loss = loss.detach()
+        loss, grad = self._out(loss.detach(), given), self._out(grad, given)
         if out is None:
             return loss, grad
-        o_loss, o_grad = self._check_out(out, probs)
+        o_loss, o_grad = self._check_out(out, grad)
         o_loss.copy_(loss)
         o_grad.copy_(grad)
         return o_loss, o_grad
@@ -260,6 +302,7 @@ class Circuit(torch.nn.Module):
         Computed by one top-down pass (it equals ``d log WMC / d log p``); a row whose
         constraint is impossible under ``probs`` gets zeros.
         """
+        given = probs
         probs = self._check(probs, "probs")
         k = self.root_index(root)
         backend = self._backend(probs.device)
@@ -274,7 +317,7 @@ class Circuit(torch.nn.Module):
         out = smoothed_marginals(ev, R, log_p, log_not_p, live)
         ev.pool.give(R)
         ev.pool.give(V)
-        return out
+        return self._out(out, given)
 
     def model_count(self, root: int | str = 0) -> int:
         """Exact number of assignments of the atoms that satisfy the root (a Python int).
