@@ -178,40 +178,44 @@ def test_concurrent_first_uses_build_once(tmp_path):
     assert len(list(cache.glob("probe-*.so"))) == 1
 
 
-@pytest.mark.parametrize("damage", ["truncated", "emptied"])
-def test_a_damaged_cpu_kernel_is_rebuilt_by_the_next_process(tmp_path, damage):
+def test_damaged_libraries_are_rebuilt_by_the_next_process(tmp_path):
     """A truncated library killed every later process with SIGBUS at load time; an emptied one
-    failed to load and left every later process on the slow path for good."""
+    failed to load and left every later process on a slow path (or without the built-in
+    compiler) for good. Here the CPU kernel is truncated and the compiler core emptied."""
     from constraintc.circuit import cpu_kernel
-
-    assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
-    lib = cpu_kernel.native_library()
-    name = lib.file_name(build_key(lib, CXX))
+    from constraintc.compile import dnnf
     from constraintc.native import kernels_dir
 
+    assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
+    assert dnnf.available()
     cache = tmp_path / "cache"
     (cache / "kernels").mkdir(parents=True, mode=0o700)
-    for suffix in ("", ".json"):  # start from this session's good build
-        shutil.copy(kernels_dir() / (name + suffix), cache / "kernels" / (name + suffix))
-    target = cache / "kernels" / name
-    size = target.stat().st_size
-    os.truncate(target, size // 2 if damage == "truncated" else 0)
+    targets = []
+    for lib, damage in ((cpu_kernel.native_library(), "truncated"), (dnnf.native_library(), "emptied")):
+        name = lib.file_name(build_key(lib, CXX))
+        for suffix in ("", ".json"):  # start from this session's good build
+            shutil.copy(kernels_dir() / (name + suffix), cache / "kernels" / (name + suffix))
+        target = cache / "kernels" / name
+        os.truncate(target, target.stat().st_size // 2 if damage == "truncated" else 0)
+        targets.append(target)
     code = textwrap.dedent("""
         import torch
         from constraintc.circuit import Circuit, cpu_kernel
-        from constraintc.compile.ir import IRBuilder
+        from constraintc.compile import compile_cnf
+        from constraintc.logic.cnf import CNF
         assert cpu_kernel.available(), cpu_kernel.unavailable_reason()
-        b = IRBuilder(num_vars=2)
-        c = Circuit.from_ir(b.build([b.conj([b.lit(1), b.lit(-2)])]), backend="cpu")
+        ir = compile_cnf(CNF(2, [(1,), (-2,)]), backend="builtin").ir
+        c = Circuit.from_ir(ir, backend="cpu")
         print(round(float(c.log_wmc(torch.tensor([[0.2, 0.7]], dtype=torch.float64)).exp()), 12))
     """)
     env = dict(os.environ, CONSTRAINTC_CACHE=str(cache))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])  # -7 would be SIGBUS
-    assert proc.stdout.strip() == "0.06"
-    assert "deleted and rebuilt" in proc.stderr
-    assert target.stat().st_size > 0
-    _assert_clean_build(target)
+    assert proc.stdout.strip() == "0.06"  # 0.2 * (1 - 0.7), by the built-in compiler and the kernel
+    assert proc.stderr.count("deleted and rebuilt") == 2
+    for target in targets:
+        assert target.stat().st_size > 0
+        _assert_clean_build(target)
 
 
 def test_both_native_libraries_go_through_the_one_helper(monkeypatch):

@@ -331,7 +331,7 @@ def test_a_second_process_cannot_write_the_same_directory(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- interruptions
-INTERRUPT_FLAGS = ["--steps", "16", "--checkpoint-every", "4", *SMALL_FLAGS]
+INTERRUPT_FLAGS = ["--steps", "32", "--checkpoint-every", "4", *SMALL_FLAGS]
 
 
 @pytest.fixture(scope="module")
@@ -341,9 +341,9 @@ def uninterrupted(tmp_path_factory) -> Path:
     return out
 
 
-def _start(out: Path) -> subprocess.Popen:
+def _start(*argv: str) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "constraintc", "finetune", "--output-dir", str(out), *INTERRUPT_FLAGS],
+    return subprocess.Popen([sys.executable, "-m", "constraintc", "finetune", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -356,30 +356,26 @@ def _wait_for_checkpoint(proc: subprocess.Popen, out: Path, step: int) -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_prints_how_to_resume_and_that_resume_is_exact(tmp_path, uninterrupted):
+def test_sigkill_then_ctrl_c_then_resume_is_bit_identical(tmp_path, uninterrupted):
+    """A run killed anywhere (also mid-checkpoint), resumed, interrupted with Ctrl-C, resumed with
+    the command Ctrl-C printed: the weights and metrics of one uninterrupted run, to the bit."""
     out = tmp_path / "run"
-    proc = _start(out)
-    _wait_for_checkpoint(proc, out, 8)
+    proc = _start("--output-dir", str(out), *INTERRUPT_FLAGS)
+    _wait_for_checkpoint(proc, out, 4)
+    time.sleep(random.Random(os.environ.get("CONSTRAINTC_TEST_SEED")).uniform(0, 0.4))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    killed_at = max(s for s, _ in ckpt.checkpoint_dirs(out))
+    proc = _start("--resume", "--output-dir", str(out), "--no-progress")
+    _wait_for_checkpoint(proc, out, killed_at + 4)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
+    assert f"resumed from {out / 'checkpoints'}" in err and "Traceback" not in err
     match = re.search(r"interrupted at step (\d+); the last checkpoint is step (\d+).*\n  (constraintc finetune --resume .*)", err)
     assert match, err[-2000:]
-    assert int(match.group(2)) >= 8 and "Traceback" not in err
+    assert int(match.group(2)) >= killed_at + 4
     argv = match.group(3).split()[1:]  # the printed command, as a user would paste it
     assert main([*argv, "--no-progress"]) == 0
-    _same_weights(out, uninterrupted)
-    assert _metrics(out) == _metrics(uninterrupted)
-
-
-@pytest.mark.slow
-def test_sigkill_then_resume_is_bit_identical(tmp_path, uninterrupted):
-    out = tmp_path / "run"
-    proc = _start(out)
-    _wait_for_checkpoint(proc, out, 4)
-    time.sleep(random.Random(os.environ.get("CONSTRAINTC_TEST_SEED")).uniform(0, 1.5))  # anywhere, also mid-checkpoint
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
-    assert main(["finetune", "--resume", "--output-dir", str(out), "--no-progress"]) == 0
     _same_weights(out, uninterrupted)
     assert _metrics(out) == _metrics(uninterrupted)

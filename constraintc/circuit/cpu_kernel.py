@@ -33,7 +33,7 @@ _ATTEMPTS = (
     _BASE_FLAGS + ("-march=native",),
     _BASE_FLAGS,
 )
-ABI = 4  # constraintc_kernel_abi() in kernels/circuit_cpu.cpp
+ABI = 5  # constraintc_kernel_abi() in kernels/circuit_cpu.cpp
 
 
 def native_library():
@@ -85,7 +85,7 @@ def load() -> ctypes.CDLL | None:
         for name in ("circuit_fused_f32", "circuit_fused_f64"):
             getattr(lib, name).argtypes = [p, i64, ctypes.c_int, ctypes.c_int, p, p, i64, p, p, p,
                                            ctypes.c_int]
-            getattr(lib, name).restype = None
+            getattr(lib, name).restype = i64
         _LIB = lib
         return _LIB
 
@@ -187,17 +187,20 @@ class CpuCircuit:
            ga.data_ptr(), 0 if gb is None else gb.data_ptr(), torch.get_num_threads())
 
     def fused(self, root: int, mode: int, sign: int, a: torch.Tensor, b: torch.Tensor | None,
-              value: torch.Tensor, ga: torch.Tensor | None, gb: torch.Tensor | None) -> None:
+              value: torch.Tensor, ga: torch.Tensor | None, gb: torch.Tensor | None) -> int:
         """Forward and backward of root ``root`` in one call, no work buffer kept.
 
         ``a`` (and ``b``): contiguous ``[batch, atoms]`` CPU tensors of one dtype (float32 or
         float64; probabilities for ``mode=0``, ``log p`` and ``log(1-p)`` for ``mode=1``). Writes
         ``value[i] = sign * log W_root`` (``batch`` contiguous values) and, when ``ga`` is given,
         ``ga`` (and ``gb``) ``= sign * d log W_root / d a`` (and ``/ d b``), overwriting them.
-        ``sign=-1`` gives the semantic loss and its gradient. Unchecked: the hot path of
-        :meth:`Circuit.semantic_loss_and_grad`; callers validate shapes, dtypes and layout.
+        ``sign=-1`` gives the semantic loss and its gradient. Returns -1; or, writing nothing,
+        the flat index of the first input value outside its domain (a probability outside
+        ``[0, 1]``, a log-probability that is NaN or positive; ``batch * atoms + i`` for ``b``).
+        Shapes, dtypes and layout are unchecked: the hot path of
+        :meth:`Circuit.semantic_loss_and_grad`; callers validate them.
         """
-        self._fused_fn[a.dtype](
+        return self._fused_fn[a.dtype](
             self._ctx, root, mode, sign, a.data_ptr(), 0 if b is None else b.data_ptr(), a.shape[0],
             value.data_ptr(), 0 if ga is None else ga.data_ptr(), 0 if gb is None else gb.data_ptr(),
             torch.get_num_threads())

@@ -300,6 +300,15 @@ FUSED_MAX_BATCH = 64
 FUSED_DTYPES = (torch.float32, torch.float64)
 
 
+class InputOutOfRange(ValueError):
+    """Raised by the kernel's one-call path: input ``index`` (flat, ``batch * atoms + i`` for the
+    second input) is outside its domain. ``Circuit`` turns it into a message naming the entry."""
+
+    def __init__(self, index: int):
+        super().__init__(f"input value {index} is outside its domain")
+        self.index = index
+
+
 class FusedLogWMC(torch.autograd.Function):
     """``sign * log WMC`` of one root, shape ``shape`` (``[batch]`` or ``[batch, 1]``), with its
     gradient computed in the same kernel call as the values (``CpuCircuit.fused``).
@@ -308,7 +317,8 @@ class FusedLogWMC(torch.autograd.Function):
     depends on its own input row only. No work buffer outlives the forward call; the price is
     that the gradient is computed whenever an input requires it, even if backward never runs,
     which is why it is used for small batches (:data:`FUSED_MAX_BATCH`). Inputs: contiguous CPU
-    tensors of one dtype in :data:`FUSED_DTYPES`; ``mode`` 0 (probs, ``b=None``) or 1 (logs).
+    tensors of one dtype in :data:`FUSED_DTYPES`; ``mode`` 0 (probs, ``b=None``) or 1 (logs). The
+    kernel checks their values in the same call (:class:`InputOutOfRange`).
     """
 
     @staticmethod
@@ -318,7 +328,9 @@ class FusedLogWMC(torch.autograd.Function):
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             ga = torch.empty_like(a)
             gb = None if b is None else torch.empty_like(b)
-        kernel.fused(root, mode, sign, a, b, value, ga, gb)
+        bad = kernel.fused(root, mode, sign, a, b, value, ga, gb)
+        if bad >= 0:
+            raise InputOutOfRange(bad)
         ctx.ga, ctx.gb = ga, gb
         return value
 

@@ -26,6 +26,7 @@ from constraintc.circuit.evaluate import (
     FUSED_MAX_BATCH,
     Evaluator,
     FusedLogWMC,
+    InputOutOfRange,
     LogWMC,
     smoothed_marginals,
 )
@@ -124,9 +125,10 @@ class Circuit(torch.nn.Module):
         return root % self.num_roots
 
     # -- evaluation --------------------------------------------------------------------------
-    def _check(self, x: torch.Tensor, what: str, log: bool = False) -> torch.Tensor:
+    def _check(self, x: torch.Tensor, what: str, log: bool = False, values: bool = True) -> torch.Tensor:
         """``x`` as a float32/float64 ``[batch, atoms]`` tensor with valid values (see the class
-        docstring); the caller casts results back to ``x``'s own dtype (:meth:`_out`)."""
+        docstring; ``values=False`` leaves the values to the kernel's one-call path, which checks
+        them in the same pass); the caller casts results back to ``x``'s own dtype (:meth:`_out`)."""
         if not isinstance(x, torch.Tensor):
             x = torch.as_tensor(x)
         if not torch.is_floating_point(x):
@@ -138,7 +140,8 @@ class Circuit(torch.nn.Module):
                 f"{what} must have shape [batch, {self.num_atoms}] (atoms {self.atoms[:4]}"
                 f"{'...' if self.num_atoms > 4 else ''}), got {tuple(x.shape)}"
             )
-        self._check_values(x, what, log)
+        if values:
+            self._check_values(x, what, log)
         return x
 
     def _check_values(self, x: torch.Tensor, what: str, log: bool = False) -> None:
@@ -162,6 +165,13 @@ class Circuit(torch.nn.Module):
             f"{what}[{row}, {col}] = {value} (atom {self.atoms[col]!r}): {expected}"
             f" ({int(bad.sum())} such entr{'y' if int(bad.sum()) == 1 else 'ies'} in all)"
         )
+
+    def _refused(self, inputs, log: bool = False):
+        """The kernel refused one of ``inputs`` (``(tensor, name)`` pairs): raise the message
+        that names the entry."""
+        for x, what in inputs:
+            self._check_values(x, what, log)
+        raise ValueError(f"{', '.join(w for _, w in inputs)}: a value outside its domain")
 
     @staticmethod
     def _out(result: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -202,19 +212,23 @@ class Circuit(torch.nn.Module):
         Gradients flow to ``probs`` and are exact at 0 and 1.
         """
         given = probs
-        probs = self._check(probs, "probs")
+        probs = self._check(probs, "probs", values=False)
         kernel = self._fused_kernel(probs) if self.plan.num_roots == 1 else None
         if kernel is not None and self._fused_ok(probs):
             probs = probs.contiguous()
-            return self._out(FusedLogWMC.apply(probs, None, kernel, 0, 0, 1, (probs.shape[0], 1)), given)
+            try:
+                return self._out(FusedLogWMC.apply(probs, None, kernel, 0, 0, 1, (probs.shape[0], 1)), given)
+            except InputOutOfRange:
+                self._refused([(probs, "probs")])
+        self._check_values(probs, "probs")
         return self._out(LogWMC.apply(probs, None, self.evaluator, self._backend(probs.device), "probs"), given)
 
     def log_wmc_log(self, log_p: torch.Tensor, log_not_p: torch.Tensor) -> torch.Tensor:
         """Like :meth:`log_wmc` from ``log p`` and ``log (1 - p)`` (e.g. ``logsigmoid(z)`` and
         ``logsigmoid(-z)`` of yes/no logits), exact without ever forming ``p``."""
         given = log_p if getattr(log_p, "dtype", None) == getattr(log_not_p, "dtype", None) else None
-        log_p = self._check(log_p, "log_p", log=True)
-        log_not_p = self._check(log_not_p, "log_not_p", log=True)
+        log_p = self._check(log_p, "log_p", log=True, values=False)
+        log_not_p = self._check(log_not_p, "log_not_p", log=True, values=False)
         if log_p.shape != log_not_p.shape:
             raise ValueError(f"log_p {tuple(log_p.shape)} and log_not_p {tuple(log_not_p.shape)} differ")
         dtype = torch.promote_types(log_p.dtype, log_not_p.dtype)
@@ -222,7 +236,12 @@ class Circuit(torch.nn.Module):
         kernel = self._fused_kernel(log_p) if self.plan.num_roots == 1 else None
         if kernel is not None and self._fused_ok(log_p, log_not_p):
             log_p, log_not_p = log_p.contiguous(), log_not_p.contiguous()
-            return self._out(FusedLogWMC.apply(log_p, log_not_p, kernel, 0, 1, 1, (log_p.shape[0], 1)), given)
+            try:
+                return self._out(FusedLogWMC.apply(log_p, log_not_p, kernel, 0, 1, 1, (log_p.shape[0], 1)), given)
+            except InputOutOfRange:
+                self._refused([(log_p, "log_p"), (log_not_p, "log_not_p")], log=True)
+        self._check_values(log_p, "log_p", log=True)
+        self._check_values(log_not_p, "log_not_p", log=True)
         return self._out(LogWMC.apply(log_p, log_not_p, self.evaluator, self._backend(log_p.device), "log"), given)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
@@ -234,10 +253,12 @@ class Circuit(torch.nn.Module):
         kernel = self._fused_kernel(probs)
         if kernel is not None and self._fused_ok(probs):
             # one kernel call for the loss and (when probs requires it) its gradient
-            self._check_values(probs, "probs")
             probs = probs.contiguous()
-            return FusedLogWMC.apply(probs, None, kernel, self._root_fast(root), 0, -1,
-                                     (probs.shape[0],))
+            try:
+                return FusedLogWMC.apply(probs, None, kernel, self._root_fast(root), 0, -1,
+                                         (probs.shape[0],))
+            except InputOutOfRange:
+                self._refused([(probs, "probs")])
         return -self.log_wmc(probs)[:, self.root_index(root)]
 
     def semantic_loss_and_grad(self, probs: torch.Tensor, root: int | str = 0, *, out=None):
@@ -258,7 +279,6 @@ class Circuit(torch.nn.Module):
         """
         kernel = self._fused_kernel(probs)
         if kernel is not None:  # the hot path: _fused_kernel checked the type, shape and layout
-            self._check_values(probs, "probs")
             if not probs.is_contiguous():
                 probs = probs.detach().contiguous()
             k = self._root_fast(root)
@@ -267,7 +287,8 @@ class Circuit(torch.nn.Module):
                 grad = torch.empty_like(probs, memory_format=torch.contiguous_format)
             else:
                 loss, grad = self._check_out(out, probs)
-            kernel.fused(k, 0, -1, probs, None, loss, grad, None)
+            if kernel.fused(k, 0, -1, probs, None, loss, grad, None) >= 0:  # values checked in the call
+                self._refused([(probs, "probs")])
             return loss, grad
         given = probs
         probs = self._check(probs, "probs").detach()

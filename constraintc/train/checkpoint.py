@@ -32,8 +32,6 @@ import re
 import shutil
 from pathlib import Path
 
-import torch
-
 from constraintc.errors import ConstraintcError
 
 FORMAT = "constraintc-checkpoint"
@@ -48,16 +46,19 @@ class CheckpointError(ConstraintcError):
 
 
 # ---------------------------------------------------------------------------------- encoding
-def encode_state(state) -> tuple[object, dict[str, torch.Tensor]]:
+def encode_state(state) -> tuple[object, dict]:
     """``(json_value, tensors)``: ``state`` (nested dicts, lists, tuples, numbers, strings, None,
     tensors) as a JSON-able value whose tensors are ``{"$tensor": name}`` references.
 
+    >>> import torch
     >>> value, tensors = encode_state({"step": 3, "betas": (0.9, 0.99), 0: torch.zeros(2)})
     >>> value
     {'$dict': [['step', 3], ['betas', {'$tuple': [0.9, 0.99]}], [0, {'$tensor': 't0'}]]}
     >>> decode_state(value, tensors)
     {'step': 3, 'betas': (0.9, 0.99), 0: tensor([0., 0.])}
     """
+    import torch
+
     tensors: dict[str, torch.Tensor] = {}
 
     def enc(x):
@@ -80,7 +81,7 @@ def encode_state(state) -> tuple[object, dict[str, torch.Tensor]]:
     return enc(state), tensors
 
 
-def decode_state(value, tensors: dict[str, torch.Tensor]):
+def decode_state(value, tensors: dict):
     """The inverse of :func:`encode_state`; raises ``ValueError`` on anything it did not write."""
 
     def dec(x):

@@ -138,6 +138,15 @@ class FinetuneRecipe:
             if not isinstance(point, rundir.ResumePoint):
                 point = rundir.find_resume(str(point), self.out)
             self.run_id = point.run_id
+            dist = _dist()
+            if dist:  # every process must continue from the same checkpoint
+                chosen = torch.tensor([point.step])
+                dist.broadcast(chosen, 0)
+                if int(chosen) != point.step:
+                    raise rundir.RunDirError(
+                        f"error: --resume: process {self.rank} found step {point.step}, process 0 step "
+                        f"{int(chosen)} (was {self.out} changing?); run the command again"
+                    )
             for path, why in point.skipped if self.rank == 0 else []:
                 _log(f"warning: skipping checkpoint {path}: {why}")
             diffs = rundir.config_differences(point.config, cfg.to_dict())
