@@ -271,3 +271,13 @@ def test_concurrent_compiles_into_one_cache(tmp_path):
     assert [int(o[0]) for o in outs] == [expected] * 2
     assert all("refused" not in o[1] for o in outs)
     assert compile_file(cnf).meta["cache"]["hit"] is True
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning_not_a_failure(capfd):
+    root = Path(os.environ["CONSTRAINTC_CACHE"])
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "circuits").write_text("a file where the cache directory should be")
+    circuit = compile_rules("transitivity", nodes=3)  # compiled, returned, not stored
+    assert "cache" not in circuit.meta
+    assert "not cached" in capfd.readouterr().err
+    assert circuit.atoms == compile_rules("transitivity", nodes=3, cache=False).atoms

@@ -91,7 +91,8 @@ class Circuit(torch.nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto") -> "Circuit":
-        """Read an artifact written by :meth:`save` or ``constraintc compile -o PATH``."""
+        """Read an artifact written by :meth:`save` or ``constraintc compile -o PATH``; a missing,
+        damaged (digest mismatch) or malformed file raises :class:`ArtifactError` naming it."""
         from constraintc.circuit.artifact import load_artifact
 
         ir, meta = load_artifact(path)
