@@ -331,6 +331,19 @@ def test_a_second_process_cannot_write_the_same_directory(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- interruptions
+def test_the_ctrl_c_message_fits_where_the_run_was(tmp_path):
+    cfg = validate({**SMALL, "output_dir": str(tmp_path / "a b"), "checkpoint_every": 50})
+    recipe = FinetuneRecipe(cfg, progress=False)
+    assert "run the same command again" in recipe.resume_hint()  # before set-up claimed the directory
+    recipe.run_id, recipe.step = "r", 7  # a new run, before its first checkpoint
+    assert "nothing to resume" in recipe.resume_hint() and "--overwrite" in recipe.resume_hint()
+    recipe.saved_step = 50  # a resumed run interrupted while it set up
+    recipe.step = 0
+    hint = recipe.resume_hint()
+    assert "interrupted at step 50; the last checkpoint is step 50. Continue with:" in hint
+    assert f"constraintc finetune --resume --output-dir '{tmp_path / 'a b'}'" in hint  # quoted for the shell
+
+
 INTERRUPT_FLAGS = ["--steps", "32", "--checkpoint-every", "4", *SMALL_FLAGS]
 
 

@@ -137,7 +137,7 @@ class FinetuneRecipe:
             point = self.resume
             if not isinstance(point, rundir.ResumePoint):
                 point = rundir.find_resume(str(point), self.out)
-            self.run_id = point.run_id
+            self.run_id, self.saved_step = point.run_id, point.step
             dist = _dist()
             if dist:  # every process must continue from the same checkpoint
                 chosen = torch.tensor([point.step])
@@ -177,13 +177,15 @@ class FinetuneRecipe:
     def resume_hint(self) -> str:
         """How to go on after an interruption (what Ctrl-C prints)."""
         if self.run_id is None:
-            return f"interrupted before the run started; nothing to resume in {self.out}"
+            return "interrupted before the run started: run the same command again"
         out = shlex.quote(str(self.out))
         if self.saved_step is None:
             return (f"interrupted at step {self.step}, before the first checkpoint (every "
-                    f"{self.cfg.checkpoint_every} steps); start again with --overwrite --output-dir {out}")
-        redo = self.step - self.saved_step
-        return (f"interrupted at step {self.step}; the last checkpoint is step {self.saved_step}"
+                    f"{self.cfg.checkpoint_every} steps): nothing to resume; to start again, run the same "
+                    f"command with --overwrite (it replaces the run in {out})")
+        step = max(self.step, self.saved_step)  # a resumed run interrupted during its set-up is at its checkpoint
+        redo = step - self.saved_step
+        return (f"interrupted at step {step}; the last checkpoint is step {self.saved_step}"
                 f"{f' ({redo} steps will be redone)' if redo > 0 else ''}. Continue with:\n"
                 f"  constraintc finetune --resume --output-dir {out}")
 
