@@ -80,6 +80,9 @@ class Evaluator:
         self._torch_plans: dict[str, torch_ref.TorchPlan] = {}
         self._cpu = None
         self._triton: dict[str, object] = {}
+        # device -> the plan's index tensors already there (a Circuit's buffers, see
+        # Circuit._link_buffers): device plans reuse them instead of copying from numpy
+        self.device_tensors: dict[str, dict[str, torch.Tensor]] = {}
 
     def __getstate__(self):
         # kernels, device plans and buffers are caches (and hold locks and C handles): a copy or
@@ -94,7 +97,7 @@ class Evaluator:
         key = str(device)
         tp = self._torch_plans.get(key)
         if tp is None:
-            tp = self._torch_plans[key] = torch_ref.TorchPlan(self.plan, device)
+            tp = self._torch_plans[key] = torch_ref.TorchPlan(self.plan, device, self.device_tensors.get(key))
         return tp
 
     def cpu_kernel(self):
@@ -110,7 +113,7 @@ class Evaluator:
         if k is None:
             from constraintc.kernels import circuit_triton
 
-            k = self._triton[key] = circuit_triton.TritonCircuit(self.plan, device)
+            k = self._triton[key] = circuit_triton.TritonCircuit(self.plan, device, self.device_tensors.get(key))
         return k
 
     def resolve(self, backend: str, device: torch.device) -> str:
@@ -123,9 +126,7 @@ class Evaluator:
 
             return "cpu" if cpu_kernel.available() else "torch"
         if device.type == "cuda":
-            import importlib.util
-
-            return "triton" if importlib.util.find_spec("triton") is not None else "torch"
+            return "triton" if triton_available() else "torch"
         return "torch"
 
     def forward(self, V: torch.Tensor, backend: str) -> None:
@@ -210,6 +211,27 @@ class Evaluator:
         self.set_rows(R, plan.num_rows - plan.num_roots, plan.num_rows, seeds, pad=float("-inf"))
         self.backward(V, R, backend)
         return R
+
+
+_TRITON: list = []  # [bool] once probed
+
+
+def triton_available() -> bool:
+    """Whether the Triton kernel module imports (Triton installed and usable). When it does not,
+    CUDA tensors run on the torch reference instead, with one warning saying why."""
+    if not _TRITON:
+        try:
+            import constraintc.kernels.circuit_triton  # noqa: F401
+        except Exception as exc:  # not installed, or a Triton that cannot load here
+            import warnings
+
+            if not isinstance(exc, ImportError) or "triton" not in str(exc):
+                warnings.warn(f"constraintc: the Triton kernel is unavailable ({exc}); CUDA tensors "
+                              "use the torch evaluator", RuntimeWarning, stacklevel=3)
+            _TRITON.append(False)
+        else:
+            _TRITON.append(True)
+    return _TRITON[0]
 
 
 def cpu_tile_width(batch: int) -> int:

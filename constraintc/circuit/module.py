@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from constraintc.circuit.evaluate import (
@@ -34,6 +35,10 @@ from constraintc.circuit.layers import layerize
 from constraintc.compile.ir import AND, FALSE, LIT, OR, TRUE, CircuitIR
 
 
+_IR_FIELDS = ("kinds", "lits", "child_ptr", "children", "roots")
+_PLAN_FIELDS = ("node_ptr", "child_rows", "edge_node", "is_or", "rev_ptr", "rev_edge", "rev_parent")
+
+
 class Circuit(torch.nn.Module):
     """A compiled constraint (one or more roots over the same atoms).
 
@@ -48,19 +53,102 @@ class Circuit(torch.nn.Module):
 
     ``backend`` is ``"auto"`` (fused C kernel on CPU, Triton on CUDA, torch otherwise), ``"cpu"``,
     ``"triton"`` or ``"torch"`` (the reference).
+
+    The IR (``ir_*``) and the layer plan's index tensors (``plan_*``) are registered buffers:
+    ``.to(device)`` moves them, ``state_dict()`` holds the IR (plus names in its extra state) and
+    ``load_state_dict()`` rebuilds the circuit from it, whatever circuit it was before.
     """
 
     def __init__(self, ir: CircuitIR, meta: dict | None = None, backend: str = "auto"):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        self._set_ir(ir, meta)
+
+    def _set_ir(self, ir: CircuitIR, meta: dict | None) -> None:
+        """Bind the circuit to ``ir``: its layer plan, evaluator and buffers (on the device the
+        buffers were on before, if any)."""
+        device = self.ir_kinds.device if "ir_kinds" in self._buffers else torch.device("cpu")
         self.ir = ir
         self.plan = layerize(ir)
         self.evaluator = Evaluator(self.plan)
-        self.backend = backend
         self.meta = dict(meta or {})
         # counted from the circuit on first use; a count in the metadata is only compared with it
         self._model_counts: dict[int, int] = {}
+        # the IR is the state (state_dict, load_state_dict); the layer plan's index tensors are
+        # derived from it, so they move with .to() but are not saved
+        for name in _IR_FIELDS:
+            array = np.array(getattr(ir, name), copy=True)
+            self.register_buffer(f"ir_{name}", torch.from_numpy(array).to(device), persistent=True)
+        for name in _PLAN_FIELDS:
+            array = np.ascontiguousarray(getattr(self.plan, name), dtype=np.int64)
+            self.register_buffer(f"plan_{name}", torch.from_numpy(array).to(device), persistent=False)
+        self._link_buffers()
+
+    def _link_buffers(self) -> None:
+        """Let the evaluator's device plans use the buffers where they are (no second copy)."""
+        device = self.plan_child_rows.device
+        if device.type != "cpu":  # the CPU kernel reads the numpy plan; torch on CPU copies cheaply
+            self.evaluator.device_tensors = {
+                str(device): {name: getattr(self, f"plan_{name}") for name in _PLAN_FIELDS}
+            }
+        else:
+            self.evaluator.device_tensors = {}
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self._link_buffers()
+        return out
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._link_buffers()
+
+    @property
+    def device(self) -> torch.device:
+        """Where the circuit's index tensors live (``.to(device)`` moves them)."""
+        return self.ir_kinds.device
+
+    def get_extra_state(self) -> dict:
+        """What ``state_dict()`` needs beside the IR tensors to rebuild the circuit: sizes and
+        names (plain JSON values, so ``torch.load(weights_only=True)`` reads them)."""
+        import json
+
+        meta = json.loads(json.dumps(self.meta, default=str))
+        return {"num_vars": int(self.ir.num_vars), "num_atoms": int(self.ir.num_atoms),
+                "atoms": list(self.ir.atom_names), "roots": list(self.ir.root_names), "meta": meta}
+
+    def set_extra_state(self, state) -> None:
+        pass  # read by _load_from_state_dict together with the IR tensors
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # a state_dict may hold a different circuit (other shapes): rebuild from its IR instead of
+        # copying tensors into buffers of the current shape
+        keys = {name: f"{prefix}ir_{name}" for name in _IR_FIELDS}
+        extra = f"{prefix}_extra_state"
+        absent = [k for k in [*keys.values(), extra] if k not in state_dict]
+        if absent:
+            if strict:
+                missing_keys.extend(absent)
+            return
+        state = state_dict[extra]
+        try:
+            ir = CircuitIR(
+                num_vars=int(state["num_vars"]), num_atoms=int(state["num_atoms"]),
+                kinds=state_dict[keys["kinds"]].cpu().numpy().astype(np.int8),
+                lits=state_dict[keys["lits"]].cpu().numpy().astype(np.int32),
+                child_ptr=state_dict[keys["child_ptr"]].cpu().numpy().astype(np.int64),
+                children=state_dict[keys["children"]].cpu().numpy().astype(np.int32),
+                roots=state_dict[keys["roots"]].cpu().numpy().astype(np.int32),
+                root_names=list(state["roots"]), atom_names=list(state["atoms"]),
+            )
+            ir.validate()
+        except (AssertionError, KeyError, TypeError, ValueError) as exc:
+            error_msgs.append(f"{prefix or 'circuit'}: not a valid circuit state ({exc or 'bad structure'})")
+            return
+        self._set_ir(ir, state.get("meta"))
 
     # -- construction and artifacts -----------------------------------------------------------
     @classmethod

@@ -21,6 +21,8 @@ examples:
   constraintc finetune --config examples/configs/finetune_transitivity.toml --steps 600
   constraintc finetune --model smollm2 --finetune lora --lr 2e-4 --name-pool 0 --steps 50
   constraintc finetune --data train.jsonl --rules dsep --task dsep --atoms-per-graph 24
+  constraintc finetune --rules examples/rules/confounding.rules --data examples/data/confounding.jsonl \
+      --max-nodes 0 --steps 200                          # your own rules and data (docs/finetune.md)
   constraintc finetune --resume --output-dir runs/ce-only            # continue after a crash or Ctrl-C
   torchrun --nproc-per-node 2 -m constraintc finetune --steps 100     # data parallel (gloo)
   constraintc finetune --trace keep --output-dir runs/traces          # learn to write the gold traces
@@ -66,14 +68,19 @@ _FLAGS = {
     "model": ("--model", str, "hub id, local directory, .gguf file, 'smollm2' or 'embedded' (default embedded)"),
     "rules": ("--rules", str, "rules file or library name (default transitivity)"),
     "data": ("--data", str, "JSONL task records (default: generate --train-records records of --task)"),
+    "eval_data": ("--eval-data", str, "JSONL records for the held-out checks and the final evaluation "
+                  "(default with --data: 20%% of its graphs, held out of training)"),
     "task": ("--task", str, "task to generate when --data is not given: transitivity | dsep"),
+    "train_split": ("--train-split", str, "the generated split to train on (default mix: random DAGs, chains, dense DAGs, every statement order, letters and open names)"),
     "train_records": ("--train-records", int, "generated training questions (default 4000)"),
+    "questions_per_graph": ("--questions-per-graph", int, "generated questions per training graph, half Yes and half No (default 4)"),
     "eval_records": ("--eval-records", int, "questions per held-out / evaluation split (default 200)"),
     "steps": ("--steps", int, "optimizer steps (default 1000)"),
     "batch_groups": ("--batch-groups", int, "graphs per optimizer step, over all processes (default 16)"),
     "grad_accum": ("--grad-accum", int, "micro-batches per step (default 1)"),
     "lr": ("--lr", float, "AdamW learning rate (default 3e-3, for training from scratch)"),
     "warmup_steps": ("--warmup-steps", int, "linear learning-rate warm-up (default 50)"),
+    "lr_schedule": ("--lr-schedule", str, "constant | cosine: after the warm-up, constant or a half cosine down to lr/10 (default constant)"),
     "max_grad_norm": ("--max-grad-norm", float, "gradient clipping norm, 0 = off (default 1.0)"),
     "lambda_schedule": ("--lambda-schedule", str, f"one of {', '.join(SCHEDULES)} (default adaptive)"),
     "lambda_start": ("--lambda-start", float, "lambda at the start (default 0.05)"),
@@ -81,8 +88,8 @@ _FLAGS = {
     "finetune": ("--finetune", str, "full | lora | auto (default auto: full for embedded, LoRA otherwise)"),
     "lora_r": ("--lora-r", int, "LoRA rank (default 8)"),
     "label_yes_rate": ("--label-yes-rate", float, "drop No labels until this share of labels is Yes; 0 keeps all (default 0.75)"),
-    "name_pool": ("--name-pool", int, "rename nodes from the first N short names; 0 keeps names (default 6)"),
-    "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 4)"),
+    "name_pool": ("--name-pool", int, "rename nodes from the first N short names; 0 keeps names (default 0)"),
+    "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 0)"),
     "atoms_per_graph": ("--atoms-per-graph", int, "cap on questions per graph, 0 = every query atom (default 0)"),
     "prompt_style": ("--prompt-style", str, "plain | chat (default plain)"),
     "trace": ("--trace", str, "none | keep | mask: also train each labelled question as reasoning prompt -> the record's trace -> 'Answer:' -> answer, "
@@ -108,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a new run may replace the run already in --output-dir (its files are deleted)")
     parser.add_argument("--allow-config-change", action="store_true",
                         help="with --resume: continue with settings that differ from the checkpoint's (listed when refused)")
-    parser.add_argument("--eval-splits", dest="eval_splits", default=None, help="comma-separated splits for the final evaluation (default train,reversed,shuffled)")
+    parser.add_argument("--eval-splits", dest="eval_splits", default=None, help="comma-separated splits for the final evaluation (default mix and the transfer splits: chains_long, chains_reversed, chains_shuffled, branching_large, unseen_names)")
     parser.add_argument("--no-final-eval", dest="final_eval", action="store_const", const=False, default=None, help="skip the before/after evaluation")
     parser.add_argument("--no-plots", dest="plots", action="store_const", const=False, default=None, help="do not draw training.png")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -127,19 +134,27 @@ def _fmt(x) -> str:
     return "  -  " if x is None else f"{x:.3f}"
 
 
+def _shortcut(m: dict) -> str:
+    name, bacc = m.get("best_baseline"), m.get("best_baseline_balanced_accuracy")
+    return "-" if name is None or bacc is None else f"{name} {bacc:.3f}"
+
+
 def format_comparison(before: dict | None, after: dict | None) -> str:
-    """A before/after table per split: balanced accuracy, yes-rate, MCC, rule violations, collapse."""
+    """A before/after table per split: balanced accuracy, yes-rate, MCC, rule violations, collapse,
+    and the best shortcut baseline on the same records (a surface cue, either polarity): a model
+    that does not beat it has not shown that it reasons."""
     if after is None:
         return ""
     lines = [
-        f"{'split':<26}{'n':>5}  {'bal.acc before -> after':>24}  {'yes-rate before -> after':>25}  "
-        f"{'MCC after':>9}  {'violations before -> after':>27}  collapsed before -> after"
+        f"{'split':<30}{'n':>5}  {'bal.acc before -> after':>24}  {'best shortcut':>28}  "
+        f"{'yes-rate before -> after':>25}  {'MCC after':>9}  {'violations before -> after':>27}  collapsed before -> after"
     ]
     for key, m in list(after["splits"].items()) + [("overall", after["overall"])]:
         b = (before["splits"].get(key) if key != "overall" else before["overall"]) if before else None
         flag = lambda s: "-" if s is None else ("COLLAPSED" if s["collapsed"] else "ok")  # noqa: E731
         lines.append(
-            f"{key:<26}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
+            f"{key:<30}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
+            f"  {_shortcut(m):>28}"
             f"  {_fmt(b and b['yes_rate']):>12} -> {_fmt(m['yes_rate']):<9}  {_fmt(m['mcc']):>9}"
             f"  {_fmt(b and b.get('rule_violation_rate')):>14} -> {_fmt(m.get('rule_violation_rate')):<9}"
             f"  {flag(b):>9} -> {flag(m)}"

@@ -25,6 +25,7 @@ pickle); which run an output directory holds, and where a resume starts, is
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shlex
@@ -37,6 +38,28 @@ from constraintc.errors import ConstraintcError
 from constraintc.train.config import FinetuneConfig
 from constraintc.train.records import TRAIN_DATA_SEED
 from constraintc.train.schedules import LambdaSchedule
+
+
+def lr_factor(cfg: FinetuneConfig):
+    """The learning-rate multiplier of step ``s``: a linear warm-up over ``warmup_steps``, then
+    constant, or a half cosine from 1 to 0.1 at the last step (``lr_schedule = "cosine"``).
+
+    >>> from constraintc.train.config import validate
+    >>> f = lr_factor(validate({"steps": 100, "warmup_steps": 10, "lr_schedule": "cosine"}))
+    >>> round(f(4), 2), f(9), round(f(99), 2)
+    (0.5, 1.0, 0.1)
+    """
+    warmup, steps, cosine = cfg.warmup_steps, cfg.steps, cfg.lr_schedule == "cosine"
+
+    def factor(s: int) -> float:
+        if warmup and s < warmup:
+            return (s + 1) / warmup
+        if not cosine:
+            return 1.0
+        t = (s - warmup) / max(steps - 1 - warmup, 1)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+    return factor
 
 
 def _dist():
@@ -95,10 +118,7 @@ class FinetuneRecipe:
         self._setup_data()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warmup = cfg.warmup_steps
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
-        )
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg))
         self.schedule = LambdaSchedule(
             cfg.lambda_schedule, cfg.steps, cfg.lambda_start, cfg.lambda_end,
             cfg.lambda_up, cfg.lambda_down, cfg.lambda_max,
@@ -227,16 +247,17 @@ class FinetuneRecipe:
     def _setup_data(self) -> None:
         cfg = self.cfg
         from constraintc.tasks.prompts import format_prompt, reasoning_prompt
-        from constraintc.train.constraint import RulesConstraint
+        from constraintc.semantic import SemanticLoss
         from constraintc.train.data import build_graphs
-        from constraintc.train.records import heldout_records, training_records
+        from constraintc.train.records import check_rules_fit, heldout_records, training_records
 
-        self.constraint = RulesConstraint(cfg.rules, cfg.params)
+        self.constraint = SemanticLoss(cfg.rules, cfg.params)
         self.semantic = cfg.lambda_schedule != "none"
         self.traced = cfg.trace != "none"
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
         self.reasoning_fn = lambda rec: reasoning_prompt(rec, cfg.prompt_style, self.tokenizer)
         records = training_records(cfg, log=_log if self.rank == 0 else None)
+        check_rules_fit(cfg, records, self.constraint.queries)
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
             all_atoms=self.semantic, atoms_per_graph=cfg.atoms_per_graph, seed=TRAIN_DATA_SEED,
@@ -402,10 +423,7 @@ class FinetuneRecipe:
         ]
         kept = {p["id"] for p in preds}
         records = [r for r in records if r["id"] in kept]
-        # rule violations need a circuit per graph size: stay within the sizes trained on
-        report = compute_report(
-            records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=cfg.max_nodes or 6
-        )
+        report = compute_report(records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=None)
         if self.traced and cfg.trace_tokens:
             report["reasoning"] = self.reasoning_report(records)
         return report
