@@ -260,6 +260,16 @@ def test_a_new_run_refuses_a_directory_holding_another_run(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "mine"  # --overwrite deletes run files only
 
 
+def test_a_run_that_failed_while_setting_up_does_not_block_the_next(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["finetune", "--output-dir", str(out), "--data", str(tmp_path / "missing.jsonl"), *SMALL_FLAGS]) != 0
+    assert rundir.run_files(out) and not rundir.trained(out)  # run.json and config.json only
+    capsys.readouterr()
+    assert main(["finetune", "--output-dir", str(out), "--steps", "1", *SMALL_FLAGS]) == 0
+    assert "stopped before its first step" in capsys.readouterr().err
+    assert [r["step"] for r in _metrics(out)] == [1]
+
+
 def test_an_output_dir_that_is_a_file_is_an_option_error(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")

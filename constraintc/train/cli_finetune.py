@@ -28,8 +28,8 @@ examples:
   constraintc finetune --trace keep --output-dir runs/traces          # learn to write the gold traces
 
 output directories: a new run refuses a directory that holds another run (--overwrite deletes
-that run first; other files in the directory are left alone), and one process at a time writes a
-directory. --resume continues the run in --output-dir (default runs/finetune) from its newest
+that run first; other files in the directory are left alone; a run that stopped before its first
+step is replaced), and one process at a time writes a directory. --resume continues the run in --output-dir (default runs/finetune) from its newest
 intact checkpoint with the checkpoint's settings; flags that change training are refused unless
 --allow-config-change; a finished run is not rerun. Ctrl-C prints the command that continues.
 

@@ -6,7 +6,8 @@ finished), ``config.json``, ``metrics.jsonl``, ``checkpoints/``, ``model/``, the
 reports and ``training.png``. Every checkpoint records the run id, so:
 
 * a new run refuses a directory that holds another run, unless told to replace it
-  (``--overwrite``, which deletes exactly those files and nothing else in the directory);
+  (``--overwrite``, which deletes exactly those files and nothing else in the directory); a run
+  that stopped before its first step (a failed set-up) holds nothing to lose and is replaced;
 * resuming takes the newest *intact* checkpoint of the directory's own run (a damaged or
   foreign one is skipped, with the reason), and a checkpoint is never pruned by another run;
 * one process at a time writes a directory (``.lock``, an advisory ``flock`` released when the
@@ -144,11 +145,25 @@ def write_run(out: Path, run: dict) -> None:
     os.replace(tmp, Path(out) / RUN_FILE)
 
 
+def trained(out: Path) -> bool:
+    """Whether the run in ``out`` got anywhere: a checkpoint, a metrics row, a model, a final
+    report or a plot. A run that failed while it set up leaves only ``run.json``,
+    ``config.json`` (and perhaps ``eval_before.json``): nothing a new run could destroy."""
+    out = Path(out)
+    metrics = out / "metrics.jsonl"
+    return bool(checkpoint_dirs(out)) or (metrics.is_file() and metrics.stat().st_size > 0) or any(
+        os.path.lexists(out / name) for name in ("model", "eval_after.json", "training.png"))
+
+
 def start_new_run(out: Path, overwrite: bool) -> str:
     """Claim ``out`` for a new run and return its id: refuse (or, with ``overwrite``, delete)
-    another run's files; write ``run.json``. The caller holds the lock."""
+    another run's files, unless that run never trained a step; write ``run.json``. The caller
+    holds the lock."""
     out = Path(out)
     present = run_files(out)
+    if present and not trained(out):
+        _log(f"replacing the run in {out} that stopped before its first step ({', '.join(present)})")
+        overwrite = True
     if present:
         if not overwrite:
             has_ckpt = bool(checkpoint_dirs(out))
