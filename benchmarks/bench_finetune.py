@@ -48,7 +48,7 @@ def _recipe(model: str, **over):
         lambda_schedule="constant", lambda_start=0.3, warmup_steps=0, output_dir="/tmp/constraintc-bench-ft",
     )
     values.update(over)
-    recipe = FinetuneRecipe(validate(values), progress=False)
+    recipe = FinetuneRecipe(validate(values), progress=False, overwrite=True)  # a scratch directory
     recipe.setup()
     return recipe
 

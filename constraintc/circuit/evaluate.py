@@ -236,8 +236,9 @@ def triton_available() -> bool:
 
 def cpu_tile_width(batch: int) -> int:
     """Batch columns per tile of the CPU kernel: the whole batch when small, else 64 (whole
-    cache lines, and a tile's rows stay in cache for circuits of up to ~100k nodes)."""
-    return batch if batch <= 64 else 64
+    cache lines, and a tile's rows stay in cache for circuits of up to ~100k nodes); an empty
+    batch gets zero tiles of one column."""
+    return min(max(batch, 1), 64)
 
 
 class LogWMC(torch.autograd.Function):
@@ -321,6 +322,15 @@ FUSED_MAX_BATCH = 64
 FUSED_DTYPES = (torch.float32, torch.float64)
 
 
+class InputOutOfRange(ValueError):
+    """Raised by the kernel's one-call path: input ``index`` (flat, ``batch * atoms + i`` for the
+    second input) is outside its domain. ``Circuit`` turns it into a message naming the entry."""
+
+    def __init__(self, index: int):
+        super().__init__(f"input value {index} is outside its domain")
+        self.index = index
+
+
 class FusedLogWMC(torch.autograd.Function):
     """``sign * log WMC`` of one root, shape ``shape`` (``[batch]`` or ``[batch, 1]``), with its
     gradient computed in the same kernel call as the values (``CpuCircuit.fused``).
@@ -329,7 +339,8 @@ class FusedLogWMC(torch.autograd.Function):
     depends on its own input row only. No work buffer outlives the forward call; the price is
     that the gradient is computed whenever an input requires it, even if backward never runs,
     which is why it is used for small batches (:data:`FUSED_MAX_BATCH`). Inputs: contiguous CPU
-    tensors of one dtype in :data:`FUSED_DTYPES`; ``mode`` 0 (probs, ``b=None``) or 1 (logs).
+    tensors of one dtype in :data:`FUSED_DTYPES`; ``mode`` 0 (probs, ``b=None``) or 1 (logs). The
+    kernel checks their values in the same call (:class:`InputOutOfRange`).
     """
 
     @staticmethod
@@ -339,7 +350,9 @@ class FusedLogWMC(torch.autograd.Function):
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             ga = torch.empty_like(a)
             gb = None if b is None else torch.empty_like(b)
-        kernel.fused(root, mode, sign, a, b, value, ga, gb)
+        bad = kernel.fused(root, mode, sign, a, b, value, ga, gb)
+        if bad >= 0:
+            raise InputOutOfRange(bad)
         ctx.ga, ctx.gb = ga, gb
         return value
 

@@ -185,24 +185,32 @@ def validate(values: dict, source: str = "config") -> FinetuneConfig:
     return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> FinetuneConfig:
-    """Defaults, then the TOML file at ``path``, then ``overrides`` (None values ignored), validated.
+def read_config_file(path: str | Path) -> dict:
+    """The settings of a TOML config file (top level or under ``[finetune]``), unvalidated."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"error: --config={str(path)!r}: no such file") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: error: not valid TOML: {err}") from None
+    values = dict(data.pop("finetune", {}))
+    values.update(data)
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None, base: dict | None = None) -> FinetuneConfig:
+    """Defaults (or ``base``, e.g. a resumed run's saved config), then the TOML file at
+    ``path``, then ``overrides`` (None values ignored), validated.
 
     The file may put settings at the top level or under ``[finetune]``.
     """
-    values: dict = {}
+    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    values: dict = {k: v for k, v in (base or {}).items() if k in known}
     source = "config"
     if path is not None:
-        path = Path(path)
         source = str(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"error: --config={str(path)!r}: no such file") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: error: not valid TOML: {err}") from None
-        values.update(data.pop("finetune", {}))
-        values.update(data)
+        values.update(read_config_file(path))
     errors_first = {k: v for k, v in (overrides or {}).items() if v is not None}
     values.update(errors_first)
     return validate(values, source)
