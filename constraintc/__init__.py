@@ -10,21 +10,37 @@ Submodules are imported lazily so that ``constraintc check`` does not pay for to
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "ConstraintcError": "constraintc.errors",
-    "CNF": "constraintc.logic.cnf",
-    "CircuitIR": "constraintc.compile.ir",
+    "SemanticLoss": "constraintc.semantic",
+    "GraphAtoms": "constraintc.semantic",
+    "Circuit": "constraintc.circuit",
+    "compile_rules": "constraintc.api",
+    "compile_file": "constraintc.api",
     "load_rules": "constraintc.language",
     "ground": "constraintc.logic",
-    "Circuit": "constraintc.circuit",
     "compile_cnf": "constraintc.compile",
-    "compile_rules": "constraintc.api",
+    "atom_logits": "constraintc.lm.binding",
+    "CNF": "constraintc.logic.cnf",
+    "CircuitIR": "constraintc.compile.ir",
+    "ConstraintcError": "constraintc.errors",
 }
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load on first use
+    from constraintc.api import compile_file, compile_rules
+    from constraintc.circuit.module import Circuit
+    from constraintc.compile import compile_cnf
+    from constraintc.compile.ir import CircuitIR
+    from constraintc.errors import ConstraintcError
+    from constraintc.language import load_rules
+    from constraintc.lm.binding import atom_logits
+    from constraintc.logic import ground
+    from constraintc.logic.cnf import CNF
+    from constraintc.semantic import GraphAtoms, SemanticLoss
 
 __all__ = ["__version__", *_LAZY]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -53,27 +54,50 @@ def toolchain_hash() -> str:
     return digest.hexdigest()
 
 
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"constraintc: warning: {message}", file=sys.stderr, flush=True)
+
+
 def _cached(key: str, cache: bool):
+    """The cache entry of ``key`` when it is ours, intact and really compiled under ``key``;
+    else None (the caller recompiles and overwrites it), with a warning saying why."""
     from constraintc.circuit import Circuit
-    from constraintc.circuit.artifact import cached_path
+    from constraintc.circuit.artifact import ArtifactError, cached_path, load_artifact, trusted_cache_file
 
     path = cached_path(key)
-    if cache and path.exists():
-        try:
-            circuit = Circuit.load(path)
-            circuit.meta["cache"] = {"hit": True, "path": str(path)}
-            return circuit
-        except Exception:  # a corrupt or foreign cache entry: recompile and overwrite it
-            pass
-    return None
+    if not cache or not os.path.lexists(path):
+        return None
+    why = trusted_cache_file(path)
+    if why is not None:
+        _warn(f"cache entry {path} not used ({why}); recompiling")
+        return None
+    try:
+        ir, meta = load_artifact(path, expected_key=key)
+    except ArtifactError as exc:
+        _warn(f"cache entry refused, recompiling: {str(exc).removeprefix('error: ')}")
+        return None
+    circuit = Circuit(ir, meta=meta)
+    circuit.meta["cache"] = {"hit": True, "path": str(path)}
+    return circuit
 
 
 def _store(circuit, key: str, cache: bool):
-    from constraintc.circuit.artifact import cached_path
+    from constraintc.circuit.artifact import cached_path, trusted_cache_file
+    from constraintc.native import make_private_dir
 
+    circuit.meta["cache_key"] = key
     if cache:
         path = cached_path(key)
-        circuit.save(path)
+        try:
+            make_private_dir(path.parent)
+            if os.path.lexists(path) and trusted_cache_file(path) is not None:
+                os.unlink(path)  # a foreign or loose entry: replaced by a file of ours
+            circuit.save(path)
+        except OSError as exc:
+            _warn(f"could not write the cache entry {path} ({exc.strerror}); the circuit is compiled but not cached")
+            return circuit
         circuit.meta["cache"] = {"hit": False, "path": str(path)}
     return circuit
 

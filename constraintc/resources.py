@@ -47,24 +47,3 @@ def cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "constraintc"
-
-
-def prune_builds(built: Path, keep: int = 3) -> list[Path]:
-    """Delete older builds beside ``built`` (same ``name-<digest>.so`` family), keeping the
-    ``keep`` most recently modified, ``built`` always among them; returns what was deleted.
-
-    Every change of a C++ core's source (or compiler, or flags) builds a new library under a new
-    digest; without pruning they accumulate in the cache. A library still loaded by a running
-    process is unaffected by the deletion (its mapping keeps the file alive).
-    """
-    family = built.name.rsplit("-", 1)[0]
-    siblings = [p for p in built.parent.glob(f"{family}-*{built.suffix}") if p != built and p.is_file()]
-    siblings.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    removed = []
-    for old in siblings[max(keep - 1, 0) :]:
-        try:
-            old.unlink()
-            removed.append(old)
-        except OSError:
-            pass  # another process removed it first, or it is not ours to remove
-    return removed

@@ -476,10 +476,35 @@ void fused_tile(const Ctx& c, T* buf, int64_t t, int64_t W, int64_t root, int mo
     }
 }
 
+// The flat index of the first input outside its domain (a probability outside [0, 1], or a log
+// probability that is NaN or above 0; index n + i for b[i]), else -1. NaN fails every comparison,
+// so one test per value catches it. The whole input is OR-reduced first (no early exit, so the
+// loop vectorises); only a batch with a bad value is scanned again for its position.
 template <typename T>
-void fused_all(Ctx& c, int64_t root, int mode, T sign, const T* a, const T* b, int64_t B, T* value,
-               T* ga, T* gb, int nthreads) {
-    if (B <= 0) return;
+int64_t first_invalid(const T* a, const T* b, int64_t n, int mode) {
+    bool bad = false;
+    if (mode == PROBS) {
+        for (int64_t i = 0; i < n; ++i) bad |= !(a[i] >= T(0) && a[i] <= T(1));
+        if (!bad) return -1;
+        for (int64_t i = 0; i < n; ++i)
+            if (!(a[i] >= T(0) && a[i] <= T(1))) return i;
+        return -1;
+    }
+    for (int64_t i = 0; i < n; ++i) bad |= !(a[i] <= T(0)) || !(b[i] <= T(0));
+    if (!bad) return -1;
+    for (int64_t i = 0; i < n; ++i)
+        if (!(a[i] <= T(0))) return i;
+    for (int64_t i = 0; i < n; ++i)
+        if (!(b[i] <= T(0))) return n + i;
+    return -1;
+}
+
+template <typename T>
+int64_t fused_all(Ctx& c, int64_t root, int mode, T sign, const T* a, const T* b, int64_t B, T* value,
+                  T* ga, T* gb, int nthreads) {
+    if (B <= 0) return -1;
+    const int64_t bad = first_invalid(a, b, B * c.A, mode);
+    if (bad >= 0) return bad;
     const int64_t W = B <= TILE ? B : TILE;  // evaluate.cpu_tile_width
     const int64_t tiles = (B + W - 1) / W;
     const int64_t need = (ga == nullptr ? 1 : 2) * c.rows * W;
@@ -510,13 +535,15 @@ void fused_all(Ctx& c, int64_t root, int mode, T sign, const T* a, const T* b, i
         }
     }
     if (own) c.busy.clear(std::memory_order_release);
+    return -1;
 }
 
 }  // namespace
 
 extern "C" {
 
-int constraintc_kernel_abi() { return 4; }
+// The version of the exported signatures below; bump it (and cpu_kernel.ABI) when one changes.
+int constraintc_kernel_abi() { return 5; }
 
 #define PLAN_ARGS                                                                              \
     int64_t num_layers, const int64_t *layer_start, const int64_t *layer_mid,                   \
@@ -585,15 +612,16 @@ void* circuit_ctx_new(PLAN_ARGS, int64_t A, int64_t nroots, int64_t rows) {
 void circuit_ctx_free(void* ctx) { delete static_cast<Ctx*>(ctx); }
 
 // value[B] = sign * log W_root; with ga: ga (and gb in log mode) [B, A] = sign * its gradient
-// w.r.t. a (and b). sign = -1 gives the semantic loss and its gradient.
-void circuit_fused_f32(void* ctx, int64_t root, int mode, int sign, const float* a, const float* b,
-                       int64_t B, float* value, float* ga, float* gb, int nthreads) {
-    fused_all<float>(*static_cast<Ctx*>(ctx), root, mode, static_cast<float>(sign), a, b, B, value, ga,
-                     gb, nthreads);
+// w.r.t. a (and b). sign = -1 gives the semantic loss and its gradient. Returns -1, or, leaving
+// the outputs unwritten, the flat index of the first input outside its domain (see first_invalid).
+int64_t circuit_fused_f32(void* ctx, int64_t root, int mode, int sign, const float* a, const float* b,
+                          int64_t B, float* value, float* ga, float* gb, int nthreads) {
+    return fused_all<float>(*static_cast<Ctx*>(ctx), root, mode, static_cast<float>(sign), a, b, B, value,
+                            ga, gb, nthreads);
 }
-void circuit_fused_f64(void* ctx, int64_t root, int mode, int sign, const double* a, const double* b,
-                       int64_t B, double* value, double* ga, double* gb, int nthreads) {
-    fused_all<double>(*static_cast<Ctx*>(ctx), root, mode, static_cast<double>(sign), a, b, B, value,
-                      ga, gb, nthreads);
+int64_t circuit_fused_f64(void* ctx, int64_t root, int mode, int sign, const double* a, const double* b,
+                          int64_t B, double* value, double* ga, double* gb, int nthreads) {
+    return fused_all<double>(*static_cast<Ctx*>(ctx), root, mode, static_cast<double>(sign), a, b, B, value,
+                             ga, gb, nthreads);
 }
 }

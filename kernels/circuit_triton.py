@@ -92,17 +92,19 @@ def _backward_rows(V, R, rev_ptr, rev_parent, rev_edge, node_ptr, child_rows, is
 class TritonCircuit:
     """A ``LayerPlan`` on one device; ``forward(V)`` / ``backward(V, R)`` in place."""
 
-    def __init__(self, plan, device):
-        def t(x, dtype=torch.int64):
+    def __init__(self, plan, device, tensors: dict | None = None):
+        # ``tensors``: the plan's index arrays already on ``device`` (a Circuit's buffers)
+        def t(name, dtype=torch.int64):
+            x = tensors[name] if tensors is not None and name in tensors else getattr(plan, name)
             return torch.as_tensor(x).to(device=device, dtype=dtype).contiguous()
 
         self.plan = plan
-        self.node_ptr = t(plan.node_ptr)
-        self.child_rows = t(plan.child_rows)
-        self.is_or = t(plan.is_or, torch.int32)
-        self.rev_ptr = t(plan.rev_ptr)
-        self.rev_parent = t(plan.rev_parent)
-        self.rev_edge = t(plan.rev_edge)
+        self.node_ptr = t("node_ptr")
+        self.child_rows = t("child_rows")
+        self.is_or = t("is_or", torch.int32)
+        self.rev_ptr = t("rev_ptr")
+        self.rev_parent = t("rev_parent")
+        self.rev_edge = t("rev_edge")
         self.layers = [(int(a), int(b)) for a, b in zip(plan.layer_start, plan.layer_end)]
         self.blocks = plan.backward_blocks()
 

@@ -40,3 +40,42 @@ def pytest_report_header(config):
 def run_seed() -> int:
     """The run's seed, for tests that draw their own random instances."""
     return _SEED if _SEED is not None else int(os.environ["CONSTRAINTC_TEST_SEED"])
+
+
+
+def _session_kernels_dir():
+    from constraintc.native import kernels_dir
+
+    return kernels_dir()
+
+
+# the native-library cache of the session, before any test points CONSTRAINTC_CACHE elsewhere
+_SESSION_KERNELS = _session_kernels_dir()
+_SEEDED: list = []
+
+
+def seed_native_cache(root) -> None:
+    """Copy this session's built native libraries (with their digest records) into the cache
+    ``root``, so that a test's private cache does not rebuild them (seconds each)."""
+    import shutil
+    from pathlib import Path
+
+    if not _SEEDED:
+        from constraintc.circuit import cpu_kernel
+        from constraintc.compile import dnnf
+        from constraintc.native import NativeBuildError, load_library
+
+        for lib in (cpu_kernel.native_library(), dnnf.native_library()):
+            try:
+                load_library(lib, _SESSION_KERNELS)
+            except NativeBuildError:
+                pass  # no compiler: nothing to copy, the tests that need one say so
+        _SEEDED.append(True)
+    from constraintc.native import make_private_dir
+
+    dest = make_private_dir(Path(root) / "kernels")
+    for lib in _SESSION_KERNELS.glob("*.so"):
+        record = lib.with_name(lib.name + ".json")
+        if record.is_file():
+            shutil.copy(lib, dest / lib.name)
+            shutil.copy(record, dest / record.name)

@@ -174,3 +174,35 @@ def test_name_pool_asks_the_model_in_the_pool_names(data, tmp_path, capsys):
     assert report["overall"]["n"] == len(records)
     assert main(["eval", "--data", str(d / "data.jsonl"), "--predictions", str(d / "yes.jsonl"), "--name-pool", "-1"]) == 2
     assert "--name-pool" in capsys.readouterr().err
+
+
+def test_consistent_answers_have_no_violations_and_follow_the_rules(tmp_path, capsys):
+    """--consistent: the MPE answers never violate the rules; on a chain the rules and the premise
+    decide every question, so marginal and MPE answers are right whatever P(Yes) the model gave."""
+    import random
+
+    from constraintc.tasks import generate
+
+    records = generate("transitivity", "chains_shuffled", 24, seed=3) + generate("transitivity", "branching_large", 24, seed=3)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    rng = random.Random(0)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"id": r["id"], "p_yes": rng.random()}) + "\n" for r in records))
+    out = tmp_path / "rep"
+    assert main(["eval", "--data", str(data), "--predictions", str(preds), "--rules", "transitivity",
+                 "--consistent", "--out", str(out), "--no-plots", "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    cons = report["consistent"]
+    chains = "transitivity/chains_shuffled"
+    assert cons["mpe"]["splits"][chains]["balanced_accuracy"] == 1.0
+    assert cons["marginal"]["splits"][chains]["balanced_accuracy"] == 1.0
+    for split in cons["mpe"]["splits"].values():
+        assert split["rule_violation_rate"] == 0.0
+    assert report["overall"]["rule_violation_rate"] > 0.0  # random raw answers do violate the rules
+    assert "## Consistent answering" in capsys.readouterr().out
+    # the same without p_yes is refused with a clear message
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text("".join(json.dumps({"id": r["id"], "prediction": "Yes"}) + "\n" for r in records))
+    assert main(["eval", "--data", str(data), "--predictions", str(bare), "--rules", "transitivity", "--consistent"]) == 2
+    assert "p_yes" in capsys.readouterr().err

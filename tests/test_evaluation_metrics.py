@@ -81,7 +81,13 @@ def test_oracle_scores_one_without_collapse(records):
         assert m["accuracy"] == m["balanced_accuracy"] == m["mcc"] == 1.0
         assert m["f1_yes"] == m["f1_no"] == 1.0
         assert m["mean_entropy"] == 0.0
-        assert m["shortcut_gap"] > 0.0
+        # a chain told in causal (or exactly reversed) order is answered by statement order (or
+        # its inverse) alone: there the oracle ties with a shortcut; everywhere else it beats them
+        if key in ("transitivity/chains_long", "transitivity/chains_reversed"):
+            assert m["best_baseline"] in ("statement_order", "not_statement_order")
+            assert m["best_baseline_balanced_accuracy"] >= 0.95
+        else:
+            assert m["shortcut_gap"] > 0.0
         assert all(c["accuracy"] in (1.0, None) for c in m["conflict_accuracy"].values())
         if key.endswith("adversarial"):
             assert m["pairs"] == 75 and m["context_sensitivity"] == 1.0 and m["pair_accuracy"] == 1.0

@@ -110,7 +110,7 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 def test_prune_builds_keeps_the_newest_of_one_family(tmp_path):
     import os
 
-    from constraintc.resources import prune_builds
+    from constraintc.native import prune_builds
 
     libs = []
     for i in range(5):

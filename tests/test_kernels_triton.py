@@ -55,6 +55,23 @@ SCRIPT = textwrap.dedent(
             err = max((o_t[f] - o_k[f]).abs().max().item() if f.any() else 0.0,
                       (g_t - g_k).abs().max().item(), (m_t - m_k).abs().max().item())
             print("compare", str(dtype), batch, same_inf, nan, err)
+
+    # what users hold: SemanticLoss over subsets, its circuits on the Triton kernel
+    from constraintc.circuit.evaluate import Evaluator, triton_available
+    from constraintc.semantic import SemanticLoss
+
+    print("auto", triton_available(), Evaluator(Circuit.from_ir(ir).plan).resolve("auto", torch.device("cuda")))
+    out = {}
+    for backend in ("torch", "triton"):
+        sl = SemanticLoss("transitivity", schema_max_nodes=3, backend=backend).double()
+        names, edges = list("abcd"), [("a", "b"), ("b", "c")]
+        atoms = sl.graph_atoms(names, edges).atoms
+        z = torch.linspace(-3, 3, len(atoms), dtype=torch.float64).requires_grad_(True)
+        loss = sl([(names, edges, atoms)], z)
+        (grad,) = torch.autograd.grad(loss, z)
+        out[backend] = (loss.detach(), grad, sl.strategy(names, edges))
+    (l_t, g_t, s_t), (l_k, g_k, s_k) = out["torch"], out["triton"]
+    print("semantic", s_k, (l_t - l_k).abs().item(), (g_t - g_k).abs().max().item())
     """
 )
 
@@ -63,9 +80,13 @@ def test_triton_interpreted_equals_reference(tmp_path, pytestconfig):
     seed = int(pytestconfig.option.hypothesis_seed)  # the run's seed, printed in the header
     env = dict(os.environ, TRITON_INTERPRET="1", CONSTRAINTC_CACHE=str(tmp_path))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(seed)], env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=1200)  # the interpreter is slow on a loaded machine
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [l.split() for l in proc.stdout.splitlines() if l.startswith("compare")]
+    out = proc.stdout.splitlines()
+    assert "auto True triton" in out, proc.stdout  # CUDA tensors would run this kernel
+    (semantic,) = [l.split() for l in out if l.startswith("semantic")]
+    assert semantic[1] == "subsets" and float(semantic[2]) <= 1e-10 and float(semantic[3]) <= 1e-10, semantic
+    lines = [l.split() for l in out if l.startswith("compare")]
     assert len(lines) == 6, proc.stdout
     for _, dtype, batch, same_inf, nan, err in lines:
         assert same_inf == "True" and nan == "False", (dtype, batch)

@@ -16,9 +16,9 @@ from constraintc.errors import OptionError
 from constraintc.tasks import SPLITS, TASKS, generate
 from constraintc.tasks.shortcuts import shortcut_answer, split_query_atom
 
-SENTENCE = re.compile(r"([A-Za-z]+) causes ([A-Za-z]+)\.")
-Q_TRANS = re.compile(r"^Does ([A-Za-z]+) cause ([A-Za-z]+)\?$")
-Q_DSEP = re.compile(r"^Are ([A-Za-z]+) and ([A-Za-z]+) d-separated given \{([A-Za-z, ]*)\}\?$")
+SENTENCE = re.compile(r"([A-Za-z0-9]+) causes ([A-Za-z0-9]+)\.")
+Q_TRANS = re.compile(r"^Does ([A-Za-z0-9]+) cause ([A-Za-z0-9]+)\?$")
+Q_DSEP = re.compile(r"^Are ([A-Za-z0-9]+) and ([A-Za-z0-9]+) d-separated given \{([A-Za-z0-9, ]*)\}\?$")
 
 
 def parse_premise(premise: str) -> list[tuple[str, str]]:
@@ -138,22 +138,53 @@ def test_record_schema_and_consistency(corpus):
                 assert r["atom"] == f"causes({x},{y})"
 
 
+SIZES = {
+    "length": (7, 15), "branching": (4, 7), "adversarial": (4, 6), "mix": (3, 7), "unseen_names": (3, 7),
+    "chains_long": (7, 15), "chains_shuffled": (7, 15), "chains_reversed": (5, 12), "branching_large": (5, 12),
+}
+OPEN_NAMES = ("mix", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
+
+
 def test_node_counts_and_names_per_split(corpus):
+    from constraintc.tasks.graphs import name_is_heldout
+
     for (task, split), records in corpus.items():
         sizes = {len(r["nodes"]) for r in records}
-        lengths = {len(n) for r in records for n in r["nodes"]}
-        if split == "length":
-            assert min(sizes) >= 7 and max(sizes) <= 15 and max(sizes) >= 12
-        elif split == "branching":
-            assert min(sizes) >= 4 and max(sizes) <= 7
-        elif split == "adversarial":
-            assert min(sizes) >= 4 and max(sizes) <= 6
-        else:
-            assert min(sizes) >= 3 and max(sizes) <= 6
+        low, high = SIZES.get(split, (3, 6))
+        assert min(sizes) >= low and max(sizes) <= high, (split, sizes)
+        if high >= 12:
+            assert max(sizes) >= high - 3, (split, sizes)
+        names = {n for r in records for n in r["nodes"]}
+        lengths = {len(n) for n in names}
         if split == "long_names":
             assert lengths <= set(range(8, 11))
+        elif split in OPEN_NAMES:
+            # open names: 1-3 letters and digits, mixed case; unseen_names only from the held-out
+            # part of the name space, every other split never from it
+            assert lengths == {1, 2, 3} and all(n.isalnum() and n.isascii() for n in names)
+            assert any(n[0].isdigit() for n in names) and any(n.islower() for n in names)
+            assert all(name_is_heldout(n) == (split == "unseen_names") for n in names if len(n) > 1 or split == "unseen_names")
         else:
             assert lengths == {1}
+
+
+def test_chain_splits_are_chains_in_their_statement_order(corpus):
+    import networkx as nx
+
+    for (task, split), records in corpus.items():
+        if not split.startswith("chains_"):
+            continue
+        for r in records:
+            g = nx.DiGraph([tuple(e) for e in r["edges"]])
+            order = list(nx.topological_sort(g))
+            assert nx.is_directed_acyclic_graph(g) and len(r["edges"]) == len(r["nodes"]) - 1
+            assert [(u, v) for u, v in zip(order, order[1:])] == sorted(g.edges, key=lambda e: order.index(e[0]))
+            stated = [tuple(e) for e in r["edges"]]
+            forwards = sorted(stated, key=lambda e: order.index(e[0]))
+            if split == "chains_long":
+                assert stated == forwards
+            elif split == "chains_reversed":
+                assert stated == forwards[::-1]
 
 
 def test_every_split_balanced(corpus):

@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from constraintc.tasks.atoms import format_atom, parse_atom
-from constraintc.train.constraint import RulesConstraint
+from constraintc.semantic import SemanticLoss
 
 
 @pytest.fixture(scope="module")
 def rc():
-    return RulesConstraint("transitivity")
+    return SemanticLoss("transitivity").double()
 
 
 def _holds(nodes, edges, true_pairs: set) -> bool:
@@ -109,5 +109,9 @@ def test_hard_answers_and_violations(rc):
 def test_unknown_atom_is_a_clear_error(rc):
     from constraintc.errors import ConstraintcError
 
-    with pytest.raises(ConstraintcError, match="not a query atom"):
+    with pytest.raises(ConstraintcError, match="names a node outside the graph"):
         rc.log_wmc([(["B", "C"], [], ["causes(B,Z)"])], [torch.zeros(1)], [torch.zeros(1)])
+    with pytest.raises(ConstraintcError, match="not a query atom"):
+        rc.log_wmc([(["B", "C"], [], ["causes(B,B)"])], [torch.zeros(1)], [torch.zeros(1)])
+    with pytest.raises(ConstraintcError, match="no query predicate 'dsep'.*made for"):
+        rc.log_wmc([(["B", "C"], [], ["dsep(B,C,{})"])], [torch.zeros(1)], [torch.zeros(1)])

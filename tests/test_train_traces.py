@@ -14,7 +14,7 @@ from constraintc.evaluation.traces import check_steps
 from constraintc.tasks import generate
 from constraintc.tasks.prompts import format_prompt, reasoning_prompt
 from constraintc.train.config import validate
-from constraintc.train.constraint import RulesConstraint
+from constraintc.semantic import SemanticLoss
 from constraintc.tasks.rename import rename_records
 from constraintc.train.data import build_graphs, skew_labels, trace_completion
 from constraintc.train.recipe import FinetuneRecipe
@@ -22,7 +22,7 @@ from constraintc.train.recipe import FinetuneRecipe
 
 @pytest.fixture(scope="module")
 def constraint():
-    return RulesConstraint("transitivity")
+    return SemanticLoss("transitivity").double()
 
 
 def test_renamed_traces_stay_true_in_the_renamed_graph():
@@ -156,16 +156,38 @@ def test_training_data_errors_name_the_file_and_line(tmp_path):
         read_jsonl(tmp_path / "missing.jsonl")
 
 
-def test_embedded_tokenizer_learns_the_reasoning_vocabulary_only_with_traces():
-    from constraintc.lm.models import build_embedded_model, embedded_corpus
+def test_word_tokenizer_learns_the_reasoning_vocabulary_only_with_traces():
+    from constraintc.lm.models import build_embedded_tokenizer, embedded_corpus
 
-    # without traces the corpus (so the vocabulary and the default model) has no reasoning text
+    # without traces the corpus (so the word vocabulary) has no reasoning text
     assert not any("Reasoning:" in t or "->" in t for t in embedded_corpus())
-    _, plain = build_embedded_model()
-    _, traced = build_embedded_model(traces=True)
+    plain = build_embedded_tokenizer({"kind": "words"})
+    traced = build_embedded_tokenizer({"kind": "words"}, traces=True)
     assert "Reasoning" not in plain.get_vocab() and "->" not in plain.convert_ids_to_tokens(plain("B -> C")["input_ids"])
     for text in [r["trace"] for r in generate("dsep", "train", 40, seed=5, traces=True)] + [reasoning_prompt({"premise": "B causes C.", "question": "Does B cause C?"})]:
         ids = traced(text)["input_ids"]
         assert traced.unk_token_id not in ids, text
     decoded = traced.decode(traced("Trail B -> C <- D is open.")["input_ids"], skip_special_tokens=True)
     assert check_steps(decoded, {"nodes": ["B", "C", "D"], "edges": [["B", "C"], ["D", "C"]], "atom": "dsep(B,D,{C})"}) == {"steps": 1, "true": 1, "in_premise": 0}
+
+
+def test_embedded_tokenizer_reads_every_name_and_every_trace():
+    from constraintc.lm.models import build_embedded_model
+    from constraintc.tasks import SPLITS
+
+    _, tok = build_embedded_model()
+    _, traced = build_embedded_model(traces=True)
+    assert tok.get_vocab() == traced.get_vocab()  # one vocabulary, with or without traces
+    for task in ("transitivity", "dsep"):
+        for split in SPLITS:
+            for r in generate(task, split, 12, seed=5, traces=True):
+                text = f"{reasoning_prompt(r)} {r['trace']}\nAnswer: {r['label']}"
+                ids = tok(text)["input_ids"]
+                assert tok.unk_token_id not in ids, text
+                for name in r["nodes"]:
+                    # a name is spelled out (or is one known word), never unknown
+                    pieces = tok.convert_ids_to_tokens(tok(name, add_special_tokens=False)["input_ids"])
+                    assert "".join(p.removeprefix("##") for p in pieces) == name
+    trace = "Trail R0R -> 1da <- Ye is open."
+    decoded = tok.decode(tok(trace)["input_ids"], skip_special_tokens=True)
+    assert check_steps(decoded, {"nodes": ["R0R", "1da", "Ye"], "edges": [["R0R", "1da"], ["Ye", "1da"]], "atom": "dsep(R0R,Ye,{1da})"}) == {"steps": 1, "true": 1, "in_premise": 0}

@@ -3,8 +3,9 @@ artifact: one safetensors file holding the circuit, its atoms in order and its m
 with `from constraintc import Circuit; Circuit.load(PATH)`.
 
 Results are cached by content hash in $CONSTRAINTC_CACHE (default ~/.cache/constraintc):
-compiling the same input twice is instant; --no-cache recompiles. Without -o the artifact stays
-in the cache and its path is printed.
+compiling the same input twice is instant; --no-cache recompiles. A cache entry is served only
+when it is yours, intact (its SHA-256 digest) and stored under its own key; otherwise it is
+recompiled, with a warning. Without -o the artifact stays in the cache and its path is printed.
 
 examples:
   constraintc compile rules/dsep.rules --nodes 4 -o dsep4.cc

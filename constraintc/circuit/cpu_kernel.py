@@ -3,24 +3,18 @@
 The kernel is a plain C ABI shared library built with the system C++ compiler
 (``$CXX`` or ``g++``/``c++``/``clang++``) and OpenMP when available, and called through ctypes on
 tensor data pointers: no torch headers, no ninja, and torch never becomes a build requirement.
-The library is cached under ``$CONSTRAINTC_CACHE/kernels`` (default ``~/.cache/constraintc``),
-keyed by a hash of the source, the compiler and the CPU's feature flags (it is built with
-``-march=native``). Without a compiler, :func:`available` is False and ``backend="auto"`` uses
-the torch reference.
+It is built, cached and checked before loading by :mod:`constraintc.native` (under
+``$CONSTRAINTC_CACHE/kernels``, keyed by a hash of the source, the compiler and the CPU's feature
+flags: it is built with ``-march=native``). Without a compiler, :func:`available` is False and
+``backend="auto"`` uses the torch reference.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 import weakref
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,66 +25,24 @@ _LOCK = threading.Lock()
 _LIB: ctypes.CDLL | None = None
 _ERROR: str | None = None
 
+_BASE_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math")
+# the first set that compiles wins: OpenMP and -march=native are both optional
+_ATTEMPTS = (
+    _BASE_FLAGS + ("-march=native", "-fopenmp"),
+    _BASE_FLAGS + ("-fopenmp",),
+    _BASE_FLAGS + ("-march=native",),
+    _BASE_FLAGS,
+)
+ABI = 5  # constraintc_kernel_abi() in kernels/circuit_cpu.cpp
 
-def _source() -> Path:
+
+def native_library():
+    """The kernel as a :class:`constraintc.native.NativeLibrary` (source, flags, ABI)."""
+    from constraintc.native import NativeLibrary
     from constraintc.resources import kernels_dir
 
-    return kernels_dir() / "circuit_cpu.cpp"
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _cache_dir() -> Path:
-    from constraintc.circuit.artifact import cache_dir
-
-    return cache_dir() / "kernels"
-
-
-def _build(cxx: str) -> Path:
-    src = _source()
-    text = src.read_bytes()
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(text + version.encode() + _cpu_flags().encode() + platform.machine().encode())
-    out = _cache_dir() / f"circuit_cpu-{key.hexdigest()[:16]}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    base = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-fno-math-errno", "-fno-trapping-math"]
-    attempts = [
-        base + ["-march=native", "-fopenmp"],
-        base + ["-fopenmp"],
-        base + ["-march=native"],
-        base,
-    ]
-    errors = []
-    for flags in attempts:
-        fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so")
-        os.close(fd)
-        proc = subprocess.run(flags + ["-o", tmp, str(src)], capture_output=True, text=True)
-        if proc.returncode == 0:
-            os.replace(tmp, out)  # atomic: concurrent builders never see a partial library
-            from constraintc.resources import prune_builds
-
-            prune_builds(out)
-            return out
-        os.unlink(tmp)
-        errors.append(f"{' '.join(flags)}: {proc.stderr.strip()[:500]}")
-    raise RuntimeError("could not build the CPU kernel:\n" + "\n".join(errors))
+    return NativeLibrary("circuit_cpu", kernels_dir() / "circuit_cpu.cpp", _ATTEMPTS,
+                         abi_symbol="constraintc_kernel_abi", abi=ABI, host_specific=True)
 
 
 def load() -> ctypes.CDLL | None:
@@ -102,13 +54,11 @@ def load() -> ctypes.CDLL | None:
         if os.environ.get("CONSTRAINTC_NO_CPU_KERNEL"):
             _ERROR = "disabled by CONSTRAINTC_NO_CPU_KERNEL"
             return None
-        cxx = _compiler()
-        if cxx is None:
-            _ERROR = "no C++ compiler found (set CXX)"
-            return None
+        from constraintc.native import NativeBuildError, load_library
+
         try:
-            lib = ctypes.CDLL(str(_build(cxx)))
-        except (OSError, RuntimeError) as exc:
+            lib = load_library(native_library())
+        except NativeBuildError as exc:
             _ERROR = str(exc)
             return None
         p = ctypes.c_void_p
@@ -135,7 +85,7 @@ def load() -> ctypes.CDLL | None:
         for name in ("circuit_fused_f32", "circuit_fused_f64"):
             getattr(lib, name).argtypes = [p, i64, ctypes.c_int, ctypes.c_int, p, p, i64, p, p, p,
                                            ctypes.c_int]
-            getattr(lib, name).restype = None
+            getattr(lib, name).restype = i64
         _LIB = lib
         return _LIB
 
@@ -237,17 +187,20 @@ class CpuCircuit:
            ga.data_ptr(), 0 if gb is None else gb.data_ptr(), torch.get_num_threads())
 
     def fused(self, root: int, mode: int, sign: int, a: torch.Tensor, b: torch.Tensor | None,
-              value: torch.Tensor, ga: torch.Tensor | None, gb: torch.Tensor | None) -> None:
+              value: torch.Tensor, ga: torch.Tensor | None, gb: torch.Tensor | None) -> int:
         """Forward and backward of root ``root`` in one call, no work buffer kept.
 
         ``a`` (and ``b``): contiguous ``[batch, atoms]`` CPU tensors of one dtype (float32 or
         float64; probabilities for ``mode=0``, ``log p`` and ``log(1-p)`` for ``mode=1``). Writes
         ``value[i] = sign * log W_root`` (``batch`` contiguous values) and, when ``ga`` is given,
         ``ga`` (and ``gb``) ``= sign * d log W_root / d a`` (and ``/ d b``), overwriting them.
-        ``sign=-1`` gives the semantic loss and its gradient. Unchecked: the hot path of
-        :meth:`Circuit.semantic_loss_and_grad`; callers validate shapes, dtypes and layout.
+        ``sign=-1`` gives the semantic loss and its gradient. Returns -1; or, writing nothing,
+        the flat index of the first input value outside its domain (a probability outside
+        ``[0, 1]``, a log-probability that is NaN or positive; ``batch * atoms + i`` for ``b``).
+        Shapes, dtypes and layout are unchecked: the hot path of
+        :meth:`Circuit.semantic_loss_and_grad`; callers validate them.
         """
-        self._fused_fn[a.dtype](
+        return self._fused_fn[a.dtype](
             self._ctx, root, mode, sign, a.data_ptr(), 0 if b is None else b.data_ptr(), a.shape[0],
             value.data_ptr(), 0 if ga is None else ga.data_ptr(), 0 if gb is None else gb.data_ptr(),
             torch.get_num_threads())

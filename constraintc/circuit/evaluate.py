@@ -80,6 +80,9 @@ class Evaluator:
         self._torch_plans: dict[str, torch_ref.TorchPlan] = {}
         self._cpu = None
         self._triton: dict[str, object] = {}
+        # device -> the plan's index tensors already there (a Circuit's buffers, see
+        # Circuit._link_buffers): device plans reuse them instead of copying from numpy
+        self.device_tensors: dict[str, dict[str, torch.Tensor]] = {}
 
     def __getstate__(self):
         # kernels, device plans and buffers are caches (and hold locks and C handles): a copy or
@@ -94,7 +97,7 @@ class Evaluator:
         key = str(device)
         tp = self._torch_plans.get(key)
         if tp is None:
-            tp = self._torch_plans[key] = torch_ref.TorchPlan(self.plan, device)
+            tp = self._torch_plans[key] = torch_ref.TorchPlan(self.plan, device, self.device_tensors.get(key))
         return tp
 
     def cpu_kernel(self):
@@ -110,7 +113,7 @@ class Evaluator:
         if k is None:
             from constraintc.kernels import circuit_triton
 
-            k = self._triton[key] = circuit_triton.TritonCircuit(self.plan, device)
+            k = self._triton[key] = circuit_triton.TritonCircuit(self.plan, device, self.device_tensors.get(key))
         return k
 
     def resolve(self, backend: str, device: torch.device) -> str:
@@ -123,9 +126,7 @@ class Evaluator:
 
             return "cpu" if cpu_kernel.available() else "torch"
         if device.type == "cuda":
-            import importlib.util
-
-            return "triton" if importlib.util.find_spec("triton") is not None else "torch"
+            return "triton" if triton_available() else "torch"
         return "torch"
 
     def forward(self, V: torch.Tensor, backend: str) -> None:
@@ -212,10 +213,32 @@ class Evaluator:
         return R
 
 
+_TRITON: list = []  # [bool] once probed
+
+
+def triton_available() -> bool:
+    """Whether the Triton kernel module imports (Triton installed and usable). When it does not,
+    CUDA tensors run on the torch reference instead, with one warning saying why."""
+    if not _TRITON:
+        try:
+            import constraintc.kernels.circuit_triton  # noqa: F401
+        except Exception as exc:  # not installed, or a Triton that cannot load here
+            import warnings
+
+            if not isinstance(exc, ImportError) or "triton" not in str(exc):
+                warnings.warn(f"constraintc: the Triton kernel is unavailable ({exc}); CUDA tensors "
+                              "use the torch evaluator", RuntimeWarning, stacklevel=3)
+            _TRITON.append(False)
+        else:
+            _TRITON.append(True)
+    return _TRITON[0]
+
+
 def cpu_tile_width(batch: int) -> int:
     """Batch columns per tile of the CPU kernel: the whole batch when small, else 64 (whole
-    cache lines, and a tile's rows stay in cache for circuits of up to ~100k nodes)."""
-    return batch if batch <= 64 else 64
+    cache lines, and a tile's rows stay in cache for circuits of up to ~100k nodes); an empty
+    batch gets zero tiles of one column."""
+    return min(max(batch, 1), 64)
 
 
 class LogWMC(torch.autograd.Function):
@@ -299,6 +322,15 @@ FUSED_MAX_BATCH = 64
 FUSED_DTYPES = (torch.float32, torch.float64)
 
 
+class InputOutOfRange(ValueError):
+    """Raised by the kernel's one-call path: input ``index`` (flat, ``batch * atoms + i`` for the
+    second input) is outside its domain. ``Circuit`` turns it into a message naming the entry."""
+
+    def __init__(self, index: int):
+        super().__init__(f"input value {index} is outside its domain")
+        self.index = index
+
+
 class FusedLogWMC(torch.autograd.Function):
     """``sign * log WMC`` of one root, shape ``shape`` (``[batch]`` or ``[batch, 1]``), with its
     gradient computed in the same kernel call as the values (``CpuCircuit.fused``).
@@ -307,7 +339,8 @@ class FusedLogWMC(torch.autograd.Function):
     depends on its own input row only. No work buffer outlives the forward call; the price is
     that the gradient is computed whenever an input requires it, even if backward never runs,
     which is why it is used for small batches (:data:`FUSED_MAX_BATCH`). Inputs: contiguous CPU
-    tensors of one dtype in :data:`FUSED_DTYPES`; ``mode`` 0 (probs, ``b=None``) or 1 (logs).
+    tensors of one dtype in :data:`FUSED_DTYPES`; ``mode`` 0 (probs, ``b=None``) or 1 (logs). The
+    kernel checks their values in the same call (:class:`InputOutOfRange`).
     """
 
     @staticmethod
@@ -317,7 +350,9 @@ class FusedLogWMC(torch.autograd.Function):
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             ga = torch.empty_like(a)
             gb = None if b is None else torch.empty_like(b)
-        kernel.fused(root, mode, sign, a, b, value, ga, gb)
+        bad = kernel.fused(root, mode, sign, a, b, value, ga, gb)
+        if bad >= 0:
+            raise InputOutOfRange(bad)
         ctx.ga, ctx.gb = ga, gb
         return value
 

@@ -26,13 +26,16 @@ NEG_INF = float("-inf")
 class TorchPlan:
     """``LayerPlan`` index arrays as torch tensors on one device, sliced per layer once."""
 
-    def __init__(self, plan: LayerPlan, device: torch.device | str = "cpu"):
-        def t(x):
-            return torch.as_tensor(x, dtype=torch.int64).to(device)
+    def __init__(self, plan: LayerPlan, device: torch.device | str = "cpu", tensors: dict | None = None):
+        # ``tensors``: the plan's index arrays already on ``device`` (a Circuit's buffers)
+        def t(name):
+            if tensors is not None and name in tensors:
+                return tensors[name].to(torch.int64)
+            return torch.as_tensor(getattr(plan, name), dtype=torch.int64).to(device)
 
         self.plan = plan
         self.device = torch.device(device)
-        child_rows, edge_node = t(plan.child_rows), t(plan.edge_node)
+        child_rows, edge_node = t("child_rows"), t("edge_node")
         self.blocks_fwd = []  # (row0, row1, child_rows, segment ids, is_or)
         for a, m, b in zip(plan.layer_start, plan.layer_mid, plan.layer_end):
             for lo, hi, is_or in ((int(a), int(m), False), (int(m), int(b), True)):
@@ -51,7 +54,7 @@ class TorchPlan:
         self.and_edge_children = child_rows[edge_is_and]
         self.and_edge_slot = slot[edge_node[edge_is_and]]
 
-        rev_edge, rev_parent = t(plan.rev_edge), t(plan.rev_parent)
+        rev_edge, rev_parent = t("rev_edge"), t("rev_parent")
         rev_child = child_rows[rev_edge]
         rev_node = edge_node[rev_edge]
         self.blocks_bwd = []  # (row0, row1, parents, children, segment ids, is_and, and slot)

@@ -1,8 +1,8 @@
 """The built-in back end: a top-down decision-DNNF compiler with a C++ core.
 
 The core (``dnnf_core.cpp`` beside this file) is built with the system C++ compiler on first use
-and cached per user (``$CONSTRAINTC_CACHE`` or ``~/.cache/constraintc``), keyed by a hash of its
-source, so no build step is needed at install time and torch never becomes a build requirement.
+and cached per user by :mod:`constraintc.native` (checked before every load), keyed by a hash of
+its source, so no build step is needed at install time and torch never becomes a build requirement.
 ``available()`` says whether it could be built; ``compile_cnf(backend="auto")`` uses PySDD when not.
 
 >>> from constraintc.logic.cnf import CNF
@@ -15,12 +15,6 @@ source, so no build step is needed at install time and torch never becomes a bui
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -52,40 +46,14 @@ class CompilerUnavailable(ConstraintcError):
     """The C++ core of the built-in compiler could not be built (no C++ compiler?)."""
 
 
-def _cache_dir() -> Path:
-    from constraintc.resources import cache_dir
-
-    return cache_dir()
+ABI = 2  # dnnf_abi() in dnnf_core.cpp
 
 
-def _build() -> Path:
-    source = _SOURCE.read_bytes()
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
-    if cxx is None:
-        raise CompilerUnavailable(
-            "error: backend='builtin' needs a C++ compiler (g++ or clang++) to build its core on "
-            "first use; none was found on PATH. Install one or use backend='pysdd'."
-        )
-    key = source + " ".join([*_FLAGS, cxx, platform.machine(), platform.system()]).encode()
-    digest = hashlib.sha256(key).hexdigest()[:16]
-    target = _cache_dir() / f"libdnnf_core-{digest}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # build beside the target and rename: concurrent first uses never see a half-written library
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        tmp_lib = Path(tmp) / target.name
-        proc = subprocess.run([cxx, *_FLAGS, str(_SOURCE), "-o", str(tmp_lib)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise CompilerUnavailable(
-                f"error: building the built-in compiler core with {cxx} failed:\n{proc.stderr[-2000:]}"
-            )
-        os.replace(tmp_lib, target)
-    from constraintc.resources import prune_builds
+def native_library():
+    """The core as a :class:`constraintc.native.NativeLibrary` (source, flags, ABI)."""
+    from constraintc.native import NativeLibrary
 
-    prune_builds(target)
-    return target
+    return NativeLibrary("libdnnf_core", _SOURCE, (tuple(_FLAGS),), abi_symbol="dnnf_abi", abi=ABI)
 
 
 def _load():
@@ -94,10 +62,13 @@ def _load():
         return _LIB
     if _BUILD_ERROR is not None:
         raise CompilerUnavailable(_BUILD_ERROR)
+    from constraintc.native import NativeBuildError, load_library
+
     try:
-        lib = ctypes.CDLL(str(_build()))
-    except (CompilerUnavailable, OSError) as exc:
-        _BUILD_ERROR = str(exc)
+        lib = load_library(native_library())
+    except NativeBuildError as exc:
+        _BUILD_ERROR = (f"{exc}\nbackend='builtin' needs a C++ compiler (g++ or clang++) to build its "
+                        "core on first use; install one or use backend='pysdd'.")
         raise CompilerUnavailable(_BUILD_ERROR) from None
     P = ctypes.c_void_p
     lib.dnnf_new.restype = P

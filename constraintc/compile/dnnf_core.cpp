@@ -526,6 +526,9 @@ struct Compiler {
 
 extern "C" {
 
+// The version of the exported signatures below; bump it (and dnnf.ABI) when one changes.
+int dnnf_abi() { return 2; }
+
 void* dnnf_new() { return new Compiler(); }
 
 void dnnf_free(void* h) { delete static_cast<Compiler*>(h); }

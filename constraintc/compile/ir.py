@@ -49,19 +49,51 @@ class CircuitIR:
         return self.children[self.child_ptr[i] : self.child_ptr[i + 1]]
 
     def validate(self) -> None:
-        """Check structural invariants (topological order, literal range, CSR shape)."""
+        """Check the structural invariants the evaluator relies on; raises :class:`IRError`.
+
+        Shapes and dtypes of the arrays, topological order (children before parents), the CSR
+        layout, node kinds, literal range, atom and root names. Plain ``if`` checks, so
+        ``python -O`` keeps them.
+        """
         n = self.num_nodes
-        assert self.lits.shape == (n,) and self.child_ptr.shape == (n + 1,)
-        assert self.child_ptr[0] == 0 and self.child_ptr[-1] == self.num_edges
-        assert np.all(np.diff(self.child_ptr) >= 0)
-        owner = np.repeat(np.arange(n), np.diff(self.child_ptr))
-        assert np.all(self.children < owner), "children must precede their parents"
+
+        def need(ok, what: str) -> None:
+            if not ok:
+                raise IRError(what)
+
+        arrays = (("kinds", self.kinds), ("lits", self.lits), ("child_ptr", self.child_ptr),
+                  ("children", self.children), ("roots", self.roots))
+        for name, a in arrays:
+            need(isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype.kind in "iu",
+                 f"{name} must be a one-dimensional integer array")
+        need(isinstance(self.num_vars, int) and isinstance(self.num_atoms, int)
+             and 0 <= self.num_atoms <= self.num_vars,
+             f"num_atoms={self.num_atoms!r} must be an integer in 0..num_vars={self.num_vars!r}")
+        need(self.lits.shape == (n,), f"lits has {self.lits.shape[0]} entries for {n} nodes")
+        need(self.child_ptr.shape == (n + 1,), f"child_ptr has {self.child_ptr.shape[0]} entries for {n} nodes")
+        need(np.all((self.kinds >= FALSE) & (self.kinds <= OR)), "node kinds must be 0..4")
+        need(self.child_ptr[0] == 0 and self.child_ptr[-1] == self.num_edges,
+             "child_ptr must start at 0 and end at the number of edges")
+        arity = np.diff(self.child_ptr)
+        need(np.all(arity >= 0), "child_ptr must not decrease")
+        owner = np.repeat(np.arange(n), arity)
+        need(np.all((self.children >= 0) & (self.children < owner)), "children must precede their parents")
         is_lit = self.kinds == LIT
-        assert np.all(self.lits[is_lit] != 0) and np.all(np.abs(self.lits) <= self.num_vars)
-        assert np.all(self.lits[~is_lit] == 0)
+        need(np.all(self.lits[is_lit] != 0) and np.all(np.abs(self.lits.astype(np.int64)) <= self.num_vars),
+             f"literals must be nonzero and within +-{self.num_vars}")
+        need(np.all(self.lits[~is_lit] == 0), "only literal nodes carry a literal")
         inner = (self.kinds == AND) | (self.kinds == OR)
-        assert np.all(np.diff(self.child_ptr)[~inner] == 0), "only AND/OR nodes have children"
-        assert np.all((self.roots >= 0) & (self.roots < n))
+        need(np.all(arity[~inner] == 0), "only AND/OR nodes have children")
+        need(np.all(arity[inner] > 0), "AND/OR nodes need at least one child")
+        need(self.roots.shape[0] > 0 and np.all((self.roots >= 0) & (self.roots < n)), "roots must be nodes")
+        need(len(self.atom_names) == self.num_atoms and all(isinstance(a, str) for a in self.atom_names),
+             f"{len(self.atom_names)} atom names for {self.num_atoms} atoms")
+        need(len(self.root_names) == self.roots.shape[0] and all(isinstance(r, str) for r in self.root_names),
+             f"{len(self.root_names)} root names for {self.roots.shape[0]} roots")
+
+
+class IRError(ValueError):
+    """A ``CircuitIR`` that breaks a structural invariant (the message says which)."""
 
 
 class IRBuilder:

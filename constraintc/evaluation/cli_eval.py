@@ -67,7 +67,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rules", default=None, help="rules file or library name for the rule violation rate")
     parser.add_argument(
-        "--rules-max-nodes", type=int, default=5, help="check rule violations on graphs up to this many nodes (default: 5)"
+        "--consistent",
+        action="store_true",
+        help="with --rules and P(Yes) per answer (--model, or p_yes in --predictions): also answer every "
+        "graph's questions jointly through the compiled rules (the model's probabilities conditioned on "
+        "the rules and the graph: marginals, and the most probable consistent answer set) and report "
+        "them beside the raw answers",
+    )
+    parser.add_argument(
+        "--rules-max-nodes", type=int, default=15,
+        help="check rule violations on graphs up to this many nodes (default: 15; transitivity is decided exactly "
+        "at any size, other rules may need a circuit per graph size)"
     )
     parser.add_argument(
         "--rules-param",
@@ -110,6 +120,10 @@ def _check_args(args) -> None:
         raise OptionError("--limit", args.limit, "a positive integer")
     if not 0.5 < args.collapse_threshold <= 1.0:
         raise OptionError("--collapse-threshold", args.collapse_threshold, "a number in (0.5, 1]")
+    if args.consistent and args.rules is None:
+        raise OptionError("--consistent", True, "--rules too: the rules the answers are conditioned on")
+    if args.consistent and args.traces is not None:
+        raise OptionError("--consistent", True, "P(Yes) per answer; --traces scores written answers, which have none")
     if args.rules_max_nodes < 1:
         raise OptionError("--rules-max-nodes", args.rules_max_nodes, "a positive integer")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
@@ -193,6 +207,26 @@ def score_model(records: list[dict], args, out_dir: Path | None) -> list[dict]:
     return [done[r["id"]] for r in records]
 
 
+def consistent_report(records: list[dict], predictions: list[dict], args, thresholds) -> dict:
+    """Reports of the marginal and MPE answers (:mod:`constraintc.evaluation.consistent`)."""
+    from constraintc.evaluation.consistent import consistent_predictions
+    from constraintc.evaluation.metrics import compute_report, prepare_predictions
+
+    pred_map = prepare_predictions(predictions, "--predictions")
+    if not any(p.get("p_yes") is not None for p in pred_map.values()):
+        raise OptionError("--consistent", True, "predictions with p_yes (P(Yes) per answer) to condition on the rules")
+    params = _rules_params(args.rules_param)
+    marginal, mpe = consistent_predictions(records, pred_map, args.rules, params)
+    out = {}
+    for name, preds in (("marginal", marginal), ("mpe", mpe)):
+        rep = compute_report(
+            records, [{"id": rid, **pred} for rid, pred in preds.items()], thresholds=thresholds, rules=args.rules, rules_max_nodes=args.rules_max_nodes,
+            rules_params=params, source=f"--consistent {name}",
+        )
+        out[name] = {"splits": rep["splits"], "overall": rep["overall"], "answered": len(preds)}
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from constraintc.evaluation.metrics import Thresholds, compute_report
     from constraintc.evaluation.report import markdown, plot
@@ -230,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
     )
     report["data"] = args.data
     report["source"] = source
+    if args.consistent:
+        report["consistent"] = consistent_report(records, predictions, args, thresholds)
     text = markdown(report, title=f"constraintc eval: {source} on {args.data}")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -216,13 +216,26 @@ def context_sensitivity(records: list[dict], preds: dict[str, str | None]) -> di
     }
 
 
+def _with_inverses(answers: dict[str, str]) -> dict[str, str]:
+    """The shortcuts' answers and their inverses (``not_NAME``): a model can learn a cue with
+    either polarity (on reversed chains "the cause is stated later" is right every time)."""
+    flip = {"Yes": "No", "No": "Yes"}
+    out = dict(answers)
+    for name, answer in answers.items():
+        if name not in ("always_yes", "always_no"):  # their inverses are each other
+            out[f"not_{name}"] = flip.get(answer, answer)
+    return out
+
+
 def shortcut_baselines(records: list[dict], preds: list[str | None], answers: list[dict[str, str] | None]) -> dict:
-    """Every shortcut's scores on these records, the best one, and the model's accuracy on the
-    records where each shortcut is wrong ("conflict accuracy")."""
+    """Every shortcut's scores on these records (each surface cue with both polarities), the best
+    one, and the model's accuracy on the records where each shortcut is wrong ("conflict
+    accuracy")."""
     labels = [r["label"] for r in records]
     usable = [i for i, a in enumerate(answers) if a is not None]
     if not usable:
         return {"baselines": {}, "best_baseline": None, "best_baseline_balanced_accuracy": None, "conflict_accuracy": {}}
+    answers = [_with_inverses(a) if a is not None else None for a in answers]
     names = list(answers[usable[0]])
     baselines = {}
     conflict = {}

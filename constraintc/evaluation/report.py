@@ -60,6 +60,8 @@ def markdown(report: dict, title: str = "constraintc evaluation") -> str:
         "entropy: mean binary entropy of p_yes in bits when p_yes is given, else the entropy of the "
         "answer distribution; gap: balanced accuracy minus the best shortcut's.",
     ]
+    if report.get("consistent"):
+        lines += consistent_section(report)
     for key, m in report["splits"].items():
         lines += ["", f"## {key}", ""]
         for reason in m["collapse_reasons"]:
@@ -156,3 +158,29 @@ def plot(report: dict, out_dir: str | Path) -> list[Path]:
     plt.close(fig)
     paths.append(path)
     return paths
+
+
+def consistent_section(report: dict) -> list[str]:
+    """The raw answers beside the answers conditioned on the rules (``--consistent``)."""
+    cons = report["consistent"]
+    lines = [
+        "",
+        "## Consistent answering",
+        "",
+        "The model's P(Yes) conditioned on the rules and the graph: *marginal* answers Yes when "
+        "P(atom | rules) >= 0.5, *MPE* is the most probable answer set the rules allow (no "
+        "violations by construction).",
+        "",
+        "| split | n | bal. acc raw | marginal | MPE | rule viol. raw | marginal | MPE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    rows = list(report["splits"].items()) + [("overall", report["overall"])]
+    for key, m in rows:
+        mar = cons["marginal"]["overall"] if key == "overall" else cons["marginal"]["splits"].get(key, {})
+        mpe = cons["mpe"]["overall"] if key == "overall" else cons["mpe"]["splits"].get(key, {})
+        lines.append(
+            f"| {key} | {m['n']} | {_f(m['balanced_accuracy'])} | {_f(mar.get('balanced_accuracy'))} "
+            f"| {_f(mpe.get('balanced_accuracy'))} | {_f(m.get('rule_violation_rate'))} "
+            f"| {_f(mar.get('rule_violation_rate'))} | {_f(mpe.get('rule_violation_rate'))} |"
+        )
+    return lines

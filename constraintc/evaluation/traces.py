@@ -32,19 +32,19 @@ import networkx as nx
 STATUSES = ("valid", "empty", "missing", "truncated")
 
 _STEP = re.compile(
-    r"\b([A-Za-z][\w-]*)\s+(causes|does\s+not\s+cause|doesn't\s+cause|cannot\s+cause|can't\s+cause)\s+([A-Za-z][\w-]*)"
+    r"\b(\w[\w-]*)\s+(causes|does\s+not\s+cause|doesn't\s+cause|cannot\s+cause|can't\s+cause)\s+(\w[\w-]*)"
 )
 _TRAIL = re.compile(
-    r"\b[Tt]rail\s+([A-Za-z]\w*(?:\s*(?:->|<-)\s*[A-Za-z]\w*)+)\s+is\s+"
-    r"(?:(open)|blocked(?:\s+at\s+([A-Za-z]\w*)(?:\s*,\s*(a\s+collider|which\s+is\s+in))?)?)"
+    r"\b[Tt]rail\s+(\w+(?:\s*(?:->|<-)\s*\w+)+)\s+is\s+"
+    r"(?:(open)|blocked(?:\s+at\s+(\w+)(?:\s*,\s*(a\s+collider|which\s+is\s+in))?)?)"
 )
-_TRAIL_TOKEN = re.compile(r"->|<-|[A-Za-z]\w*")
+_TRAIL_TOKEN = re.compile(r"->|<-|\w+")
 # "B and D are (not) d-separated given {C, E}" (also as a word-level model decodes it:
 # "d - separated given { C , E }"), and "B and D are not joined by any trail"
 _SEPARATION = re.compile(
-    r"\b([A-Za-z]\w*)\s+and\s+([A-Za-z]\w*)\s+are\s+(not\s+)?d\s*-\s*separated\s+given\s*\{([^}]*)\}"
+    r"\b(\w+)\s+and\s+(\w+)\s+are\s+(not\s+)?d\s*-\s*separated\s+given\s*\{([^}]*)\}"
 )
-_NO_TRAIL = re.compile(r"\b([A-Za-z]\w*)\s+and\s+([A-Za-z]\w*)\s+are\s+not\s+joined\s+by\s+any\s+trail")
+_NO_TRAIL = re.compile(r"\b(\w+)\s+and\s+(\w+)\s+are\s+not\s+joined\s+by\s+any\s+trail")
 _GIVEN = re.compile(r"given\s*\{([^}]*)\}")
 _ANSWER = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 _ANSWER_LEAD = re.compile(r"(?:(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:?\s*)$", re.IGNORECASE)

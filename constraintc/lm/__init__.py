@@ -27,6 +27,9 @@ _EXPORTS = {
     "pack_groups": "constraintc.lm.binding",
     "packed_answer_logits": "constraintc.lm.binding",
     "score_groups": "constraintc.lm.binding",
+    "atom_logits": "constraintc.lm.binding",
+    "packed_atom_logits": "constraintc.lm.binding",
+    "AtomLogits": "constraintc.lm.binding",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -60,6 +60,13 @@ class PackedBatch:
     target_seq: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     completion_answer: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
+    def to(self, device) -> "PackedBatch":
+        """The same batch with its tensors on ``device``."""
+        from dataclasses import fields, replace
+
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)
+                                if isinstance(getattr(self, f.name), torch.Tensor)})
+
     @property
     def num_completions(self) -> int:
         return int(self.completion_answer.numel())
@@ -277,6 +284,58 @@ def yes_no_log_probs(logits: torch.Tensor, batch: PackedBatch) -> tuple[torch.Te
     q = torch.arange(logits.shape[0])
     diff = logits[q, batch.yes_ids] - logits[q, batch.no_ids]
     return F.logsigmoid(diff), F.logsigmoid(-diff)
+
+
+@dataclass
+class AtomLogits:
+    """The Yes and No logits at the answer position of every question, ``[Q]`` each (questions
+    in group order, then prompt order), and the number of questions per group."""
+
+    yes: torch.Tensor
+    no: torch.Tensor
+    group_sizes: list[int]
+
+    def per_group(self) -> list[torch.Tensor]:
+        """``l_yes - l_no`` split by group (what ``SemanticLoss`` takes as ``yes`` with ``no=None``)."""
+        return list(torch.split(self.yes - self.no, self.group_sizes))
+
+
+def atom_logits(model, tokenizer, groups: list[list[str]], yes: str = "Yes", no: str = "No") -> AtomLogits:
+    """Run a causal LM on groups of prompts (one group per graph, shared-prefix packed) **with
+    gradients**, and return the Yes/No logits at every answer position.
+
+    The training-time counterpart of :func:`score_groups` (which runs under ``no_grad`` for
+    evaluation): only the two verbalizer rows of the output head are applied, so a large
+    vocabulary costs nothing extra. The model is used in whatever mode it is in.
+
+    >>> import torch
+    >>> from constraintc.lm import build_tiny_model
+    >>> model, tok = build_tiny_model()
+    >>> out = atom_logits(model, tok, [["a causes b. Does a cause b?", "a causes b. Does b cause a?"]])
+    >>> out.yes.shape, out.yes.requires_grad, out.group_sizes
+    (torch.Size([2]), True, [2])
+    """
+    return packed_atom_logits(model, pack_groups(tokenizer, groups, yes, no, dtype=next(model.parameters()).dtype))
+
+
+def packed_atom_logits(model, batch: PackedBatch) -> AtomLogits:
+    """:func:`atom_logits` of an already packed batch (on any device: moved to the model's)."""
+    param = next(model.parameters())
+    batch = batch.to(param.device)
+    mask = batch.attention_mask.to(param.dtype)
+    hidden = model.get_decoder()(
+        input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids, use_cache=False,
+    ).last_hidden_state[batch.rows, batch.cols]
+    weight = model.get_output_embeddings().weight
+    bias = getattr(model.get_output_embeddings(), "bias", None)
+    pick = torch.stack([batch.yes_ids, batch.no_ids], 1)  # [Q, 2]
+    logits = torch.einsum("qh,qkh->qk", hidden, weight[pick])
+    if bias is not None:
+        logits = logits + bias[pick]
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return AtomLogits(logits[:, 0], logits[:, 1], batch.group_sizes)
 
 
 @torch.no_grad()

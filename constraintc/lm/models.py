@@ -151,31 +151,68 @@ def embedded_corpus(seed: int = 0, per_task: int = 200, traces: bool = False) ->
     return texts
 
 
+def embedded_words(seed: int = 0, per_task: int = 200) -> list[str]:
+    """The fixed vocabulary of the task text: every word and punctuation mark of generated
+    prompts, questions, answers, reasoning prompts and trace sentences of every task, except node
+    names (the name tokenizer spells those out). Deterministic order (first appearance)."""
+    import re
+
+    from constraintc.tasks.graphs import SHORT_NAMES
+
+    texts = embedded_corpus(seed, per_task, traces=True)
+    names = set(SHORT_NAMES)
+    words: dict[str, None] = {}
+    for text in texts:
+        for w in re.findall(r"->|<-|\w+|[^\w\s]", text):
+            if w not in names:
+                words.setdefault(w, None)
+    return list(words)
+
+
+def build_embedded_tokenizer(spec: dict | None = None, traces: bool = False):
+    """The embedded model's tokenizer from the ``[tokenizer]`` table of its config.
+
+    ``kind = "names"`` (the default): the task's words are one token each and every other word
+    (a node name) is spelled out character by character, so any name of letters and digits
+    reads exactly (:func:`constraintc.lm.tokenizer.build_name_tokenizer`). ``kind = "words"``:
+    a word-level vocabulary of the generated training text, in which unseen names are ``[UNK]``
+    (``traces`` adds the reasoning vocabulary to it).
+    """
+    from constraintc.lm.tokenizer import build_name_tokenizer, build_word_tokenizer
+    from constraintc.tasks.graphs import OPEN_ALPHABET
+
+    spec = dict(spec or {})
+    kind = spec.get("kind", "names")
+    seed, per_task = spec.get("corpus_seed", 0), spec.get("corpus_records_per_task", 200)
+    if kind == "names":
+        words = list(dict.fromkeys([*spec.get("words", []), *embedded_words(seed, per_task)]))
+        return build_name_tokenizer(words, OPEN_ALPHABET)
+    if kind == "words":
+        texts = embedded_corpus(seed, per_task, traces)
+        return build_word_tokenizer(texts, spec.get("words", []), whole_arrows=traces)
+    raise ConstraintcError(f"error: embedded model config: tokenizer kind={kind!r}: expected 'names' or 'words'")
+
+
 def build_embedded_model(
     config_path: str | Path | None = None,
     dtype: torch.dtype = torch.float32,
     seed: int | None = None,
     traces: bool = False,
 ):
-    """The embedded default: a small Gemma-3 model, freshly initialised, with its word tokenizer.
+    """The embedded default: a small Gemma-3 model, freshly initialised, with its tokenizer.
 
-    Sizes come from ``embedded_model.toml`` (about 0.6M parameters); the tokenizer is trained on
-    the generated task text (``traces``: with the reasoning prompts and traces too, see
-    :func:`embedded_corpus`). The weights are random (``seed``, default the config's
-    ``init_seed``): ``constraintc finetune`` trains it from
-    scratch (full training; LoRA on random weights would learn nothing useful).
+    Sizes and the tokenizer kind come from ``embedded_model.toml`` (see
+    :func:`build_embedded_tokenizer`). The weights are random (``seed``, default the config's
+    ``init_seed``): ``constraintc finetune`` trains it from scratch (full training; LoRA on random
+    weights would learn nothing useful).
 
     >>> model, tok = build_embedded_model()              # doctest: +SKIP
     >>> sum(p.numel() for p in model.parameters())       # doctest: +SKIP
     """
-    from constraintc.lm.tokenizer import build_word_tokenizer
-
     path = Path(config_path) if config_path else embedded_config_path()
     spec = tomllib.loads(path.read_text())
     arch = dict(spec["architecture"])
-    tok_spec = spec.get("tokenizer", {})
-    texts = embedded_corpus(tok_spec.get("corpus_seed", 0), tok_spec.get("corpus_records_per_task", 200), traces)
-    tokenizer = build_word_tokenizer(texts, tok_spec.get("words", []), whole_arrows=traces)
+    tokenizer = build_embedded_tokenizer(spec.get("tokenizer", {}), traces)
     init_seed = arch.pop("init_seed", 0)
     return _build_gemma(tokenizer, init_seed if seed is None else seed, dtype, **arch), tokenizer
 

@@ -48,3 +48,45 @@ def build_word_tokenizer(
         unk_token="[UNK]",
         padding_side=padding_side,
     )
+
+
+def build_name_tokenizer(
+    words: Iterable[str], alphabet: str, padding_side: str = "left", whole_arrows: bool = True
+):
+    """A tokenizer that reads any node name: known ``words`` are one token each, every other word
+    is spelled out character by character (WordPiece over single characters: ``R0R`` is
+    ``R ##0 ##R``), so names never seen in training, and never seen by the tokenizer, are read
+    exactly instead of becoming ``[UNK]``.
+
+    ``alphabet`` lists the characters a name may use; the vocabulary is the special tokens, the
+    words, each character and each character as a continuation (``##c``). Punctuation is one
+    token per character (``->`` and ``<-`` whole with ``whole_arrows``). The vocabulary depends
+    only on its arguments, so the same call gives the same ids on every machine.
+
+    >>> tok = build_name_tokenizer(["Does", "cause", "?"], "abcR01")
+    >>> tok.convert_ids_to_tokens(tok("Does R0R cause 1a?")["input_ids"])
+    ['[BOS]', 'Does', 'R', '##0', '##R', 'cause', '1', '##a', '?']
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab: dict[str, int] = {}
+    for piece in [*SPECIAL_TOKENS, *words, *alphabet, *(f"##{c}" for c in alphabet)]:
+        vocab.setdefault(piece, len(vocab))
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=64))
+    pattern = r"->|<-|\w+|[^\w\s]" if whole_arrows else r"\w+|[^\w\s]"
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(pattern), behavior="isolated")]
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A", pair="[BOS] $A $B", special_tokens=[("[BOS]", vocab["[BOS]"])]
+    )
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="[BOS]",
+        eos_token="[EOS]",
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        padding_side=padding_side,
+    )

@@ -6,18 +6,29 @@ balanced: its Yes and No counts differ by at most one.
 
 Splits (see docs/tasks.md):
 
-===========  =======  =========================================================================
-split        nodes    what changes
-===========  =======  =========================================================================
-train        3-6      sparse DAGs and chains, statements in causal (topological) order
-length       7-15     longer chains and bigger DAGs, same style
-reversed     3-6      train graphs stated in exactly reverse causal order (effects first)
-shuffled     3-6      train graphs stated in random order
-branching    4-7      dense DAGs (many forks, colliders and skip edges)
-long_names   3-6      train graphs with 8-10 letter names
-adversarial  4-6      minimal pairs (one edge added or removed flips the answer) and cases
-                      where a surface shortcut disagrees with the truth; statements shuffled
-===========  =======  =========================================================================
+===============  =====  ======================================================================
+split            nodes  what changes
+===============  =====  ======================================================================
+train            3-6    sparse DAGs and chains, statements in causal (topological) order
+length           7-15   longer chains and bigger DAGs, same style
+reversed         3-6    train graphs stated in exactly reverse causal order (effects first)
+shuffled         3-6    train graphs stated in random order
+branching        4-7    dense DAGs (many forks, colliders and skip edges)
+long_names       3-6    train graphs with 8-10 letter names
+adversarial      4-6    minimal pairs (one edge added or removed flips the answer) and cases
+                        where a surface shortcut disagrees with the truth; statements shuffled
+mix              3-7    the training mixture: random DAGs, chains (some links flipped) and dense
+                        DAGs, statements in causal, reversed or random order, single letters or
+                        open names (1-3 letters and digits) from the training part of the names
+chains_long      7-15   linear chains, causal order, names as in mix (longer than mix's chains)
+chains_reversed  5-12   linear chains stated in exactly reverse causal order
+chains_shuffled  7-15   linear chains stated in random order (no positional cue left)
+branching_large  5-12   dense DAGs, larger than any mix graph
+unseen_names     3-7    mix graphs named only from the held-out part of the open names
+===============  =====  ======================================================================
+
+The last six splits are the *transfer* splits of a model trained on ``mix``: each differs from
+it in one respect (length, statement order, structure or names).
 """
 
 from __future__ import annotations
@@ -37,16 +48,56 @@ from constraintc.tasks.shortcuts import SHORTCUTS, TASK_SHORTCUTS, Query
 from constraintc.tasks.traces import GraphTracer
 
 TASKS = ("transitivity", "dsep")
-SPLITS = ("train", "length", "reversed", "shuffled", "branching", "long_names", "adversarial")
+SPLITS = (
+    "train", "length", "reversed", "shuffled", "branching", "long_names", "adversarial",
+    "mix", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names",
+)
 
 
 @dataclass(frozen=True)
 class SplitSpec:
+    """How one graph is drawn: node count range, structure, statement order, names.
+
+    ``family`` ``dag``: :func:`graphs.random_dag` (``extra_p``, ``chain_p``); ``chain``: a
+    linear chain (:func:`graphs.chain`) whose links are each reversed with ``flip_p``.
+    """
+
     nodes: tuple[int, int]
     extra_p: float
     chain_p: float
     order: str  # topological | reversed | shuffled
-    names: str  # short | long
+    names: str  # a style of graphs.draw_names
+    family: str = "dag"
+    flip_p: float = 0.0
+
+
+@dataclass(frozen=True)
+class MixSpec:
+    """A mixture of specs: each graph draws one component by weight."""
+
+    components: tuple[tuple[float, SplitSpec], ...]
+
+    @property
+    def nodes(self) -> tuple[int, int]:
+        return min(c.nodes[0] for _, c in self.components), max(c.nodes[1] for _, c in self.components)
+
+    def pick(self, rng: random.Random) -> SplitSpec:
+        return rng.choices([c for _, c in self.components], [w for w, _ in self.components])[0]
+
+
+def _mix(nodes: tuple[int, int], names: tuple[str, ...], chain_nodes: tuple[int, int] = (3, 6)) -> MixSpec:
+    """The training mixture over every statement order and name style in ``names``: random
+    DAGs, chains with some links flipped (axiomatic training's noise), dense DAGs."""
+    parts = []
+    for order in ("topological", "reversed", "shuffled"):
+        for style in names:
+            parts += [
+                (3.0, SplitSpec(nodes, 0.2, 0.4, order, style)),
+                (1.5, SplitSpec(chain_nodes, 0.0, 1.0, order, style, family="chain")),
+                (1.5, SplitSpec(chain_nodes, 0.0, 1.0, order, style, family="chain", flip_p=0.3)),
+                (1.0, SplitSpec((4, min(nodes[1], 6)), 0.55, 0.0, order, style)),
+            ]
+    return MixSpec(tuple(parts))
 
 
 SPLIT_SPECS: dict[str, SplitSpec] = {
@@ -57,7 +108,23 @@ SPLIT_SPECS: dict[str, SplitSpec] = {
     "branching": SplitSpec((4, 7), 0.55, 0.0, "topological", "short"),
     "long_names": SplitSpec((3, 6), 0.2, 0.4, "topological", "long"),
     "adversarial": SplitSpec((4, 6), 0.25, 0.4, "shuffled", "short"),
+    "mix": _mix((3, 7), ("short", "open_train")),
+    "chains_long": MixSpec(tuple(
+        (1.0, SplitSpec((7, 15), 0.0, 1.0, "topological", style, family="chain")) for style in ("short", "open_train")
+    )),
+    "chains_reversed": MixSpec(tuple(
+        (1.0, SplitSpec((5, 12), 0.0, 1.0, "reversed", style, family="chain")) for style in ("short", "open_train")
+    )),
+    "chains_shuffled": MixSpec(tuple(
+        (1.0, SplitSpec((7, 15), 0.0, 1.0, "shuffled", style, family="chain")) for style in ("short", "open_train")
+    )),
+    "branching_large": MixSpec(tuple(
+        (1.0, SplitSpec((5, 12), 0.55, 0.0, "topological", style)) for style in ("short", "open_train")
+    )),
+    "unseen_names": _mix((3, 7), ("open_heldout",)),
 }
+# the splits a model trained on `mix` is evaluated on to see whether its reasoning transfers
+TRANSFER_SPLITS = ("chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
 
 # shortcuts the adversarial split defeats, with the labels on which each can disagree with the
 # truth (adjacent nodes are never d-separated, so "overlap" can only be wrong on d-separation
@@ -131,9 +198,14 @@ class _Graph:
         return "Yes" if graphs.d_separated(self.nx, x, y, z) else "No"
 
 
-def _draw_graph(rng: random.Random, spec: SplitSpec) -> _Graph:
+def _draw_graph(rng: random.Random, spec: SplitSpec | MixSpec) -> _Graph:
+    if isinstance(spec, MixSpec):
+        spec = spec.pick(rng)
     n = rng.randint(*spec.nodes)
-    int_edges, rank = graphs.random_dag(rng, n, spec.extra_p, spec.chain_p)
+    if spec.family == "chain":
+        int_edges, rank = graphs.chain(rng, n, spec.flip_p)
+    else:
+        int_edges, rank = graphs.random_dag(rng, n, spec.extra_p, spec.chain_p)
     ordered = graphs.statement_order(rng, int_edges, rank, spec.order)
     names = graphs.draw_names(rng, n, spec.names)
     edges = [(names[u], names[v]) for u, v in ordered]

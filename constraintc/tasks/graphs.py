@@ -7,6 +7,7 @@ transitivity, :func:`networkx.is_d_separator` for d-separation.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import string
 
@@ -34,16 +35,70 @@ def long_name(rng: random.Random, low: int = 8, high: int = 10) -> str:
     return "".join(letters[:length]).capitalize()
 
 
+# The open alphabet of node names: 1-3 letters and digits, mixed case, as public causal-reasoning
+# benchmark sets write them (``R0R``, ``1da``, ``Ye``).
+OPEN_ALPHABET = string.ascii_letters + string.digits
+# Words of the prompts, answers and traces: a node never carries one of these names, so a
+# sentence never reads two ways ("No causes Yes.").
+RESERVED_NAMES = frozenset(
+    "A I a Yes No So Does Are Is and or not the to of in on by if is it be do".split()
+)
+# One name in HELDOUT_ONE_IN of the open alphabet is held out of training (``open_train``) and
+# used only by evaluation splits (``open_heldout``): a fixed partition of the name space, so a
+# model's evaluation on unseen names is about names it cannot have seen.
+HELDOUT_ONE_IN = 5
+
+
+def name_is_heldout(name: str) -> bool:
+    """Whether ``name`` belongs to the held-out part of the open name space (fixed by SHA-256).
+
+    >>> sum(name_is_heldout(f"n{i}") for i in range(10000)) in range(1800, 2200)
+    True
+    """
+    return hashlib.sha256(name.encode()).digest()[0] % HELDOUT_ONE_IN == 0
+
+
+def open_name(rng: random.Random, heldout: bool | None = None) -> str:
+    """A name of 1-3 characters from :data:`OPEN_ALPHABET` (lengths uniform), never a reserved
+    word; ``heldout`` True/False restricts it to that part of the name space (None: any).
+
+    >>> name = open_name(random.Random(0), heldout=False)
+    >>> 1 <= len(name) <= 3 and not name_is_heldout(name)
+    True
+    """
+    while True:
+        name = "".join(rng.choice(OPEN_ALPHABET) for _ in range(rng.randint(1, 3)))
+        if name in RESERVED_NAMES or name.lower() in ("yes", "no"):
+            continue  # answers are read case-insensitively
+        if heldout is None or name_is_heldout(name) == heldout:
+            return name
+
+
+NAME_STYLES = ("short", "long", "open", "open_train", "open_heldout")
+
+
 def draw_names(rng: random.Random, n: int, style: str = "short") -> list[str]:
-    """``n`` distinct names: ``short`` (letters) or ``long`` (8-10 characters).
+    """``n`` distinct names in a style: ``short`` (single capital letters), ``long`` (8-10
+    letters), ``open`` (1-3 letters and digits, mixed case), ``open_train`` / ``open_heldout``
+    (the two parts of the open name space, see :func:`name_is_heldout`).
 
     Names are unique within one graph so that two nodes never merge into one (which could
     create a cycle the generator did not draw).
     """
+    if style not in NAME_STYLES:
+        raise ValueError(f"name style {style!r}: expected one of {', '.join(NAME_STYLES)}")
     if style == "short":
         if n > len(SHORT_NAMES):
             raise ValueError(f"at most {len(SHORT_NAMES)} short names, asked for {n}")
         return rng.sample(SHORT_NAMES, n)
+    if style.startswith("open"):
+        heldout = {"open": None, "open_train": False, "open_heldout": True}[style]
+        names: list[str] = []
+        while len(names) < n:
+            name = open_name(rng, heldout)
+            if name not in names:
+                names.append(name)
+        return names
     names: list[str] = []
     seen: set[str] = set()
     while len(names) < n:
@@ -84,6 +139,29 @@ def random_dag(rng: random.Random, n: int, extra_p: float, chain_p: float) -> tu
             if rank[a] < rank[b] and (a, b) not in edges and rng.random() < extra_p:
                 edges.add((a, b))
     return sorted(edges), rank
+
+
+def chain(rng: random.Random, n: int, flip_p: float = 0.0) -> tuple[list[tuple[int, int]], list[int]]:
+    """A linear causal chain on nodes ``0..n-1`` (in a random relabelling) and a topological rank.
+
+    With ``flip_p`` > 0 each link is reversed with that probability: the skeleton stays a path,
+    the graph a DAG (forks and colliders appear where directions change), as in axiomatic
+    training's noisy chains.
+
+    >>> edges, rank = chain(random.Random(0), 4)
+    >>> len(edges), all(rank[u] < rank[v] for u, v in edges)
+    (3, True)
+    """
+    order = list(range(n))
+    rng.shuffle(order)
+    links = []
+    for a, b in zip(order, order[1:]):
+        links.append((b, a) if flip_p and rng.random() < flip_p else (a, b))
+    topo = list(nx.topological_sort(nx.DiGraph(links))) if links else order
+    rank = [0] * n
+    for position, node in enumerate(topo):
+        rank[node] = position
+    return sorted(links), rank
 
 
 def statement_order(

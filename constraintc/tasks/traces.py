@@ -5,11 +5,12 @@ as they are) that ends with a sentence stating the conclusion. It never contains
 "No" or "Answer", so ``trace + "\\nAnswer: Yes"`` parses back (see
 :func:`constraintc.evaluation.traces.parse_output`) into the trace and the answer.
 
-Transitivity, "Does X cause Y?" (breadth-first search from X, children in statement order):
+Transitivity, "Does X cause Y?": a breadth-first search from X (children in statement order),
+one sentence per edge of the search tree in the order the search finds them:
 
-- X causes Y: the shortest path, one sentence per edge, then ``So X causes Y.`` when it has more
-  than one edge: ``B causes C. C causes D. So B causes D.``
-- X does not cause Y: the edges of X's breadth-first tree in discovery order, then
+- X causes Y: the tree edges up to the one that reaches Y, then ``So X causes Y.``:
+  ``B causes C. B causes E. C causes D. So B causes D.``
+- X does not cause Y: every tree edge (the search exhausts X's descendants), then
   ``So X does not cause Y.``; ``X causes nothing. So X does not cause Y.`` when X has no child.
 
 D-separation, "Are X and Y d-separated given {Z}?": the simple trails between X and Y in the
@@ -40,6 +41,7 @@ from typing import Iterator, Sequence
 # cover the rare ones too, such as the sentences written past the trail cap)
 SENTENCE_FORMS = (
     "B causes C. C causes D. So B causes D.",
+    "B causes C. So B causes C.",
     "B causes nothing. So B does not cause C.",
     "Trail B -> C <- D is blocked at C, a collider outside {E, F}.",
     "Trail B <- C -> D is blocked at C, which is in {C}.",
@@ -120,25 +122,22 @@ class GraphTracer:
     # transitivity ---------------------------------------------------------------------------
 
     def _transitivity(self, x: str, y: str) -> str:
-        parent: dict[str, str | None] = {x: None}
+        # Breadth-first search from X, writing each tree edge as it is found, up to the edge that
+        # reaches Y: every sentence is one lookup in the premise ("which statements start with
+        # the node being expanded?") and none needs to know where Y lies, so the same procedure
+        # writes a trace of any length, and Yes and No traces differ only in how they end.
+        seen = {x}
         tree: list[tuple[str, str]] = []
         queue = deque([x])
         while queue:
             u = queue.popleft()
             for v in self._children[u]:
-                if v in parent:
+                if v in seen:
                     continue
-                parent[v] = u
+                seen.add(v)
                 tree.append((u, v))
                 if v == y:
-                    path = [y]
-                    while parent[path[-1]] is not None:
-                        path.append(parent[path[-1]])  # type: ignore[arg-type]
-                    path.reverse()
-                    steps = [f"{a} causes {b}." for a, b in zip(path, path[1:])]
-                    if len(path) > 2:
-                        steps.append(f"So {x} causes {y}.")
-                    return " ".join(steps)
+                    return " ".join([f"{a} causes {b}." for a, b in tree] + [f"So {x} causes {y}."])
                 queue.append(v)
         steps = [f"{a} causes {b}." for a, b in tree] or [f"{x} causes nothing."]
         steps.append(f"So {x} does not cause {y}.")

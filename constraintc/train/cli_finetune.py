@@ -21,15 +21,25 @@ examples:
   constraintc finetune --config examples/configs/finetune_transitivity.toml --steps 600
   constraintc finetune --model smollm2 --finetune lora --lr 2e-4 --name-pool 0 --steps 50
   constraintc finetune --data train.jsonl --rules dsep --task dsep --atoms-per-graph 24
-  constraintc finetune --resume latest --output-dir runs/finetune     # continue after a crash
+  constraintc finetune --rules examples/rules/confounding.rules --data examples/data/confounding.jsonl \
+      --max-nodes 0 --steps 200                          # your own rules and data (docs/finetune.md)
+  constraintc finetune --resume --output-dir runs/ce-only            # continue after a crash or Ctrl-C
   torchrun --nproc-per-node 2 -m constraintc finetune --steps 100     # data parallel (gloo)
   constraintc finetune --trace keep --output-dir runs/traces          # learn to write the gold traces
 
-outputs in --output-dir: metrics.jsonl (one row per step: loss, ce, semantic, lambda, lr,
-yes_rate, violation_rate, trace_ce with --trace, and every --eval-every steps heldout_balanced_accuracy,
-heldout_yes_rate, heldout_violation_rate, heldout_collapsed), checkpoints/step-N/ (resumable),
-model/ (final weights, LoRA merged; `constraintc eval --model DIR` reads it), training.png,
-eval_before.json / eval_after.json (evaluation-suite reports), config.json.
+output directories: a new run refuses a directory that holds another run (--overwrite deletes
+that run first; other files in the directory are left alone; a run that stopped before its first
+step is replaced), and one process at a time writes a directory. --resume continues the run in --output-dir (default runs/finetune) from its newest
+intact checkpoint with the checkpoint's settings; flags that change training are refused unless
+--allow-config-change; a finished run is not rerun. Ctrl-C prints the command that continues.
+
+outputs in --output-dir: run.json (run id, finished or not), metrics.jsonl (one row per step:
+loss, ce, semantic, lambda, lr, yes_rate, violation_rate, trace_ce with --trace, and every
+--eval-every steps heldout_balanced_accuracy, heldout_yes_rate, heldout_violation_rate,
+heldout_collapsed), checkpoints/step-N/ (resumable: tensors in safetensors, the rest JSON,
+SHA-256 digests in manifest.json; no pickle), model/ (final weights, LoRA merged;
+`constraintc eval --model DIR` reads it), training.png, eval_before.json / eval_after.json
+(evaluation-suite reports), config.json.
 
 reasoning traces (--trace): with keep or mask, every labelled question is also trained as
 "<premise> Question: <q> Think step by step, then answer with Yes or No. Reasoning: <trace>
@@ -47,6 +57,9 @@ held-out check that flags collapse, x lambda_down when it does not, within [star
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 
 from constraintc.train.schedules import SCHEDULES
 
@@ -55,14 +68,19 @@ _FLAGS = {
     "model": ("--model", str, "hub id, local directory, .gguf file, 'smollm2' or 'embedded' (default embedded)"),
     "rules": ("--rules", str, "rules file or library name (default transitivity)"),
     "data": ("--data", str, "JSONL task records (default: generate --train-records records of --task)"),
+    "eval_data": ("--eval-data", str, "JSONL records for the held-out checks and the final evaluation "
+                  "(default with --data: 20%% of its graphs, held out of training)"),
     "task": ("--task", str, "task to generate when --data is not given: transitivity | dsep"),
+    "train_split": ("--train-split", str, "the generated split to train on (default mix: random DAGs, chains, dense DAGs, every statement order, letters and open names)"),
     "train_records": ("--train-records", int, "generated training questions (default 4000)"),
+    "questions_per_graph": ("--questions-per-graph", int, "generated questions per training graph, half Yes and half No (default 4)"),
     "eval_records": ("--eval-records", int, "questions per held-out / evaluation split (default 200)"),
     "steps": ("--steps", int, "optimizer steps (default 1000)"),
     "batch_groups": ("--batch-groups", int, "graphs per optimizer step, over all processes (default 16)"),
     "grad_accum": ("--grad-accum", int, "micro-batches per step (default 1)"),
     "lr": ("--lr", float, "AdamW learning rate (default 3e-3, for training from scratch)"),
     "warmup_steps": ("--warmup-steps", int, "linear learning-rate warm-up (default 50)"),
+    "lr_schedule": ("--lr-schedule", str, "constant | cosine: after the warm-up, constant or a half cosine down to lr/10 (default constant)"),
     "max_grad_norm": ("--max-grad-norm", float, "gradient clipping norm, 0 = off (default 1.0)"),
     "lambda_schedule": ("--lambda-schedule", str, f"one of {', '.join(SCHEDULES)} (default adaptive)"),
     "lambda_start": ("--lambda-start", float, "lambda at the start (default 0.05)"),
@@ -70,8 +88,8 @@ _FLAGS = {
     "finetune": ("--finetune", str, "full | lora | auto (default auto: full for embedded, LoRA otherwise)"),
     "lora_r": ("--lora-r", int, "LoRA rank (default 8)"),
     "label_yes_rate": ("--label-yes-rate", float, "drop No labels until this share of labels is Yes; 0 keeps all (default 0.75)"),
-    "name_pool": ("--name-pool", int, "rename nodes from the first N short names; 0 keeps names (default 6)"),
-    "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 4)"),
+    "name_pool": ("--name-pool", int, "rename nodes from the first N short names; 0 keeps names (default 0)"),
+    "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 0)"),
     "atoms_per_graph": ("--atoms-per-graph", int, "cap on questions per graph, 0 = every query atom (default 0)"),
     "prompt_style": ("--prompt-style", str, "plain | chat (default plain)"),
     "trace": ("--trace", str, "none | keep | mask: also train each labelled question as reasoning prompt -> the record's trace -> 'Answer:' -> answer, "
@@ -90,8 +108,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="TOML", help="a config file (see examples/configs/); flags override it")
     for key, (flag, typ, help_text) in _FLAGS.items():
         parser.add_argument(flag, dest=key, type=typ, default=None, help=help_text)
-    parser.add_argument("--resume", metavar="CKPT", help="checkpoint dir, output dir, or 'latest' (in --output-dir)")
-    parser.add_argument("--eval-splits", dest="eval_splits", default=None, help="comma-separated splits for the final evaluation (default train,reversed,shuffled)")
+    parser.add_argument("--resume", metavar="CKPT", nargs="?", const="latest",
+                        help="continue the run in --output-dir from its newest intact checkpoint (alone or 'latest'), "
+                             "or from a checkpoint directory OUT/checkpoints/step-N or an output directory OUT")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="a new run may replace the run already in --output-dir (its files are deleted)")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="with --resume: continue with settings that differ from the checkpoint's (listed when refused)")
+    parser.add_argument("--eval-splits", dest="eval_splits", default=None, help="comma-separated splits for the final evaluation (default mix and the transfer splits: chains_long, chains_reversed, chains_shuffled, branching_large, unseen_names)")
     parser.add_argument("--no-final-eval", dest="final_eval", action="store_const", const=False, default=None, help="skip the before/after evaluation")
     parser.add_argument("--no-plots", dest="plots", action="store_const", const=False, default=None, help="do not draw training.png")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -110,19 +134,27 @@ def _fmt(x) -> str:
     return "  -  " if x is None else f"{x:.3f}"
 
 
+def _shortcut(m: dict) -> str:
+    name, bacc = m.get("best_baseline"), m.get("best_baseline_balanced_accuracy")
+    return "-" if name is None or bacc is None else f"{name} {bacc:.3f}"
+
+
 def format_comparison(before: dict | None, after: dict | None) -> str:
-    """A before/after table per split: balanced accuracy, yes-rate, MCC, rule violations, collapse."""
+    """A before/after table per split: balanced accuracy, yes-rate, MCC, rule violations, collapse,
+    and the best shortcut baseline on the same records (a surface cue, either polarity): a model
+    that does not beat it has not shown that it reasons."""
     if after is None:
         return ""
     lines = [
-        f"{'split':<26}{'n':>5}  {'bal.acc before -> after':>24}  {'yes-rate before -> after':>25}  "
-        f"{'MCC after':>9}  {'violations before -> after':>27}  collapsed before -> after"
+        f"{'split':<30}{'n':>5}  {'bal.acc before -> after':>24}  {'best shortcut':>28}  "
+        f"{'yes-rate before -> after':>25}  {'MCC after':>9}  {'violations before -> after':>27}  collapsed before -> after"
     ]
     for key, m in list(after["splits"].items()) + [("overall", after["overall"])]:
         b = (before["splits"].get(key) if key != "overall" else before["overall"]) if before else None
         flag = lambda s: "-" if s is None else ("COLLAPSED" if s["collapsed"] else "ok")  # noqa: E731
         lines.append(
-            f"{key:<26}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
+            f"{key:<30}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
+            f"  {_shortcut(m):>28}"
             f"  {_fmt(b and b['yes_rate']):>12} -> {_fmt(m['yes_rate']):<9}  {_fmt(m['mcc']):>9}"
             f"  {_fmt(b and b.get('rule_violation_rate')):>14} -> {_fmt(m.get('rule_violation_rate')):<9}"
             f"  {flag(b):>9} -> {flag(m)}"
@@ -154,13 +186,46 @@ def format_reasoning(before: dict | None, after: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _resume_config(args: argparse.Namespace):
+    """``(config, resume point)`` for ``--resume``: the checkpoint's saved settings, overridden by
+    the config file and the flags given (the recipe refuses differences unless allowed)."""
+    from constraintc.errors import OptionError
+    from constraintc.train.config import FinetuneConfig, load_config, read_config_file
+    from constraintc.train.rundir import find_resume, run_dir_of
+
+    explicit = read_config_file(args.config) if args.config else {}
+    explicit.update({k: v for k, v in overrides_from_args(args).items() if v is not None})
+    given_out = explicit.get("output_dir")
+    run_dir, _ = run_dir_of(args.resume, Path(given_out or FinetuneConfig.output_dir))
+    if given_out is not None and os.path.realpath(given_out) != os.path.realpath(run_dir):
+        raise OptionError("--resume", args.resume, f"a checkpoint of the run in --output-dir={given_out!r} "
+                                                   f"(it belongs to {str(run_dir)!r}; give one of the two)")
+    point = find_resume(args.resume, run_dir)
+    overrides = {k: v for k, v in overrides_from_args(args).items() if v is not None}
+    overrides["output_dir"] = str(run_dir)
+    return load_config(args.config, overrides, base=point.config), point
+
+
 def run(args: argparse.Namespace) -> int:
     from constraintc.train.config import load_config
     from constraintc.train.recipe import FinetuneRecipe
 
-    cfg = load_config(args.config, overrides_from_args(args))
-    recipe = FinetuneRecipe(cfg, resume=args.resume, progress=not args.no_progress)
-    summary = recipe.run()
+    if args.resume is not None and args.overwrite:
+        from constraintc.train.rundir import RunDirError
+
+        raise RunDirError("error: --overwrite and --resume contradict each other: give one")
+    if args.resume is not None:
+        cfg, resume = _resume_config(args)
+    else:
+        cfg, resume = load_config(args.config, overrides_from_args(args)), None
+    recipe = FinetuneRecipe(cfg, resume=resume, progress=not args.no_progress, overwrite=args.overwrite,
+                            allow_config_change=args.allow_config_change)
+    try:
+        summary = recipe.run()
+    except KeyboardInterrupt:
+        if getattr(recipe, "rank", 0) == 0:
+            print(f"\n{recipe.resume_hint()}", file=sys.stderr, flush=True)
+        raise
     if recipe.rank == 0:
         print(f"model, metrics, checkpoints and plots in {summary['output_dir']}")
         table = format_comparison(summary["before"], summary["after"])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from constraintc.train.constraint import RulesConstraint
+from constraintc.semantic import SemanticLoss
 
 
 @dataclass
@@ -94,7 +94,7 @@ def skew_labels(records: list[dict], yes_rate: float, seed: int) -> list[dict]:
 
 def build_graphs(
     records: list[dict],
-    constraint: RulesConstraint,
+    constraint: SemanticLoss,
     prompt_fn,
     *,
     all_atoms: bool,

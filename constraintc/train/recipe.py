@@ -17,15 +17,18 @@ alone, the trace being context (mask). The atoms' probabilities for the semantic
 held-out checks and the evaluation stay at the direct answer positions.
 
 The loss of a micro-batch is :func:`constraintc.train.loss.loss_step` (a pure function of the
-model's outputs); checkpoints are :mod:`constraintc.train.checkpoint`; the records come from
-:mod:`constraintc.train.records`.
+model's outputs); checkpoints are :mod:`constraintc.train.checkpoint` (safetensors and JSON, no
+pickle); which run an output directory holds, and where a resume starts, is
+:mod:`constraintc.train.rundir`; the records come from :mod:`constraintc.train.records`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
+import shlex
 import time
 from pathlib import Path
 
@@ -35,6 +38,68 @@ from constraintc.errors import ConstraintcError
 from constraintc.train.config import FinetuneConfig
 from constraintc.train.records import TRAIN_DATA_SEED
 from constraintc.train.schedules import LambdaSchedule
+
+
+def lr_factor(cfg: FinetuneConfig):
+    """The learning-rate multiplier of step ``s``: a linear warm-up over ``warmup_steps``, then
+    constant, or a half cosine from 1 to 0.1 at the last step (``lr_schedule = "cosine"``).
+
+    >>> from constraintc.train.config import validate
+    >>> f = lr_factor(validate({"steps": 100, "warmup_steps": 10, "lr_schedule": "cosine"}))
+    >>> round(f(4), 2), f(9), round(f(99), 2)
+    (0.5, 1.0, 0.1)
+    """
+    warmup, steps, cosine = cfg.warmup_steps, cfg.steps, cfg.lr_schedule == "cosine"
+
+    def factor(s: int) -> float:
+        if warmup and s < warmup:
+            return (s + 1) / warmup
+        if not cosine:
+            return 1.0
+        t = (s - warmup) / max(steps - 1 - warmup, 1)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
+
+    return factor
+
+
+def favoured_answer(constraint, graphs, sample: int = 64) -> str | None:
+    """The answer the semantic loss alone pulls the training graphs' atoms toward: the mean of
+    ``P(atom | rules, edges)`` with every answer a fair coin (the gradient of ``log WMC`` with
+    respect to ``log p``) over the atoms only the semantic loss supervises (the unlabelled ones;
+    every asked atom when none is), on the first ``sample`` graphs. ``None`` when that mean is
+    within 0.05 of 1/2.
+
+    >>> from constraintc import SemanticLoss
+    >>> from constraintc.train.data import Graph
+    >>> g = Graph("g", ["B", "C", "D"], [["B", "C"]], atoms=["causes(B,D)", "causes(D,B)", "causes(C,D)", "causes(D,C)"])
+    >>> g.labels = [None] * 4
+    >>> favoured_answer(SemanticLoss("transitivity"), [g])
+    'No'
+    """
+    # a sum over node subsets counts an atom once per subset: its gradient is no marginal
+    graphs = [g for g in graphs if g.atoms and constraint.strategy(g.nodes, g.edges) != "subsets"][:sample]
+    if not graphs:
+        return None
+    keys = [(g.nodes, g.edges, g.atoms) for g in graphs]
+    log_p = [torch.full((len(g.atoms),), math.log(0.5), dtype=torch.float64, requires_grad=True) for g in graphs]
+    log_q = [torch.full((len(g.atoms),), math.log(0.5), dtype=torch.float64) for g in graphs]
+    log_w = constraint.log_wmc(keys, log_p, log_q)
+    finite = torch.isfinite(log_w)
+    if not finite.any():
+        return None
+    log_w[finite].sum().backward()
+    marginals, unlabelled = [], []
+    for g, lp, ok in zip(graphs, log_p, finite.tolist()):
+        if ok:
+            marginals.append(lp.grad)
+            labels = list(g.labels) + [None] * (len(g.atoms) - len(g.labels))
+            unlabelled.append(torch.tensor([lab is None for lab in labels]))
+    marginals, unlabelled = torch.cat(marginals), torch.cat(unlabelled)
+    pulled = marginals[unlabelled] if unlabelled.any() else marginals
+    mean = float(pulled.mean())
+    if abs(mean - 0.5) <= 0.05:
+        return None
+    return constraint.yes if mean > 0.5 else constraint.no
 
 
 def _dist():
@@ -57,13 +122,22 @@ class FinetuneRecipe:
     >>> summary = recipe.run()                                                      # doctest: +SKIP
     """
 
-    def __init__(self, cfg: FinetuneConfig, resume: str | None = None, progress: bool = True, quiet: bool = False):
+    def __init__(self, cfg: FinetuneConfig, resume=None, progress: bool = True, quiet: bool = False,
+                 overwrite: bool = False, allow_config_change: bool = False):
+        """``resume``: None (a new run), ``"latest"``, an output or checkpoint directory, or a
+        :class:`~constraintc.train.rundir.ResumePoint`. ``overwrite`` lets a new run replace
+        the run in ``cfg.output_dir``; ``allow_config_change`` lets a resumed run train with
+        settings that differ from its checkpoint's."""
         self.cfg = cfg
         self.resume = resume
         self.progress = progress
         self.quiet = quiet
+        self.overwrite = overwrite
+        self.allow_config_change = allow_config_change
         self.out = Path(cfg.output_dir)
         self.step = 0
+        self.run_id: str | None = None
+        self.saved_step: int | None = None  # the newest checkpoint of this run
         self.before: dict | None = None
         self.after: dict | None = None
 
@@ -74,30 +148,23 @@ class FinetuneRecipe:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         elif cfg.model == "embedded":
-            # its matrices are too small to split across cores, and OpenMP threads that share a
-            # busy core spin-wait: one thread ran a step in 0.25 s where two took up to 5 s
-            torch.set_num_threads(1)
+            # a step of the default run took 0.36 s on two threads and 0.51 s on one (2-core machine
+            # under load); several processes (torchrun) share the cores, one thread each
+            torch.set_num_threads(1 if self.world > 1 else max(1, min(2, os.cpu_count() or 1)))
+        point = self._setup_output()
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self._setup_model()
         self._setup_data()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warmup = cfg.warmup_steps
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
-        )
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg))
         self.schedule = LambdaSchedule(
             cfg.lambda_schedule, cfg.steps, cfg.lambda_start, cfg.lambda_end,
             cfg.lambda_up, cfg.lambda_down, cfg.lambda_max,
         )
-        if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-        if self.resume:
-            from constraintc.train.checkpoint import find_checkpoint
-
-            self._load_checkpoint(find_checkpoint(self.out, self.resume))
+        if point is not None:
+            self._restore(point)
         elif self.rank == 0:
             (self.out / "metrics.jsonl").write_text("")
         before_path = self.out / "eval_before.json"
@@ -107,6 +174,80 @@ class FinetuneRecipe:
                 before_path.write_text(json.dumps(self.before, indent=1) + "\n")
         elif cfg.final_eval and self.rank == 0 and before_path.is_file():
             self.before = json.loads(before_path.read_text())
+
+    def _setup_output(self):
+        """Claim the output directory: a new run (refusing another run's directory unless
+        ``overwrite``) or the resume point of its own run (config checked against the saved
+        one). Returns the :class:`ResumePoint` or None. Runs before the model is built, so a
+        refusal costs nothing."""
+        from constraintc.train import rundir
+        from constraintc.train.checkpoint import remove_partial_writes
+
+        cfg = self.cfg
+        if self.resume is not None and self.overwrite:
+            raise rundir.RunDirError("error: --overwrite and --resume contradict each other: give one")
+        if self.rank == 0:
+            rundir.check_writable(self.out)
+            rundir.lock(self.out)
+        point = None
+        if self.resume is None:
+            if self.rank == 0:
+                self.run_id = rundir.start_new_run(self.out, self.overwrite)
+        else:
+            point = self.resume
+            if not isinstance(point, rundir.ResumePoint):
+                point = rundir.find_resume(str(point), self.out)
+            self.run_id, self.saved_step = point.run_id, point.step
+            dist = _dist()
+            if dist:  # every process must continue from the same checkpoint
+                chosen = torch.tensor([point.step])
+                dist.broadcast(chosen, 0)
+                if int(chosen) != point.step:
+                    raise rundir.RunDirError(
+                        f"error: --resume: process {self.rank} found step {point.step}, process 0 step "
+                        f"{int(chosen)} (was {self.out} changing?); run the command again"
+                    )
+            for path, why in point.skipped if self.rank == 0 else []:
+                _log(f"warning: skipping checkpoint {path}: {why}")
+            diffs = rundir.config_differences(point.config, cfg.to_dict())
+            if diffs:
+                listing = "\n  ".join(f"{k}: {saved!r} in the checkpoint, {now!r} now" for k, saved, now in diffs)
+                if not self.allow_config_change:
+                    raise rundir.RunDirError(
+                        f"error: --resume: these settings differ from the run's checkpoint ({point.checkpoint}):\n"
+                        f"  {listing}\nresume without them (the checkpoint's settings are used), or pass "
+                        "--allow-config-change to continue with the new values"
+                    )
+                if self.rank == 0:
+                    _log(f"warning: --allow-config-change: resuming with settings that differ from the checkpoint:\n  {listing}")
+            run = rundir.read_run(self.out) or {}
+            if point.step >= cfg.steps and run.get("finished"):
+                raise rundir.RunDirError(
+                    f"error: --resume: the run in {str(self.out)!r} already finished (step {point.step} of "
+                    f"{cfg.steps}); nothing to resume. Raise --steps (with --allow-config-change) to train on, "
+                    "or start a new run with --overwrite or another --output-dir"
+                )
+            if self.rank == 0:
+                remove_partial_writes(self.out)
+                rundir.mark_unfinished(self.out)
+        if self.rank == 0:
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        return point
+
+    def resume_hint(self) -> str:
+        """How to go on after an interruption (what Ctrl-C prints)."""
+        if self.run_id is None:
+            return "interrupted before the run started: run the same command again"
+        out = shlex.quote(str(self.out))
+        if self.saved_step is None:
+            return (f"interrupted at step {self.step}, before the first checkpoint (every "
+                    f"{self.cfg.checkpoint_every} steps): nothing to resume; to start again, run the same "
+                    f"command with --overwrite (it replaces the run in {out})")
+        step = max(self.step, self.saved_step)  # a resumed run interrupted during its set-up is at its checkpoint
+        redo = step - self.saved_step
+        return (f"interrupted at step {step}; the last checkpoint is step {self.saved_step}"
+                f"{f' ({redo} steps will be redone)' if redo > 0 else ''}. Continue with:\n"
+                f"  constraintc finetune --resume --output-dir {out}")
 
     def _setup_distributed(self) -> None:
         import torch.distributed as dist
@@ -146,16 +287,17 @@ class FinetuneRecipe:
     def _setup_data(self) -> None:
         cfg = self.cfg
         from constraintc.tasks.prompts import format_prompt, reasoning_prompt
-        from constraintc.train.constraint import RulesConstraint
+        from constraintc.semantic import SemanticLoss
         from constraintc.train.data import build_graphs
-        from constraintc.train.records import heldout_records, training_records
+        from constraintc.train.records import check_rules_fit, heldout_records, training_records
 
-        self.constraint = RulesConstraint(cfg.rules, cfg.params)
+        self.constraint = SemanticLoss(cfg.rules, cfg.params)
         self.semantic = cfg.lambda_schedule != "none"
         self.traced = cfg.trace != "none"
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
         self.reasoning_fn = lambda rec: reasoning_prompt(rec, cfg.prompt_style, self.tokenizer)
         records = training_records(cfg, log=_log if self.rank == 0 else None)
+        check_rules_fit(cfg, records, self.constraint.queries)
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
             all_atoms=self.semantic, atoms_per_graph=cfg.atoms_per_graph, seed=TRAIN_DATA_SEED,
@@ -167,6 +309,12 @@ class FinetuneRecipe:
         if not self.train_graphs:
             raise ConstraintcError("error: no training graph left (no labels and no semantic loss?)")
         self.heldout = build_graphs(heldout_records(cfg), self.constraint, self.prompt_fn, all_atoms=False)
+        self.favoured = favoured_answer(self.constraint, self.train_graphs) if self.semantic else None
+        if self.favoured and self.rank == 0 and cfg.lambda_schedule == "adaptive":
+            _log(
+                f"the semantic loss favours {self.favoured} on the training graphs: a held-out collapse to "
+                f"{self.favoured} lowers lambda, a collapse to the other answer raises it"
+            )
 
     # ------------------------------------------------------------------------------ train
     def train(self, stop_at: int | None = None) -> None:
@@ -186,7 +334,8 @@ class FinetuneRecipe:
             self.step += 1
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 row.update(self.heldout_metrics())
-                self.schedule.observe(bool(row.get("heldout_collapsed")))
+                toward = self.constraint.yes if row.get("heldout_yes_rate", 0.0) >= 0.5 else self.constraint.no
+                self.schedule.observe(bool(row.get("heldout_collapsed")), toward_favoured=toward == self.favoured)
             if self.rank == 0:
                 with open(self.out / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(row) + "\n")
@@ -321,10 +470,7 @@ class FinetuneRecipe:
         ]
         kept = {p["id"] for p in preds}
         records = [r for r in records if r["id"] in kept]
-        # rule violations need a circuit per graph size: stay within the sizes trained on
-        report = compute_report(
-            records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=cfg.max_nodes or 6
-        )
+        report = compute_report(records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=None)
         if self.traced and cfg.trace_tokens:
             report["reasoning"] = self.reasoning_report(records)
         return report
@@ -362,25 +508,36 @@ class FinetuneRecipe:
             "python_rng": random.getstate(),
             "config": self.cfg.to_dict(),
         }
-        return save_checkpoint(self.out, self.step, state, self.cfg.keep_checkpoints)
+        path = save_checkpoint(self.out, self.step, state, self.cfg.keep_checkpoints, self.run_id)
+        self.saved_step = self.step
+        return path
 
-    def _load_checkpoint(self, path: Path) -> None:
-        from constraintc.train.checkpoint import load_checkpoint, truncate_metrics
+    def _restore(self, point) -> None:
+        """Load a :class:`~constraintc.train.rundir.ResumePoint`'s state into the model,
+        optimizer, schedules and RNGs; a state that does not fit is a ``CheckpointError``."""
+        from constraintc.train.checkpoint import CheckpointError, truncate_metrics
 
-        state = load_checkpoint(path)
-        params = dict(self.model.named_parameters())
-        missing = [n for n in state["model"] if n not in params]
+        state, path = point.state, point.checkpoint
+        needed = ("step", "model", "optimizer", "lr_scheduler", "lambda_schedule", "torch_rng", "python_rng")
+        missing = [k for k in needed if k not in state]
         if missing:
-            raise ConstraintcError(f"error: --resume={str(path)!r}: checkpoint does not fit this model ({missing[0]})")
-        with torch.no_grad():
-            for n, t in state["model"].items():
-                params[n].copy_(t)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
-        self.schedule.load_state_dict(state["lambda_schedule"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        self.step = state["step"]
+            raise CheckpointError(f"error: {path}: the checkpoint lacks {', '.join(missing)}")
+        params = dict(self.model.named_parameters())
+        unknown = [n for n in state["model"] if n not in params]
+        if unknown:
+            raise CheckpointError(f"error: {path}: checkpoint does not fit this model ({unknown[0]})")
+        try:
+            with torch.no_grad():
+                for n, t in state["model"].items():
+                    params[n].copy_(t)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            self.schedule.load_state_dict(state["lambda_schedule"])
+            torch.set_rng_state(state["torch_rng"])
+            random.setstate(state["python_rng"])
+        except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"error: {path}: checkpoint does not fit this run ({exc})") from None
+        self.step = self.saved_step = int(state["step"])
         if self.rank == 0:  # drop metrics written after the checkpoint by the interrupted run
             truncate_metrics(self.out / "metrics.jsonl", self.step)
             _log(f"resumed from {path} at step {self.step}")
@@ -397,6 +554,10 @@ class FinetuneRecipe:
                 from constraintc.train.plots import plot_metrics
 
                 plot_metrics(self.out / "metrics.jsonl", self.out / "training.png")
+            from constraintc.train import rundir
+
+            rundir.mark_finished(self.out, self.step)
+            rundir.unlock(self.out)
         dist = _dist()
         if dist:
             dist.barrier()

@@ -3,7 +3,10 @@
 ``constant``, ``linear`` (the published ramp 0.05 -> 0.30 over training), ``cosine`` (the same
 endpoints along a half cosine) and ``adaptive``: lambda starts at ``start``, is multiplied by
 ``up`` whenever the collapse monitors fire (up to ``maximum``) and by ``down`` when they are
-quiet (not below ``start``). ``none`` is lambda = 0 (cross-entropy only).
+quiet (not below ``start``). A collapse *toward the answer the semantic loss itself favours*
+(under transitivity, No: most atoms of a graph are false in most of its models) is the semantic
+loss outweighing the labels, not the labels outweighing it: then lambda goes down, not up.
+``none`` is lambda = 0 (cross-entropy only).
 
 Every schedule is a small object with ``value(step)``, ``observe(collapsed)`` and a
 ``state_dict()`` that checkpoints capture, so a resumed run continues the same curve.
@@ -29,6 +32,8 @@ class LambdaSchedule:
     0.3
     >>> a.observe(False); a.value(5)
     0.15
+    >>> a.observe(True, toward_favoured=True); a.value(5)   # collapsed the way the loss pulls
+    0.1
     """
 
     kind: str
@@ -63,11 +68,13 @@ class LambdaSchedule:
             return self.start + (self.end - self.start) * (1 - math.cos(math.pi * self._fraction(step))) / 2
         return float(self.current)
 
-    def observe(self, collapsed: bool) -> None:
-        """Feed one reading of the collapse monitors (only ``adaptive`` reacts)."""
+    def observe(self, collapsed: bool, toward_favoured: bool = False) -> None:
+        """Feed one reading of the collapse monitors (only ``adaptive`` reacts).
+
+        ``toward_favoured``: the collapse is onto the answer the semantic loss favours."""
         if self.kind != "adaptive":
             return
-        if collapsed:
+        if collapsed and not toward_favoured:
             self.current = min(self.maximum, self.current * self.up)
         else:
             self.current = max(self.start, self.current * self.down)
