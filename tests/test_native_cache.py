@@ -102,7 +102,11 @@ def test_a_planted_library_never_runs(tmp_path, attack, capfd):
         _forge_record(elsewhere, key)
         shutil.move(str(elsewhere) + ".json", str(path) + ".json")
     else:
-        path.write_bytes(planted)  # keeps the good build's record unless forged below
+        # a new file in its place (keeping the good build's record unless forged below): writing
+        # into the loaded library's own inode would change this process's mapping of it, and the
+        # dynamic loader reads that mapping again at exit
+        path.unlink()
+        path.write_bytes(planted)
     if attack == "no_record":
         Path(str(path) + ".json").unlink()
     elif attack == "writable_by_others":

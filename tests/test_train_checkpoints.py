@@ -27,11 +27,11 @@ from constraintc.train.recipe import FinetuneRecipe
 
 SMALL = dict(
     train_records=96, eval_records=0, final_eval=False, plots=False, batch_groups=4,
-    warmup_steps=0, lr=3e-3, eval_every=1000, threads=1,
+    warmup_steps=0, lr=3e-3, lr_schedule="constant", eval_every=1000, threads=1,
 )
 SMALL_FLAGS = [
     "--train-records", "96", "--eval-records", "0", "--no-final-eval", "--no-plots", "--batch-groups", "4",
-    "--warmup-steps", "0", "--lr", "3e-3", "--threads", "1", "--no-progress",
+    "--warmup-steps", "0", "--lr", "3e-3", "--lr-schedule", "constant", "--threads", "1", "--no-progress",
 ]
 
 

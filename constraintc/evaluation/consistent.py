@@ -76,8 +76,12 @@ def consistent_answers(constraint, graphs: list[tuple], probs: list[torch.Tensor
         if torch.isneginf(joint).all():
             results.append({"marginals": p, "mpe": p >= 0.5, "consistent": False})
             continue
-        post = torch.softmax(joint, dim=0)
-        marginals = (post.unsqueeze(1) * sets.double()).sum(dim=0)
+        # P(atom) as the sigmoid of its log-odds: in [0, 1] by construction (a sum of softmax
+        # terms can round above 1) and exactly 0 or 1 when one side has no mass
+        columns = joint.unsqueeze(1).expand(-1, k)
+        log_yes = torch.logsumexp(columns.masked_fill(~sets, -math.inf), dim=0)
+        log_no = torch.logsumexp(columns.masked_fill(sets, -math.inf), dim=0)
+        marginals = torch.sigmoid(log_yes - log_no)
         allowed = torch.where(torch.isneginf(log_rules), -math.inf, log_model)
         mpe = sets[int(torch.argmax(allowed))]
         results.append({"marginals": marginals, "mpe": mpe, "consistent": True})

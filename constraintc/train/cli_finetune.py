@@ -80,7 +80,7 @@ _FLAGS = {
     "grad_accum": ("--grad-accum", int, "micro-batches per step (default 1)"),
     "lr": ("--lr", float, "AdamW learning rate (default 3e-3, for training from scratch)"),
     "warmup_steps": ("--warmup-steps", int, "linear learning-rate warm-up (default 50)"),
-    "lr_schedule": ("--lr-schedule", str, "constant | cosine: after the warm-up, constant or a half cosine down to lr/10 (default constant)"),
+    "lr_schedule": ("--lr-schedule", str, "constant | cosine: after the warm-up, constant or a half cosine down to lr/10 (default cosine)"),
     "max_grad_norm": ("--max-grad-norm", float, "gradient clipping norm, 0 = off (default 1.0)"),
     "lambda_schedule": ("--lambda-schedule", str, f"one of {', '.join(SCHEDULES)} (default adaptive)"),
     "lambda_start": ("--lambda-start", float, "lambda at the start (default 0.05)"),
