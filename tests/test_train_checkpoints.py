@@ -410,3 +410,26 @@ def test_sigkill_then_ctrl_c_then_resume_is_bit_identical(tmp_path, uninterrupte
     assert main([*argv, "--no-progress"]) == 0
     _same_weights(out, uninterrupted)
     assert _metrics(out) == _metrics(uninterrupted)
+
+
+def test_ctrl_c_after_a_checkpoint_landed_names_that_checkpoint(tmp_path, monkeypatch):
+    """Ctrl-C while a complete checkpoint is synced or older ones are pruned: the checkpoint is
+    on disk, and the printed hint says so (it said the previous one)."""
+    cfg = validate({**SMALL, "output_dir": str(tmp_path / "run"), "steps": 4, "checkpoint_every": 100})
+    recipe = FinetuneRecipe(cfg, progress=False)
+    recipe.setup()
+    recipe.train(stop_at=2)
+    recipe.save_checkpoint()
+    assert recipe.saved_step == 2
+    recipe.train(stop_at=3)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "prune_checkpoints", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        recipe.save_checkpoint()
+    assert (tmp_path / "run" / "checkpoints" / "step-000003" / "manifest.json").is_file()
+    assert recipe.saved_step == 3
+    assert "interrupted at step 3; the last checkpoint is step 3." in recipe.resume_hint()
+    rundir.unlock(tmp_path / "run")

@@ -508,9 +508,25 @@ class FinetuneRecipe:
             "python_rng": random.getstate(),
             "config": self.cfg.to_dict(),
         }
-        path = save_checkpoint(self.out, self.step, state, self.cfg.keep_checkpoints, self.run_id)
+        try:
+            path = save_checkpoint(self.out, self.step, state, self.cfg.keep_checkpoints, self.run_id)
+        except BaseException:
+            # Ctrl-C after the checkpoint's directory was renamed into place (while syncing or
+            # pruning): it is complete, and what Ctrl-C prints must name it
+            if self._checkpoint_complete(self.step):
+                self.saved_step = self.step
+            raise
         self.saved_step = self.step
         return path
+
+    def _checkpoint_complete(self, step: int) -> bool:
+        from constraintc.train.checkpoint import CheckpointError, read_manifest
+
+        try:
+            manifest = read_manifest(self.out / "checkpoints" / f"step-{step:06d}")
+        except (CheckpointError, OSError):
+            return False
+        return manifest.get("run_id") == self.run_id and manifest.get("step") == step
 
     def _restore(self, point) -> None:
         """Load a :class:`~constraintc.train.rundir.ResumePoint`'s state into the model,
