@@ -13,17 +13,19 @@ import os
 import time
 from pathlib import Path
 
-from constraintc.errors import OptionError
+from constraintc.errors import OptionError, Unsatisfiable
 
 CNF_SUFFIXES = (".cnf", ".dimacs")
 
 
-def _compile_and_wrap(cnf, meta: dict, backend: str, max_seconds, max_edges, progress, root_name: str):
+def _compile_and_wrap(cnf, meta: dict, backend: str, budget, max_edges, root_name: str):
     from constraintc.circuit import Circuit
     from constraintc.compile import compile_cnf
 
-    compiled = compile_cnf(cnf, backend=backend, max_seconds=max_seconds, max_edges=max_edges,
-                           progress=progress)
+    try:
+        compiled = compile_cnf(cnf, backend=backend, max_edges=max_edges, budget=budget)
+    finally:
+        budget.done()
     ir = compiled.ir
     ir.root_names[:] = [root_name]
     stats = {k: v for k, v in compiled.stats.items() if k != "model_counts"}
@@ -100,14 +102,35 @@ def _store(circuit, key: str, cache: bool):
     return circuit
 
 
+def _budget(max_seconds, max_memory, max_clauses, progress):
+    from constraintc.budget import Budget, Progress
+
+    if isinstance(progress, Progress):
+        shown = progress
+    else:
+        shown = Progress() if progress else None
+    if max_memory == "default":
+        return Budget(max_seconds=max_seconds, max_clauses=max_clauses, progress=shown)
+    return Budget(max_seconds=max_seconds, max_memory=max_memory, max_clauses=max_clauses,
+                  progress=shown)
+
+
 def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto", cache: bool = True,
                   max_seconds: float | None = None, max_edges: int | None = None,
-                  progress: bool = False):
+                  progress=False, max_memory="default", max_clauses: int | None = None,
+                  budget=None):
     """Ground a ``.rules`` file (path or library name) over ``nodes`` (and optionally a graph),
     compile it, and return a :class:`~constraintc.circuit.Circuit` with one root.
 
     Results are cached by a content hash of the rules text, nodes, graph, params and back end
     (``$CONSTRAINTC_CACHE``, default ``~/.cache/constraintc``); ``cache=False`` recompiles.
+
+    The budgets cover the whole pipeline: ``max_seconds`` counts from this call (grounding and
+    compiling), ``max_memory`` (bytes, estimated; default 4 GiB or half the machine's memory,
+    ``None`` for no limit) and ``max_clauses`` bound the grounding, ``max_edges`` the circuit;
+    each is checked before and while the work runs, and ``BudgetExceeded`` says which ran out.
+    ``progress=True`` reports long work on stderr. A :class:`~constraintc.budget.Budget`
+    (``budget``) replaces those four arguments (its clock may have started earlier).
 
     >>> c = compile_rules("transitivity", nodes=3, cache=False)   # doctest: +SKIP
     >>> c.num_atoms                                               # doctest: +SKIP
@@ -117,10 +140,18 @@ def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto",
     from constraintc.language import load_rules
     from constraintc.language.library import resolve_rules_path
 
+    from constraintc.logic.grounding import normalize_graph
+
+    budget = budget or _budget(max_seconds, max_memory, max_clauses, progress)
     path = resolve_rules_path(source)
     text = Path(path).read_bytes()
+    graph = None if graph is None else normalize_graph(graph)
     graph_key = None if graph is None else [list(map(str, e)) for e in graph]
-    nodes_key = nodes if isinstance(nodes, int) else [str(x) for x in nodes]
+    from constraintc.logic.grounding import node_names
+
+    if not isinstance(nodes, int) or isinstance(nodes, bool):
+        nodes = node_names(nodes)  # checked and normalised before anything is looked up
+    nodes_key = nodes
     key = content_key("rules", text, nodes_key, graph_key, dict(params or {}), backend,
                       toolchain_hash())
     hit = _cached(key, cache)
@@ -130,8 +161,13 @@ def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto",
 
     start = time.perf_counter()
     program = load_rules(source, params=params)
-    grounding = ground(program, nodes, graph=graph)
+    try:
+        grounding = ground(program, nodes, graph=graph, budget=budget)
+    except BaseException:
+        budget.done()
+        raise
     ground_seconds = time.perf_counter() - start
+    budget.held = grounding.stats["memory_estimate"]
     meta = {
         "source": str(source),
         "source_path": str(path),
@@ -145,14 +181,25 @@ def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto",
         "rules": list(program.rules),
         "ground_seconds": ground_seconds,
     }
-    circuit = _compile_and_wrap(grounding.cnf, meta, backend, max_seconds, max_edges, progress,
-                                root_name=Path(str(path)).stem)
+    try:
+        circuit = _compile_and_wrap(grounding.cnf, meta, backend, budget, max_edges,
+                                    root_name=Path(str(path)).stem)
+    except Unsatisfiable as err:
+        from constraintc.logic.grounding import cycle_text, find_cycle
+
+        cycle = None if graph is None else find_cycle(graph)
+        if cycle is None:
+            raise
+        raise Unsatisfiable(f"{err}\nnote: the graph has the cycle {cycle_text(cycle)}; these rules "
+                            f"may hold only on graphs without cycles (declare 'given acyclic' to "
+                            f"have such graphs refused with that reason)") from None
     return _store(circuit, key, cache)
 
 
 def compile_file(path, nodes=None, graph=None, params=None, backend: str = "auto",
                  cache: bool = True, max_seconds: float | None = None, max_edges: int | None = None,
-                 progress: bool = False):
+                 progress=False, max_memory="default", max_clauses: int | None = None,
+                 budget=None):
     """Compile a DIMACS ``.cnf`` file or a ``.rules`` file (or library name) into a ``Circuit``.
 
     A ``.cnf`` file keeps its variable order as the atom order (``c atoms K`` marks the first K
@@ -179,13 +226,77 @@ def compile_file(path, nodes=None, graph=None, params=None, backend: str = "auto
         if hit is not None:
             return hit
         cnf = CNF.read(p)
+        budget = budget or _budget(max_seconds, max_memory, max_clauses, progress)
+        budget.check_clauses(len(cnf.clauses), f"reading {path}")
         meta = {"source": str(path), "source_hash": content_key(text), "kind": "cnf"}
-        circuit = _compile_and_wrap(cnf, meta, backend, max_seconds, max_edges, progress, root_name=p.stem)
+        circuit = _compile_and_wrap(cnf, meta, backend, budget, max_edges, root_name=p.stem)
         return _store(circuit, key, cache)
     if nodes is None:
         if graph is None:
             raise OptionError("--nodes", None, "a number of nodes or names a,b,c to ground the rules over "
                                                "(or give --graph)")
+        from constraintc.logic.grounding import normalize_graph
+
+        graph = normalize_graph(graph)
         nodes = list(dict.fromkeys(x for edge in graph for x in edge))
     return compile_rules(path, nodes, graph=graph, params=params, backend=backend, cache=cache,
-                         max_seconds=max_seconds, max_edges=max_edges, progress=progress)
+                         max_seconds=max_seconds, max_edges=max_edges, progress=progress,
+                         max_memory=max_memory, max_clauses=max_clauses, budget=budget)
+
+
+# Graphs of this many nodes are probed for given atoms that the rules force.
+PROBE_NODES = 3
+
+
+def rule_warnings(program, nodes: int = PROBE_NODES, max_seconds: float = 5.0) -> list[str]:
+    """Warnings about what the rules allow on ``nodes`` nodes: no model at all (whatever the
+    graph), or atoms of a given predicate forced on every graph (the rules then hold on no graph
+    with that edge, or only on graphs with it), in particular no graph with any edge. An empty
+    list when nothing is wrong, or when the probe does not fit a small budget (it then says
+    nothing).
+
+    >>> from constraintc.language import parse_rules
+    >>> prog = parse_rules("given e(X: node, Y: node) where X != Y\\nquery q(X: node)\\n"
+    ...                    "rule none: forall X, Y: ~e(X, Y) & (q(X) | ~q(X))")
+    >>> print(rule_warnings(prog)[0])                               # doctest: +ELLIPSIS
+    <string>:1:7: warning: no graph with an e satisfies the rules: on 3 nodes each of the 6 e(...) atoms ...
+    """
+    from constraintc.budget import Budget
+    from constraintc.compile import compile_cnf
+    from constraintc.compile.counting import forced_atoms
+    from constraintc.errors import BudgetExceeded, SourcePosition, Unsatisfiable
+    from constraintc.logic import ground
+
+    if not program.rules:
+        return []
+    budget = Budget(max_seconds=max_seconds, max_memory=256 * 2**20)
+    try:
+        grounding = ground(program, nodes, budget=budget)
+        compiled = compile_cnf(grounding.cnf, budget=budget, max_edges=2_000_000)
+    except BudgetExceeded:
+        return []
+    except Unsatisfiable:
+        return [f"{program.filename}: warning: the rules have no model on {nodes} nodes, whatever "
+                f"the graph: their semantic loss is infinite and compiling them fails"]
+    given = {i + 1: a for i, a in enumerate(grounding.atom_info) if a.kind == "given"}
+    forced = forced_atoms(compiled.ir, list(given))
+    warnings = []
+    for name, pred in program.givens.items():
+        atoms = [(str(a), forced[v]) for v, a in given.items() if a.pred == name]
+        if not atoms:
+            continue
+        pos = SourcePosition(program.filename, pred.span.line, pred.span.column)
+        false = [a for a, f in atoms if f is False]
+        true = [a for a, f in atoms if f is True]
+        if len(false) == len(atoms):
+            warnings.append(f"{pos}: warning: no graph with an {name} satisfies the rules: on "
+                            f"{nodes} nodes each of the {len(atoms)} {name}(...) atoms is false in "
+                            f"every model (only the graph without {name} is allowed)")
+        elif false or true:
+            shown = [f"{a} is always false" for a in false[:3]] + [f"{a} is always true" for a in true[:3]]
+            more = len(false) + len(true) - len(shown)
+            warnings.append(f"{pos}: warning: the rules force {len(false) + len(true)} of the "
+                            f"{len(atoms)} atoms of given {name} on {nodes} nodes: "
+                            f"{', '.join(shown)}{f' (and {more} more)' if more else ''}; graphs "
+                            f"that differ there have no model")
+    return warnings

@@ -13,9 +13,15 @@ examples:
   constraintc compile dsep --nodes 5 --param cond_size=1 --max-seconds 60
   constraintc compile problem.cnf --json --backend pysdd
 
+Budgets cover grounding and compiling together: --max-seconds, --max-memory (an estimate of what
+the work holds; default 4G or half this machine's memory), --max-clauses and --max-edges are
+checked before the work starts and while it runs; a budget that runs out stops with an error
+naming it (exit status 3). Ctrl-C stops a compile within about a second (exit status 130).
+Warnings (the rules force some given atoms, e.g. they allow no edge at all) go to stderr.
+
 --json prints one JSON object: variables, atoms, clauses, nodes, edges, model_count (exact),
 compile_seconds (of the compile that produced the artifact, also on a cache hit), backend,
-cached, artifact, source_hash.
+cached, artifact, source_hash, warnings (given atoms the rules force; see constraintc check).
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ import json
 import sys
 from pathlib import Path
 
+from constraintc.budget import budget_options
 from constraintc.errors import OptionError
+from constraintc.logic.cli_ground import cli_option_names
 
 COMPILER_BACKENDS = ("auto", "builtin", "pysdd")
 
@@ -46,8 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rules only: override a 'param' of the rules file (repeatable)")
     parser.add_argument("--backend", default="auto", choices=COMPILER_BACKENDS,
                         help="knowledge compiler (default: auto, the built-in one when it builds)")
-    parser.add_argument("--max-seconds", type=float, metavar="S",
-                        help="stop with an error when compiling takes longer (default: no limit)")
+    budget_options(parser)
     parser.add_argument("--max-edges", type=int, metavar="E",
                         help="stop with an error when the circuit grows past E edges (default: no limit)")
     parser.add_argument("--no-cache", action="store_true", help="recompile even when the cache has it")
@@ -59,8 +66,6 @@ DEFAULT_NODES = 4
 
 
 def _check(args) -> None:
-    if args.max_seconds is not None and not args.max_seconds > 0:
-        raise OptionError("--max-seconds", args.max_seconds, "a positive number of seconds")
     if args.max_edges is not None and args.max_edges <= 0:
         raise OptionError("--max-edges", args.max_edges, "a positive number of edges")
     path = Path(args.input)
@@ -75,7 +80,13 @@ def _check(args) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from constraintc.budget import budget_from_args
+
+    budget = budget_from_args(args)  # checks the budget options first
     _check(args)
+    if args.output and (Path(args.output).is_dir() or Path(args.output).parent.is_file()):
+        raise OptionError("-o", args.output, "a file path (this is a directory, or its parent is a "
+                                             "file)")
     from constraintc.api import compile_file
 
     nodes = graph = params = None
@@ -88,16 +99,25 @@ def run(args: argparse.Namespace) -> int:
         nodes = parse_nodes(args.nodes) if args.nodes is not None else None
         if nodes is None and graph is None:
             nodes = DEFAULT_NODES  # `constraintc compile rules/dsep.rules` works as written
-    progress = not args.json and sys.stderr.isatty()
-    circuit = compile_file(args.input, nodes=nodes, graph=graph, params=params, backend=args.backend,
-                           cache=not args.no_cache, max_seconds=args.max_seconds,
-                           max_edges=args.max_edges, progress=progress)
+    with cli_option_names():
+        circuit = compile_file(args.input, nodes=nodes, graph=graph, params=params,
+                               backend=args.backend, cache=not args.no_cache,
+                               max_edges=args.max_edges, budget=budget)
     artifact = circuit.meta.get("cache", {}).get("path")
     if args.output:
         try:
             artifact = str(circuit.save(args.output))
         except OSError as exc:
-            raise OptionError("-o", args.output, f"a writable path ({exc.strerror})") from None
+            raise OptionError("-o", args.output, f"a writable file path ({exc.strerror or exc})") from None
+    warnings = []
+    if circuit.meta.get("kind") == "rules" and circuit.meta.get("given_atoms"):
+        from constraintc.api import PROBE_NODES, rule_warnings
+        from constraintc.language import load_rules
+
+        probe = min(len(circuit.meta["nodes"]), PROBE_NODES)
+        warnings = rule_warnings(load_rules(args.input, params=params), nodes=probe)
+        for warning in warnings:
+            print(warning, file=sys.stderr)
     stats = circuit.meta.get("stats", {})
     summary = {
         "input": args.input,
@@ -114,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         "artifact": artifact,
         "source_hash": circuit.meta.get("source_hash"),
         "roots": circuit.root_names,
+        "warnings": warnings,
     }
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -50,13 +50,15 @@ class Compiled:
     stats: dict = field(default_factory=dict)
 
 
-def _check_options(backend, max_seconds, max_edges) -> None:
+def _check_options(backend, max_seconds, max_edges, max_memory=None) -> None:
     if backend not in BACKENDS:
         raise OptionError("backend", backend, "one of " + ", ".join(BACKENDS))
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
         raise OptionError("max_seconds", max_seconds, "a positive number of seconds (or None)")
     if max_edges is not None and not (isinstance(max_edges, int) and max_edges > 0):
         raise OptionError("max_edges", max_edges, "a positive integer (or None)")
+    if max_memory is not None and not (isinstance(max_memory, int) and max_memory > 0):
+        raise OptionError("max_memory", max_memory, "a positive number of bytes (or None)")
 
 
 def _resolve_backend(backend: str) -> str:
@@ -74,20 +76,32 @@ def compile_cnf(
     backend: str = "auto",
     max_seconds: float | None = None,
     max_edges: int | None = None,
-    progress: bool = False,
+    progress=False,
+    max_memory: int | None = None,
+    budget=None,
 ) -> Compiled:
     """Compile one CNF (or several sharing one DAG, one root each) into a circuit IR.
 
     Atoms are the CNF variables ``1..num_atoms``; all CNFs of a list must agree on ``num_atoms``.
-    Raises ``Unsatisfiable`` when a CNF has no model and ``BudgetExceeded`` when ``max_seconds``
-    or ``max_edges`` runs out.
+    Raises ``Unsatisfiable`` when a CNF has no model and ``BudgetExceeded`` when ``max_seconds``,
+    ``max_edges`` or ``max_memory`` (bytes the compiler holds, estimated) runs out; both back
+    ends check them while they run. A :class:`~constraintc.budget.Budget` (``budget``) gives
+    what is left of a whole pipeline's time and memory, and its progress display. Ctrl-C stops
+    either back end within about a second.
 
     >>> from constraintc.logic.cnf import CNF
     >>> out = compile_cnf([CNF(2, [(1, 2)]), CNF(2, [(-1,), (2,)])])
     >>> out.stats["model_counts"], out.ir.roots.shape
     ([3, 1], (2,))
     """
-    _check_options(backend, max_seconds, max_edges)
+    _check_options(backend, max_seconds, max_edges, max_memory)
+    if budget is not None:
+        left = budget.seconds_left()
+        max_seconds = left if max_seconds is None or left is not None and left < max_seconds else max_seconds
+        room = budget.memory_left()
+        max_memory = room if max_memory is None or room is not None and room < max_memory else max_memory
+        if progress is False and budget.progress is not None:
+            progress = budget.progress.update
     single = isinstance(cnf, CNF)
     cnfs = [cnf] if single else list(cnf)
     if not cnfs or not all(isinstance(c, CNF) for c in cnfs):
@@ -108,7 +122,8 @@ def compile_cnf(
     if chosen == "pysdd":
         from constraintc.compile.sdd import compile_pysdd
 
-        raw, extra = compile_pysdd(cnfs, num_vars, max_seconds=max_seconds, progress=progress)
+        raw, extra = compile_pysdd(cnfs, num_vars, max_seconds=max_seconds, progress=progress,
+                                   max_edges=max_edges, max_memory=max_memory)
         if max_edges is not None and raw.num_edges > max_edges:
             raise BudgetExceeded(
                 f"error: compile budget max_edges={max_edges} exceeded: the PySDD result has "
@@ -119,7 +134,7 @@ def compile_cnf(
         from constraintc.compile.dnnf import compile_builtin
 
         raw, extra = compile_builtin(cnfs, num_vars, max_seconds=max_seconds,
-                                     max_edges=max_edges, progress=progress)
+                                     max_edges=max_edges, progress=progress, max_memory=max_memory)
     seconds = time.perf_counter() - start
     ir = CircuitIR(
         num_vars=num_vars, num_atoms=num_atoms, kinds=raw.kinds, lits=raw.lits,

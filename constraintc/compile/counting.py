@@ -93,3 +93,46 @@ def model_counts(ir: CircuitIR) -> list[int]:
         missing = (atoms & ~masks[r]).bit_count()
         out.append(counts[r] << missing)
     return out
+
+
+def forced_atoms(ir: CircuitIR, atoms, root: int = 0) -> dict[int, bool | None]:
+    """For each atom variable in ``atoms``: True (every model sets it), False (no model does) or
+    None (models disagree), for root ``root``; decided with exact conditioned counts.
+
+    >>> from constraintc.logic.cnf import CNF
+    >>> from constraintc.compile import compile_cnf
+    >>> forced_atoms(compile_cnf(CNF(3, [(1,), (2, 3)])).ir, [1, 2, 3])
+    {1: True, 2: None, 3: None}
+    """
+    kinds = ir.kinds.tolist()
+    lits = ir.lits.tolist()
+    ptr = ir.child_ptr.tolist()
+    kids = ir.children.tolist()
+    masks = node_vars(ir, atoms_only=True)
+    everything = ((1 << (ir.num_atoms + 1)) - 1) & ~1
+    r = int(ir.roots[root])
+    out: dict[int, bool | None] = {}
+    for var in atoms:
+        counts = {}
+        for value in (True, False):
+            fixed = 1 << var
+            c = [0] * len(kinds)
+            for i, k in enumerate(kinds):
+                if k == TRUE:
+                    c[i] = 1
+                elif k == LIT:
+                    lit = lits[i]
+                    c[i] = 0 if abs(lit) == var and (lit > 0) != value else 1
+                elif k == AND:
+                    v = 1
+                    for j in kids[ptr[i]:ptr[i + 1]]:
+                        v *= c[j]
+                        if not v:
+                            break
+                    c[i] = v
+                elif k == OR:  # a child that does not mention a free atom counts both of its values
+                    c[i] = sum(c[j] << ((masks[i] & ~masks[j]) & ~fixed).bit_count()
+                               for j in kids[ptr[i]:ptr[i + 1]])
+            counts[value] = c[r] << ((everything & ~masks[r]) & ~fixed).bit_count()
+        out[var] = None if counts[True] and counts[False] else bool(counts[True])
+    return out

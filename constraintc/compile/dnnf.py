@@ -15,6 +15,7 @@ its source, so no build step is needed at install time and torch never becomes a
 from __future__ import annotations
 
 import ctypes
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +35,9 @@ _BUILD_ERROR: str | None = None
 # Ties are broken by the priority list (by default the variable index).
 HEURISTICS = {"dynamic": 0, "static": 1, "priority": 2, "connectivity": 3}
 
+# dnnf_compile's statuses beyond 0 (see dnnf_core.cpp)
+STATUS_TIME, STATUS_EDGES, STATUS_MEMORY, STATUS_INTERRUPTED = 2, 3, 6, 7
+
 _PROGRESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_double, ctypes.c_int64, ctypes.c_int64,
                              ctypes.c_int64)
 
@@ -42,7 +46,7 @@ class CompilerUnavailable(ConstraintcError):
     """The C++ core of the built-in compiler could not be built (no C++ compiler?)."""
 
 
-ABI = 1  # dnnf_abi() in dnnf_core.cpp
+ABI = 2  # dnnf_abi() in dnnf_core.cpp
 
 
 def native_library():
@@ -72,7 +76,8 @@ def _load():
     lib.dnnf_compile.restype = ctypes.c_int
     lib.dnnf_compile.argtypes = [P, ctypes.c_int, ctypes.c_int, ctypes.c_int, P, P, ctypes.c_int,
                                  ctypes.c_double, ctypes.c_int64,
-                                 ctypes.c_int64, _PROGRESS, ctypes.c_double, P]
+                                 ctypes.c_int64, ctypes.c_int64, _PROGRESS, ctypes.c_double, P]
+    lib.dnnf_interrupt.argtypes = [P]
     lib.dnnf_stats.argtypes = [P, P]
     lib.dnnf_set_priority.argtypes = [P, ctypes.c_int, P]
     lib.dnnf_finalize.argtypes = [P, P, ctypes.c_int, P]
@@ -107,27 +112,56 @@ def _flatten(cnf) -> tuple[np.ndarray, np.ndarray]:
     return flat, cptr
 
 
-def _attempt(lib, cnfs, num_vars, heuristic, deadline, edge_cap, bar, priority=None,
-             decision_cap=None):
+def _call_interruptibly(lib, handle, call):
+    """Run ``call()`` (a ctypes call into the core, which releases the GIL) on a worker thread
+    while this thread waits: Ctrl-C then raises here at once, asks the core to stop
+    (``dnnf_interrupt``: it polls at every search step) and re-raises once it has stopped, so
+    that the handle is never freed under a running search. (An event, not ``Thread.join``:
+    a join interrupted by Ctrl-C may later return while the thread still runs.)"""
+    result: list = []
+    finished = threading.Event()
+
+    def work():
+        try:
+            result.append(call())
+        finally:
+            finished.set()
+
+    worker = threading.Thread(target=work, name="constraintc-dnnf", daemon=True)
+    worker.start()
+    try:
+        while not finished.wait(0.05):
+            pass
+    except KeyboardInterrupt:
+        lib.dnnf_interrupt(handle)
+        while not finished.is_set():
+            try:
+                finished.wait(0.05)
+            except KeyboardInterrupt:  # a second Ctrl-C: the core is already stopping
+                pass
+        raise
+    if not result:  # pragma: no cover - a ctypes call raises only on misuse
+        raise RuntimeError("the compiler core failed without a status")
+    return result[0]
+
+
+def _attempt(lib, cnfs, num_vars, heuristic, deadline, edge_cap, report, priority=None,
+             decision_cap=None, max_memory=None):
     """One compilation of every CNF with one heuristic; raises ``_Stopped`` on a budget."""
     handle = lib.dnnf_new()
     stats_buf = np.zeros(6, dtype=np.float64)
-    interrupted = []
     base = [0.0]
 
-    def report(done, nodes, edges, decisions):
-        try:
-            if bar is not None:
-                bar.n = min(1000, int((base[0] + done) * 1000 / len(cnfs)))
-                bar.set_postfix_str(f"{heuristic}: {nodes} nodes, {edges} edges, "
-                                    f"{decisions} decisions", refresh=False)
-                bar.refresh()
-        except KeyboardInterrupt:  # Ctrl-C lands here while the core runs: stop it cleanly
-            interrupted.append(True)
-            return 1
+    def on_progress(done, nodes, edges, decisions):
+        if report is not None:
+            try:
+                report(f"compiling ({heuristic})", f"{nodes:,} nodes, {edges:,} edges, "
+                       f"{decisions:,} decisions", (base[0] + done) / len(cnfs))
+            except Exception:  # progress output must never stop the compiler
+                pass
         return 0
 
-    callback = _PROGRESS(report)
+    callback = _PROGRESS(on_progress)
     totals = {"decisions": 0, "cache_hits": 0}
     try:
         if priority is not None:
@@ -140,15 +174,15 @@ def _attempt(lib, cnfs, num_vars, heuristic, deadline, edge_cap, bar, priority=N
             flat, cptr = _flatten(cnf)
             root = np.zeros(1, dtype=np.int32)
             left = -1.0 if deadline is None else max(1e-6, deadline - time.perf_counter())
-            status = lib.dnnf_compile(
-                handle, num_vars, cnf.num_atoms, len(cnf.clauses), _ptr(flat), _ptr(cptr), HEURISTICS[heuristic],
-                left, -1 if edge_cap is None else edge_cap,
-                -1 if decision_cap is None else decision_cap, callback, 0.25, _ptr(root),
-            )
+            status = _call_interruptibly(lib, handle, lambda: lib.dnnf_compile(
+                handle, num_vars, cnf.num_atoms, len(cnf.clauses), _ptr(flat), _ptr(cptr),
+                HEURISTICS[heuristic], left, -1 if edge_cap is None else edge_cap,
+                -1 if decision_cap is None else decision_cap,
+                -1 if max_memory is None else max_memory, callback, 0.25, _ptr(root)))
             lib.dnnf_stats(handle, _ptr(stats_buf))
             totals["decisions"] += int(stats_buf[3])
             totals["cache_hits"] += int(stats_buf[4])
-            if interrupted:
+            if status == STATUS_INTERRUPTED:  # pragma: no cover - only an interrupt sets it
                 raise KeyboardInterrupt
             if status != 0:
                 raise _Stopped(status, stats_buf, i)
@@ -181,13 +215,17 @@ FIRST_CAP = 65_536
 
 
 def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
-                    max_edges: int | None = None, progress: bool = False,
-                    heuristic: str = "auto", priority=None) -> tuple[CircuitIR, dict]:
+                    max_edges: int | None = None, progress=False,
+                    heuristic: str = "auto", priority=None,
+                    max_memory: int | None = None) -> tuple[CircuitIR, dict]:
     """Compile CNFs into one shared decision-DNNF; returns (ir without names, extra stats).
 
     ``heuristic``: ``"auto"`` (race the ``PORTFOLIO`` heuristics, keep the smallest circuit) or
-    one of ``HEURISTICS``. Raises ``BudgetExceeded`` naming the budget, the time spent and the
-    estimated fraction of the search space covered. An unsatisfiable root is the FALSE node (the
+    one of ``HEURISTICS``. Raises ``BudgetExceeded`` naming the budget (``max_seconds``,
+    ``max_edges``, ``max_memory``: bytes the core's tables hold, estimated), the time spent and
+    the estimated fraction of the search space covered; Ctrl-C stops the core within a step of
+    its search. ``progress``: True (a :class:`~constraintc.budget.Progress` on stderr) or a
+    ``report(phase, detail, fraction)`` callable. An unsatisfiable root is the FALSE node (the
     caller raises ``Unsatisfiable``).
     """
     lib = _load()
@@ -196,12 +234,14 @@ def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
     start = time.perf_counter()
     deadline = None if max_seconds is None else start + max_seconds
     pending = list(PORTFOLIO if heuristic == "auto" else (heuristic,))
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    shown = None
+    if progress is True:
+        from constraintc.budget import Progress
 
-        bar = tqdm(total=1000, desc="compile", leave=False,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+        shown = Progress()
+        report = shown.update
+    else:
+        report = progress or None
     best = None  # (ir, stats)
     failure = None  # the user's budget stopped this attempt: reported when nothing finishes
     predicted: dict[str, float] = {}  # edges a stopped heuristic would need: edges / fraction done
@@ -209,13 +249,14 @@ def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
     def run(h, cap, limit, decision_cap):
         nonlocal best, failure
         try:
-            ir, totals = _attempt(lib, cnfs, num_vars, h, limit, cap, bar, priority, decision_cap)
+            ir, totals = _attempt(lib, cnfs, num_vars, h, limit, cap, report, priority, decision_cap,
+                                  max_memory)
         except _Stopped as stop:
             done = stop.stats[0] / len(cnfs) if stop.index == len(cnfs) - 1 else 0.0
             if done > 0:
                 predicted[h] = stop.stats[2] / done
-            user_time = stop.status == 2
-            user_edges = stop.status == 3 and max_edges is not None and cap == max_edges
+            user_time = stop.status in (STATUS_TIME, STATUS_MEMORY)  # no other attempt can do better
+            user_edges = stop.status == STATUS_EDGES and max_edges is not None and cap == max_edges
             if user_time or user_edges:
                 if failure is None or stop.stats[0] > failure.stats[0]:
                     failure = stop
@@ -247,20 +288,27 @@ def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
                 edge_cap = best[0].num_edges if max_edges is None else min(max_edges, best[0].num_edges)
                 run(h, edge_cap, deadline, 2 * best[1]["decisions"] + 1024)
     finally:
-        if bar is not None:
-            bar.close()
+        if shown is not None:
+            shown.close()
     if best is None:
         _raise_budget(failure.status, max_seconds, max_edges, failure.index, len(cnfs),
-                      failure.stats, time.perf_counter() - start)
+                      failure.stats, time.perf_counter() - start, max_memory)
     return best[0], best[1]
 
 
-def _raise_budget(status, max_seconds, max_edges, index, total, stats, seconds) -> None:
+def _raise_budget(status, max_seconds, max_edges, index, total, stats, seconds,
+                  max_memory=None) -> None:
     where = f" (CNF {index + 1} of {total})" if total > 1 else ""
     progress = (f"{stats[0] * 100:.1f}% of the search space covered{where}, {int(stats[1])} nodes, "
                 f"{int(stats[2])} edges, {int(stats[3])} decisions, after {seconds:.1f} s")
-    if status == 2:
+    if status == STATUS_TIME:
         raise BudgetExceeded(f"error: compile budget max_seconds={max_seconds:g} exceeded: "
                              f"{progress}; raise the budget or simplify the constraint")
+    if status == STATUS_MEMORY:
+        from constraintc.budget import format_bytes
+
+        raise BudgetExceeded(f"error: compile budget max_memory={format_bytes(max_memory)} exceeded "
+                             f"(the compiler's tables, estimated): {progress}; raise the budget or "
+                             f"simplify the constraint")
     raise BudgetExceeded(f"error: compile budget max_edges={max_edges} exceeded: "
                          f"{progress}; raise the budget or simplify the constraint")

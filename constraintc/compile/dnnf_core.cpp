@@ -10,6 +10,7 @@
 // Build: g++ -O2 -std=c++17 -shared -fPIC dnnf_core.cpp -o libdnnf_core.so
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -22,7 +23,10 @@
 namespace {
 
 enum Kind : int8_t { K_FALSE = 0, K_TRUE = 1, K_LIT = 2, K_AND = 3, K_OR = 4 };
-enum Status : int { ST_OK = 0, ST_TIME = 2, ST_EDGES = 3, ST_ABORT = 4, ST_DECISIONS = 5 };
+enum Status : int {
+  ST_OK = 0, ST_TIME = 2, ST_EDGES = 3, ST_ABORT = 4, ST_DECISIONS = 5, ST_MEMORY = 6,
+  ST_INTERRUPTED = 7
+};
 constexpr int ABORTED = -1;
 
 typedef int (*progress_fn)(double done, int64_t nodes, int64_t edges, int64_t decisions);
@@ -100,6 +104,11 @@ struct Compiler {
   double max_seconds = -1;
   int64_t max_edges = -1;
   int64_t max_decisions = -1;
+  int64_t max_memory = -1;   // bytes, compared with memory_estimate()
+  int64_t base_bytes = 0;    // what the loaded CNF holds
+  // Set from another thread (dnnf_interrupt) when the user interrupts: read at every step of
+  // the search, so a compile stops within microseconds of the request.
+  std::atomic<int> interrupt{0};
   progress_fn progress = nullptr;
   double progress_every = 0.5, last_progress = 0;
   double done = 0;
@@ -281,12 +290,22 @@ struct Compiler {
     return best;
   }
 
+  // Bytes the compiler holds, estimated from its tables (per node: kind, literal, offset, and
+  // the hash-consing key and entry; per edge: the child and its copy in the key; per cached
+  // component: a digest, an id and the entry), plus the loaded CNF.
+  int64_t memory_estimate() const {
+    return base_bytes + (int64_t)kind.size() * 96 + (int64_t)kids.size() * 8 +
+           (int64_t)cache.size() * 56;
+  }
+
   bool check_budget() {
+    if (interrupt.load(std::memory_order_relaxed)) { status = ST_INTERRUPTED; return false; }
     if ((++calls & 1023) != 0) return true;
     double t = elapsed();
     if (max_seconds > 0 && t > max_seconds) { status = ST_TIME; return false; }
     if (max_edges >= 0 && (int64_t)kids.size() > max_edges) { status = ST_EDGES; return false; }
     if (max_decisions >= 0 && decisions > max_decisions) { status = ST_DECISIONS; return false; }
+    if (max_memory >= 0 && memory_estimate() > max_memory) { status = ST_MEMORY; return false; }
     if (progress && t - last_progress >= progress_every) {
       last_progress = t;
       if (progress(done, (int64_t)kind.size(), (int64_t)kids.size(), decisions) != 0) {
@@ -368,6 +387,8 @@ struct Compiler {
       nv = num_vars;
     }
     clauses.assign(num_clauses, {});
+    base_bytes = (int64_t)num_clauses * 64 + cptr[num_clauses] * 8 + (2 * (int64_t)num_vars + 1) * 28 +
+                 (int64_t)num_vars * 24;
     is_taut.assign(num_clauses, 0);
     has_empty = false;
     occ.assign(2 * (size_t)nv + 1, {});
@@ -506,7 +527,7 @@ struct Compiler {
 extern "C" {
 
 // The version of the exported signatures below; bump it (and dnnf.ABI) when one changes.
-int dnnf_abi() { return 1; }
+int dnnf_abi() { return 2; }
 
 void* dnnf_new() { return new Compiler(); }
 
@@ -518,14 +539,21 @@ void dnnf_set_priority(void* h, int num_vars, const int32_t* prio) {
   c.prio.assign(prio, prio + num_vars + 1);
 }
 
+// Asks a running dnnf_compile on this handle to stop (safe from any thread): it returns status
+// 7 within one step of its search.
+void dnnf_interrupt(void* h) {
+  static_cast<Compiler*>(h)->interrupt.store(1, std::memory_order_relaxed);
+}
+
 // Compiles one CNF into the shared node table. Returns a status (0 ok, 2 time budget, 3 edge
-// budget, 4 aborted by the progress callback, 5 decision budget); *root is the root node, 0 if
-// unsatisfiable. Negative budgets mean none.
+// budget, 4 aborted by the progress callback, 5 decision budget, 6 memory budget, 7
+// interrupted); *root is the root node, 0 if unsatisfiable. Negative budgets mean none.
 int dnnf_compile(void* h, int num_vars, int num_atoms, int num_clauses, const int32_t* lits,
                  const int64_t* cptr, int heuristic, double max_seconds, int64_t max_edges,
-                 int64_t max_decisions, progress_fn progress,
+                 int64_t max_decisions, int64_t max_memory, progress_fn progress,
                  double progress_every, int32_t* root) {
   Compiler& c = *static_cast<Compiler*>(h);
+  if (c.interrupt.load()) return ST_INTERRUPTED;
   c.load(num_vars, num_clauses, lits, cptr);
   c.num_atoms = num_atoms;
   c.heuristic = heuristic;
@@ -534,12 +562,13 @@ int dnnf_compile(void* h, int num_vars, int num_atoms, int num_clauses, const in
   c.max_seconds = max_seconds;
   c.max_edges = max_edges;
   c.max_decisions = max_decisions;
+  c.max_memory = max_memory;
   c.decisions = 0;  // statistics and the decision budget are per CNF
   c.cache_hits = 0;
   c.calls = 0;
   c.progress = progress;
   c.progress_every = progress_every;
-  c.last_progress = 0;
+  c.last_progress = -progress_every;  // the first budget check reports: short compiles too
   c.done = 0;
   c.status = ST_OK;
   // The search recurses once per decision along a branch: run it on a thread with a large stack

@@ -5,7 +5,8 @@ mutually exclusive primes over variables disjoint from the subs: an OR of decomp
 deterministic because the primes are exclusive. That is exactly how it is converted.
 
 PySDD's compiler cannot be interrupted once it runs, so ``compile_pysdd`` runs it in a child
-process that the parent kills when the time budget runs out.
+process that the parent kills when the time or memory budget runs out (or on Ctrl-C); the child
+conjoins the clauses one at a time and stops itself when the SDD outgrows the edge budget.
 """
 
 from __future__ import annotations
@@ -84,69 +85,126 @@ def _ir_to_arrays(ir: CircuitIR) -> dict:
     }
 
 
-def _child(conn, dimacs_texts: list[str], num_vars: int, vtree: str) -> None:
-    # stdout is silenced: the SDD library prints "Read CNF: ..." for every file.
+def _clause_order(clauses) -> list[int]:
+    """Clauses bottom-up in the balanced vtree over variables 1..n (by their last variable,
+    then their span, then length), the order in which conjoining them keeps SDDs small."""
+    def key(i):
+        vs = [abs(x) for x in clauses[i]] or [0]
+        return (max(vs), max(vs) - min(vs), len(vs), i)
+
+    return sorted(range(len(clauses)), key=key)
+
+
+def _child(conn, cnf_clauses: list, num_vars: int, vtree: str, max_elements: int | None) -> None:
+    import signal
+
+    # Ctrl-C reaches the whole process group: the parent handles it and ends this process
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # stdout is silenced: the SDD library prints as it works
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
-    from pysdd.sdd import SddManager
+    from pysdd.sdd import SddManager, Vtree
 
     builder = IRBuilder(num_vars=num_vars)
     roots = []
-    for text in dimacs_texts:
-        mgr, node = SddManager.from_cnf_string(text, vtree.encode())
+    last = time.perf_counter()
+    for index, clauses in enumerate(cnf_clauses):
+        # The SDD library's own CNF compiler cannot be watched while it runs; conjoining the
+        # clauses one by one (its algorithm, with its automatic garbage collection and vtree
+        # minimisation) lets the size budget be checked after every clause.
+        mgr = SddManager.from_vtree(Vtree(var_count=num_vars, vtree_type=vtree.encode()))
+        mgr.auto_gc_and_minimize_on()
+        node = mgr.true()
+        order = _clause_order(clauses)
+        for done, i in enumerate(order, 1):
+            clause = mgr.false()
+            for lit in clauses[i]:
+                clause = mgr.disjoin(clause, mgr.literal(lit))
+            node = mgr.conjoin(clause, node)
+            del clause  # its wrapper holds a reference: dropping it lets the SDD be collected
+            size = mgr.live_size()
+            if max_elements is not None and size > max_elements:
+                conn.send(("edges", (index, done, len(order), size)))
+                conn.close()
+                return
+            now = time.perf_counter()
+            if now - last >= 0.25:
+                last = now
+                conn.send(("progress", (index, done, len(order), size)))
         # node ids are per manager: one memo per manager
         roots.append(_sdd_to_builder(builder, node, {}))
         del mgr, node
-        conn.send(("progress", len(roots)))
     ir = builder.build(roots)
     conn.send(("done", _ir_to_arrays(ir)))
     conn.close()
 
 
-def _plain_dimacs(num_vars: int, clauses) -> str:
-    lines = [f"p cnf {num_vars} {len(clauses)}"]
-    lines += [" ".join(map(str, c)) + " 0" for c in clauses]
-    return "\n".join(lines) + "\n"
+def _child_memory(pid: int) -> int | None:
+    """Resident bytes of a process (Linux /proc), or None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def compile_pysdd(cnfs, num_vars: int, max_seconds: float | None = None,
-                  vtree: str = "balanced", progress: bool = False) -> tuple[CircuitIR, dict]:
+                  vtree: str = "balanced", progress=False, max_edges: int | None = None,
+                  max_memory: int | None = None) -> tuple[CircuitIR, dict]:
     """Compile CNFs with PySDD in a child process; returns (ir without names, extra stats).
 
-    Each CNF gets its own SDD manager (as ``SddManager.from_cnf_string`` does); the converted
-    circuits share one hash-consed DAG. Raises ``BudgetExceeded`` when ``max_seconds`` runs out.
+    Each CNF gets its own SDD manager; the converted circuits share one hash-consed DAG. The
+    budgets hold while it runs: ``max_seconds`` (the child is killed), ``max_edges`` (checked
+    by the child after every clause: an SDD of more elements than that converts to a circuit of
+    more edges), ``max_memory`` (the child's resident memory, where the OS reports it); each
+    raises ``BudgetExceeded``. Ctrl-C ends the child at once.
     """
     if num_vars == 0:  # the SDD library crashes on a manager without variables; nothing to do
         b = IRBuilder(num_vars=0)
         return b.build([b.true()] * len(cnfs)), {}
-    texts = []
-    for cnf in cnfs:
-        # An empty clause would make the SDD library exit the process; it is unsatisfiable anyway.
-        texts.append(_plain_dimacs(num_vars, cnf.clauses))
+    # An empty clause would make the SDD library exit the process; it is unsatisfiable anyway.
+    clause_lists = [[tuple(c) for c in cnf.clauses] for cnf in cnfs]
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, texts, num_vars, vtree), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, clause_lists, num_vars, vtree, max_edges),
+                       daemon=True)
     start = time.perf_counter()
     proc.start()
     child.close()
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    shown = None
+    if progress is True:
+        from constraintc.budget import Progress
 
-        bar = tqdm(total=len(texts), desc="pysdd", unit="cnf", file=None, leave=False)
-    done_cnfs = 0
+        shown = Progress()
+        report = shown.update
+    else:
+        report = progress or None
+    state = (0, 0, sum(len(c) for c in clause_lists[:1]), 0)  # cnf, clauses done, of, SDD size
     result = None
+
+    def where() -> str:
+        index, done, total, size = state
+        which = f" of CNF {index + 1} of {len(cnfs)}" if len(cnfs) > 1 else ""
+        return (f"{done} of {total} clauses{which} conjoined, an SDD of {size} elements, after "
+                f"{time.perf_counter() - start:.1f} s")
+
     try:
         while True:
             remaining = None if max_seconds is None else max_seconds - (time.perf_counter() - start)
             if remaining is not None and remaining <= 0:
                 raise BudgetExceeded(
                     f"error: compile budget max_seconds={max_seconds:g} exceeded: the PySDD back end "
-                    f"had compiled {done_cnfs} of {len(texts)} CNF(s) after "
-                    f"{time.perf_counter() - start:.1f} s (PySDD cannot report finer progress); "
-                    "raise the budget or try backend='builtin'"
-                )
-            wait = 0.2 if remaining is None else min(0.2, remaining)
+                    f"had {where()}; raise the budget or try backend='builtin'")
+            if max_memory is not None:
+                held = _child_memory(proc.pid)
+                if held is not None and held > max_memory:
+                    from constraintc.budget import format_bytes
+
+                    raise BudgetExceeded(
+                        f"error: compile budget max_memory={format_bytes(max_memory)} exceeded: the "
+                        f"PySDD back end holds {format_bytes(held)} with {where()}; raise the budget "
+                        f"or try backend='builtin'")
+            wait = 0.1 if remaining is None else min(0.1, remaining)
             if parent.poll(wait):
                 try:
                     tag, payload = parent.recv()
@@ -156,9 +214,17 @@ def compile_pysdd(cnfs, num_vars: int, max_seconds: float | None = None,
                         f"PySDD child process died (exit code {proc.exitcode}) while compiling"
                     ) from None
                 if tag == "progress":
-                    done_cnfs = payload
-                    if bar is not None:
-                        bar.update(1)
+                    state = payload
+                    if report is not None:
+                        index, done, total, size = payload
+                        report("compiling (pysdd)", f"{done} of {total} clauses, SDD of {size} "
+                               f"elements", (index + done / max(total, 1)) / len(cnfs))
+                elif tag == "edges":
+                    state = payload
+                    raise BudgetExceeded(
+                        f"error: compile budget max_edges={max_edges} exceeded: the PySDD back end "
+                        f"had {where()} (its circuit has at least one edge per element); raise the "
+                        f"budget or try backend='builtin'")
                 else:
                     result = payload
                     break
@@ -167,8 +233,8 @@ def compile_pysdd(cnfs, num_vars: int, max_seconds: float | None = None,
                     f"PySDD child process died (exit code {proc.exitcode}) while compiling"
                 )
     finally:
-        if bar is not None:
-            bar.close()
+        if shown is not None:
+            shown.close()
         if proc.is_alive():
             proc.kill()
         proc.join()

@@ -39,14 +39,18 @@ def parse_rules(text: str, filename: str = "<string>", params: dict[str, int] | 
     from constraintc.language.checker import check_statements
     from constraintc.language.parser import SyntaxErrors, parse_statements
 
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the text
     try:
+        syntax: list[Diagnostic] = []
+        opaque: dict = {}
         try:
             statements = parse_statements(text)
         except SyntaxErrors as err:
-            raise RulesError(filename, text, err.diagnostics) from None
-        checker = check_statements(statements, params)
-        if checker.diags:
-            raise RulesError(filename, text, checker.diags)
+            # the statements that parsed are still checked: all errors are reported at once
+            statements, syntax, opaque = err.statements, err.diagnostics, err.opaque
+        checker = check_statements(statements, params, opaque=opaque)
+        if syntax or checker.diags:
+            raise RulesError(filename, text, syntax + checker.diags)
         program = Program(filename=filename, source=text, params=dict(checker.params),
                           domains=dict(checker.domains), domain_sizes=dict(checker.domain_sizes),
                           preds=dict(checker.preds), rules=dict(checker.rules),
@@ -98,27 +102,37 @@ def _predicates(f) -> set[str]:
 
 
 def _universal(f, positive: bool) -> bool:
+    """Does ``f``, in this polarity, only ever get falser as the domain grows (no positive
+    ``exists``, no negative ``forall``, no counting that more bindings can satisfy)?"""
+    return _universal_both(f)[0 if positive else 1]
+
+
+def _universal_both(f) -> tuple[bool, bool]:
+    """``(_universal(f, True), _universal(f, False))`` in one pass (linear in the formula: an
+    ``<->`` needs both polarities of both sides, which asked separately is exponential)."""
     from constraintc.language import ast
 
-    if isinstance(f, (ast.Const, ast.Compare)):
-        return True
-    if isinstance(f, ast.Atom):
-        return True  # derived atoms are excluded by the caller's check below
+    if isinstance(f, (ast.Const, ast.Compare, ast.Atom)):
+        return True, True  # derived atoms are excluded by the caller
     if isinstance(f, ast.Not):
-        return _universal(f.arg, not positive)
+        pos, neg = _universal_both(f.arg)
+        return neg, pos
     if isinstance(f, (ast.And, ast.Or)):
-        return all(_universal(a, positive) for a in f.args)
+        both = [_universal_both(a) for a in f.args]
+        return all(b[0] for b in both), all(b[1] for b in both)
     if isinstance(f, ast.Implies):
-        return _universal(f.left, not positive) and _universal(f.right, positive)
+        left, right = _universal_both(f.left), _universal_both(f.right)
+        return left[1] and right[0], left[0] and right[1]
     if isinstance(f, ast.Iff):
-        return all(_universal(x, p) for x in (f.left, f.right) for p in (True, False))
+        ok = all(_universal_both(f.left)) and all(_universal_both(f.right))
+        return ok, ok
     if isinstance(f, ast.Quantified):
-        return (f.kind == "forall") == positive and _universal(f.body, positive)
+        pos, neg = _universal_both(f.body)
+        return (pos, False) if f.kind == "forall" else (False, neg)
     if isinstance(f, ast.Counting):
-        if f.binders and not (f.kind == "atmost" and positive):
-            return False
-        return all(_universal(i, p) for i in f.items for p in (True, False))
-    return False
+        items = all(all(_universal_both(i)) for i in f.items)
+        return items and (not f.binders or f.kind == "atmost"), items and not f.binders
+    return False, False
 
 
 def load_rules(source: str | Path, params: dict[str, int] | None = None) -> Program:
@@ -129,11 +143,8 @@ def load_rules(source: str | Path, params: dict[str, int] | None = None) -> Prog
     >>> load_rules("dsep", params={"cond_size": 1}).domain_sizes["nodeset"]
     1
     """
-    path = resolve_rules_path(source)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        from constraintc.errors import ConstraintcError
+    from constraintc.language.source import read_source
 
-        raise ConstraintcError(f"error: cannot read rules file {path}: {exc}") from None
+    path = resolve_rules_path(source)
+    text = read_source(path, str(source))
     return parse_rules(text, filename=str(source), params=params)

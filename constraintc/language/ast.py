@@ -189,6 +189,7 @@ class PredDecl:
     body: Formula | None = None
     span: Span = field(default=NOSPAN, compare=False, repr=False)
     unroll: int | str | None = None  # recursion depth (number or parameter); None: the node count
+    acyclic: bool = False  # a given over (node, node) declared acyclic: graphs with a cycle are refused
 
     @property
     def arity(self) -> int:

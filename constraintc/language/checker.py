@@ -32,9 +32,13 @@ class _Slot:
 
 
 class Checker:
-    def __init__(self, statements: list, params_override: dict[str, int] | None):
+    def __init__(self, statements: list, params_override: dict[str, int] | None,
+                 opaque: dict | None = None):
         self.statements = statements
         self.override = dict(params_override or {})
+        # names that statements with syntax errors may declare ("pred", "type", "param" -> a set
+        # of names or "*"): their uses are not reported as unknown, the syntax error is
+        self.opaque = dict(opaque or {})
         self.diags: list[Diagnostic] = []
         self.params: dict[str, int] = {}
         self.domains: dict[str, ast.DomainDecl] = {}
@@ -44,6 +48,10 @@ class Checker:
 
     def error(self, span: Span, message: str) -> None:
         self.diags.append(Diagnostic(span, message))
+
+    def is_opaque(self, kind: str, name: str) -> bool:
+        names = self.opaque.get(kind, ())
+        return names == "*" or name in names
 
     # ------------------------------------------------------------ declarations
     def collect(self) -> None:
@@ -72,11 +80,14 @@ class Checker:
             elif isinstance(st, ast.RuleDecl):
                 if claim("rule", st.name, st.span, "rule"):
                     self.rules[st.name] = st
-        unknown = sorted(set(self.override) - set(self.params))
+        unknown = sorted(n for n in set(self.override) - set(self.params)
+                         if not self.is_opaque("param", n))
         if unknown:
             known = ", ".join(sorted(self.params)) or "none"
             raise OptionError("param", unknown[0], f"a parameter of this file (declared: {known})")
         for name, value in self.override.items():
+            if name not in self.params:
+                continue  # declared by a statement with a syntax error
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise OptionError("param", f"{name}={value!r}", "a whole number >= 0")
             self.params[name] = value
@@ -91,6 +102,8 @@ class Checker:
         if isinstance(value, int):
             return value
         if value not in self.params:
+            if self.is_opaque("param", value):
+                return None
             self.error(span, f"unknown parameter '{value}'{self.suggest(value, self.params)}")
             return None
         return self.params[value]
@@ -107,6 +120,8 @@ class Checker:
     def check_type(self, type_: str, span: Span) -> bool:
         if type_ in self.types:
             return True
+        if self.is_opaque("type", type_):
+            return False
         self.error(span, f"unknown type '{type_}' (known: {', '.join(self.types)})"
                    f"{self.suggest(type_, self.types)}")
         return False
@@ -123,6 +138,10 @@ class Checker:
                 seen[arg.name] = arg.span
                 scope[arg.name] = _Slot(arg.name, arg.span, arg.type if arg.type in self.types else None,
                                         declared=True)
+            if pred.acyclic and pred.arg_types != (NODE, NODE):
+                self.error(pred.span, f"'acyclic' describes a graph: it applies to a given predicate "
+                                      f"over (node, node), and {pred.name} is over "
+                                      f"({', '.join(pred.arg_types)})")
             where, body = pred.where, pred.body
             if pred.unroll is not None:
                 self.resolve_count(pred.unroll, pred.span)
@@ -251,7 +270,7 @@ class Checker:
     def walk_atom(self, f: ast.Atom, scope, infer: bool) -> None:
         pred = self.preds.get(f.pred)
         if pred is None:
-            if not infer:
+            if not infer and not self.is_opaque("pred", f.pred):
                 self.error(f.span, f"unknown predicate '{f.pred}'{self.suggest(f.pred, self.preds)}")
             for t in f.args:
                 self.term_type(t, scope, infer, None, "")
@@ -438,9 +457,11 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
     return out
 
 
-def check_statements(statements: list, params: dict[str, int] | None):
-    """Run every static check; returns the checker (``.diags`` empty when the file is sound)."""
-    checker = Checker(statements, params)
+def check_statements(statements: list, params: dict[str, int] | None, opaque: dict | None = None):
+    """Run every static check; returns the checker (``.diags`` empty when the file is sound).
+
+    ``opaque`` names what statements that failed to parse may declare (see ``Checker``)."""
+    checker = Checker(statements, params, opaque)
     checker.collect()
     checker.check_decls()
     checker.check_recursion()

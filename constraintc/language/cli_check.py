@@ -3,6 +3,10 @@
 A FILE that names no local file may name a library file: rules/dsep.rules, dsep.rules or dsep.
 Exit status 0 when every file is sound, 1 when a file has errors, 2 when a file is missing.
 
+A sound file is also probed on graphs of 3 nodes: when its rules have no model at all, or force
+atoms of a given predicate (for example, they hold on no graph with an edge), a warning says so
+on stderr; the exit status stays 0. --no-probe skips that.
+
 examples:
   constraintc check rules/dsep.rules
   constraintc check examples/rules/*.rules
@@ -22,29 +26,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override a 'param' of the file (repeatable)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    parser.add_argument("--no-probe", action="store_true",
+                        help="skip the probe for rules without models or that force given atoms")
+    parser.add_argument("--max-errors", type=int, default=100, metavar="N",
+                        help="show at most N errors per file, then their count (default: 100; "
+                             "0: show all)")
 
 
 def parse_param_options(items: list[str]) -> dict[str, int]:
     """``["k=3"]`` -> ``{"k": 3}``; a malformed item raises OptionError naming it."""
+    import re
+
     from constraintc.errors import OptionError
+    from constraintc.language.parser import MAX_WHOLE_NUMBER
 
     out: dict[str, int] = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip().isdigit():
+        value = value.strip()
+        if not sep or not name.strip() or not re.fullmatch(r"[0-9]+", value):
             raise OptionError("--param", item, "NAME=VALUE with a whole-number VALUE, e.g. cond_size=3")
-        out[name.strip()] = int(value)
+        digits = value.lstrip("0") or "0"
+        if len(digits) > len(str(MAX_WHOLE_NUMBER)) or int(digits) > MAX_WHOLE_NUMBER:
+            shown = item if len(item) <= 40 else item[:37] + "..."
+            raise OptionError("--param", shown, f"a VALUE of at most {MAX_WHOLE_NUMBER} (2^63 - 1)")
+        out[name.strip()] = int(digits)
     return out
 
 
 def run(args: argparse.Namespace) -> int:
     from constraintc.language import load_rules
 
+    from constraintc.errors import OptionError
+    from constraintc.language import RulesError
+
+    if args.max_errors < 0:
+        raise OptionError("--max-errors", args.max_errors, "a number of errors >= 0 (0: all)")
     params = parse_param_options(args.param) or None
     status = 0
     for name in args.files:
         try:
             program = load_rules(name, params=params)
+        except RulesError as err:
+            print(err.format(args.max_errors or None), file=sys.stderr)
+            status = max(status, err.exit_code)
+            continue
         except ConstraintcError as err:
             print(str(err), file=sys.stderr)
             status = max(status, err.exit_code)
@@ -53,4 +79,9 @@ def run(args: argparse.Namespace) -> int:
             q, g, d = len(program.queries), len(program.givens), len(program.derived)
             print(f"{name}: ok ({q} query, {g} given, {d} derived predicates; "
                   f"{len(program.rules)} rules)")
+        if not args.no_probe:
+            from constraintc.api import rule_warnings
+
+            for warning in rule_warnings(program, max_seconds=2.0):
+                print(warning, file=sys.stderr)
     return status

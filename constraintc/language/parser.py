@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, VisitError
+from lark import Lark, Token, Transformer_NonRecursive, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from constraintc.language import ast
 from constraintc.language.ast import Span
@@ -26,7 +26,7 @@ from constraintc.resources import grammar_path
 STATEMENT_KEYWORDS = ("param", "domain", "given", "query", "define", "rule")
 RESERVED = STATEMENT_KEYWORDS + (
     "unroll", "subsets", "of", "up", "to", "where", "question", "yes", "no", "forall", "exists",
-    "exactly", "atmost", "atleast", "in", "not", "true", "false",
+    "exactly", "atmost", "atleast", "in", "not", "true", "false", "acyclic",
 )
 
 
@@ -37,16 +37,26 @@ def rules_parser() -> Lark:
                 maybe_placeholders=True)
 
 
-def _span_of_meta(meta) -> Span:
+# Whole numbers (parameters, counts, sizes) must fit in 64 bits: larger ones mean nothing here,
+# and Python refuses to convert strings of more than 4,300 digits at all.
+MAX_WHOLE_NUMBER = 2**63 - 1
+
+# Formulas nest at most this deep (parentheses, negations, quantifiers, chains of '->', 'Z + X'
+# terms); the checker and the grounder walk formulas recursively, and this keeps them far from
+# Python's recursion limit. Flat '&' and '|' lists do not nest: they may have any length.
+MAX_NESTING = 200
+
+
+def _span_of_meta(meta, offset: int = 0) -> Span:
     if getattr(meta, "empty", False):
         return ast.NOSPAN
-    return Span(meta.line, meta.column, meta.end_line, meta.end_column)
+    return Span(meta.line + offset, meta.column, meta.end_line + offset, meta.end_column)
 
 
-def _span_of_token(tok: Token) -> Span:
+def _span_of_token(tok: Token, offset: int = 0) -> Span:
     end_col = tok.end_column if tok.end_column is not None else tok.column + len(tok)
     end_line = tok.end_line if tok.end_line is not None else tok.line
-    return Span(tok.line, tok.column, end_line, end_col)
+    return Span(tok.line + offset, tok.column, end_line + offset, end_col)
 
 
 def _unquote(tok: Token) -> str:
@@ -55,29 +65,50 @@ def _unquote(tok: Token) -> str:
 
 
 @v_args(meta=True, inline=True)
-class _ToAst(Transformer):
-    """Parse tree -> frozen AST dataclasses (every node keeps its span)."""
+class _ToAst(Transformer_NonRecursive):
+    """Parse tree -> frozen AST dataclasses (every node keeps its span).
 
-    def __init__(self):
+    Iterative (not recursive), so any nesting the parser accepts can be transformed; positions
+    are shifted down by ``line_offset`` lines (a statement parsed on its own keeps its true line).
+    """
+
+    def __init__(self, line_offset: int = 0):
         super().__init__()
         self.diagnostics: list[Diagnostic] = []
+        self.offset = line_offset
+
+    def _meta_span(self, meta) -> Span:
+        return _span_of_meta(meta, self.offset)
+
+    def _tok_span(self, tok: Token) -> Span:
+        return _span_of_token(tok, self.offset)
+
+    def _whole_number(self, tok: Token) -> int:
+        digits = str(tok).lstrip("0") or "0"
+        if len(digits) > len(str(MAX_WHOLE_NUMBER)) or int(digits) > MAX_WHOLE_NUMBER:
+            self.diagnostics.append(Diagnostic(
+                self._tok_span(tok), f"number too large ({len(digits)} digits): whole numbers here "
+                                     f"are at most {MAX_WHOLE_NUMBER} (2^63 - 1)"))
+            return 0
+        return int(digits)
 
     def start(self, meta, *statements):
         return list(statements)
 
     # ---- statements
     def param_decl(self, meta, name, value):
-        return ast.ParamDecl(str(name), int(value), _span_of_meta(meta))
+        return ast.ParamDecl(str(name), self._whole_number(value), self._meta_span(meta))
 
     def domain_decl(self, meta, name, base, count):
         size, size_span = count
-        return ast.DomainDecl(str(name), str(base), size, _span_of_meta(meta), size_span)
+        return ast.DomainDecl(str(name), str(base), size, self._meta_span(meta), size_span)
 
     def count(self, meta, tok):
-        return (int(tok) if tok.type == "INT" else str(tok)), _span_of_token(tok)
+        return (self._whole_number(tok) if tok.type == "INT" else str(tok)), self._tok_span(tok)
 
-    def given_decl(self, meta, name, args, where):
-        return ast.PredDecl(str(name), "given", tuple(args or ()), where, None, _name_span(meta, name))
+    def given_decl(self, meta, acyclic, name, args, where):
+        return ast.PredDecl(str(name), "given", tuple(args or ()), where, None, self._tok_span(name),
+                            acyclic=acyclic is not None)
 
     def query_decl(self, meta, name, args, where, *options):
         opts: dict[str, object] = {}
@@ -86,12 +117,12 @@ class _ToAst(Transformer):
                 self.diagnostics.append(Diagnostic(span, f"'{key}' is given twice for query {name}"))
             opts[key] = value
         decl = ast.QueryDecl(str(name), "query", tuple(args or ()), where, None,
-                             _name_span(meta, name), template=opts.get("question"),
+                             self._tok_span(name), template=opts.get("question"),
                              yes=opts.get("yes", "Yes"), no=opts.get("no", "No"))
         return decl
 
     def define_decl(self, meta, name, args, where, unroll, body):
-        decl = ast.PredDecl(str(name), "derived", tuple(args or ()), where, body, _name_span(meta, name),
+        decl = ast.PredDecl(str(name), "derived", tuple(args or ()), where, body, self._tok_span(name),
                             unroll=None if unroll is None else unroll[0])
         return decl
 
@@ -99,88 +130,89 @@ class _ToAst(Transformer):
         return count
 
     def rule_decl(self, meta, name, formula):
-        return ast.RuleDecl(str(name), formula, _name_span(meta, name))
+        return ast.RuleDecl(str(name), formula, self._tok_span(name))
 
     def arg_decls(self, meta, *args):
         return list(args)
 
     def arg_decl(self, meta, var, type_):
-        return ast.ArgDecl(str(var), str(type_), _span_of_token(var))
+        return ast.ArgDecl(str(var), str(type_), self._tok_span(var))
 
     def where_clause(self, meta, formula):
         return formula
 
     def question(self, meta, s):
-        return ("question", _unquote(s), _span_of_token(s))
+        return ("question", _unquote(s), self._tok_span(s))
 
     def yes(self, meta, s):
-        return ("yes", _unquote(s), _span_of_token(s))
+        return ("yes", _unquote(s), self._tok_span(s))
 
     def no(self, meta, s):
-        return ("no", _unquote(s), _span_of_token(s))
+        return ("no", _unquote(s), self._tok_span(s))
 
     # ---- formulas
     def iff(self, meta, a, b):
-        return ast.Iff(a, b, _span_of_meta(meta))
+        return ast.Iff(a, b, self._meta_span(meta))
 
     def implies(self, meta, a, b):
-        return ast.Implies(a, b, _span_of_meta(meta))
+        return ast.Implies(a, b, self._meta_span(meta))
 
-    def or_(self, meta, a, b):
-        args = (a.args if isinstance(a, ast.Or) else (a,)) + (b,)
-        return ast.Or(args, _span_of_meta(meta))
+    # a parenthesized list on the left joins the list: (a | b) | c is a | b | c
+    def disj(self, meta, first, *rest):
+        args = (first.args if isinstance(first, ast.Or) else (first,)) + rest
+        return ast.Or(args, self._meta_span(meta))
 
-    def and_(self, meta, a, b):
-        args = (a.args if isinstance(a, ast.And) else (a,)) + (b,)
-        return ast.And(args, _span_of_meta(meta))
+    def conj(self, meta, first, *rest):
+        args = (first.args if isinstance(first, ast.And) else (first,)) + rest
+        return ast.And(args, self._meta_span(meta))
 
     def not_(self, meta, a):
-        return ast.Not(a, _span_of_meta(meta))
+        return ast.Not(a, self._meta_span(meta))
 
     def forall(self, meta, binders, body):
-        return ast.Quantified("forall", tuple(binders), body, _span_of_meta(meta))
+        return ast.Quantified("forall", tuple(binders), body, self._meta_span(meta))
 
     def exists(self, meta, binders, body):
-        return ast.Quantified("exists", tuple(binders), body, _span_of_meta(meta))
+        return ast.Quantified("exists", tuple(binders), body, self._meta_span(meta))
 
     def counting_kw(self, meta, tok):
         return str(tok)
 
     def counting(self, meta, kind, count, binders, body):
-        return ast.Counting(kind, count[0], tuple(binders), (body,), _span_of_meta(meta))
+        return ast.Counting(kind, count[0], tuple(binders), (body,), self._meta_span(meta))
 
     def counting_list(self, meta, kind, count, *items):
-        return ast.Counting(kind, count[0], (), tuple(items), _span_of_meta(meta))
+        return ast.Counting(kind, count[0], (), tuple(items), self._meta_span(meta))
 
     def binders(self, meta, *bs):
         return list(bs)
 
     def binder(self, meta, var, type_):
-        return ast.Binder(str(var), None if type_ is None else str(type_), _span_of_token(var))
+        return ast.Binder(str(var), None if type_ is None else str(type_), self._tok_span(var))
 
     def true(self, meta):
-        return ast.Const(True, _span_of_meta(meta))
+        return ast.Const(True, self._meta_span(meta))
 
     def false(self, meta):
-        return ast.Const(False, _span_of_meta(meta))
+        return ast.Const(False, self._meta_span(meta))
 
     def atom(self, meta, name, terms):
-        return ast.Atom(str(name), tuple(terms or ()), _span_of_meta(meta))
+        return ast.Atom(str(name), tuple(terms or ()), self._meta_span(meta))
 
     def terms(self, meta, *ts):
         return list(ts)
 
     def var(self, meta, tok):
-        return ast.Var(str(tok), _span_of_token(tok))
+        return ast.Var(str(tok), self._tok_span(tok))
 
     def empty_set(self, meta):
-        return ast.EmptySet(_span_of_meta(meta))
+        return ast.EmptySet(self._meta_span(meta))
 
     def set_add(self, meta, set_term, var):
-        return ast.SetAdd(set_term, ast.Var(str(var), _span_of_token(var)), _span_of_meta(meta))
+        return ast.SetAdd(set_term, ast.Var(str(var), self._tok_span(var)), self._meta_span(meta))
 
     def _cmp(self, op, meta, a, b):
-        return ast.Compare(op, a, b, _span_of_meta(meta))
+        return ast.Compare(op, a, b, self._meta_span(meta))
 
     def eq(self, meta, a, b):
         return self._cmp("=", meta, a, b)
@@ -193,11 +225,6 @@ class _ToAst(Transformer):
 
     def not_member(self, meta, a, b):
         return self._cmp("not in", meta, a, b)
-
-
-def _name_span(meta, name_tok: Token) -> Span:
-    """Declarations are located at their name: that is where a reader looks for them."""
-    return _span_of_token(name_tok)
 
 
 # ---------------------------------------------------------------- syntax errors
@@ -356,7 +383,26 @@ def _state_key(err: UnexpectedInput):
         return None
     # the top LALR state, not the whole stack: the same mistake deeper inside a formula has a
     # longer stack (lark's own match_examples compares stack lengths too and so misses it)
-    return (state.position, frozenset(getattr(err, "accepts", None) or ()))
+    return (state.position, frozenset(_accepts(err) or ()))
+
+
+_ACCEPTS: dict[tuple, frozenset] = {}
+
+
+def _accepts(err: UnexpectedInput):
+    """``err.accepts``, memoized on the parser's state stack (which alone decides it): lark
+    computes it by trying every terminal on a copy of the parser, the dominant cost of a file
+    with thousands of errors."""
+    stack = getattr(getattr(err, "state", None), "state_stack", None)
+    if stack is None:
+        return getattr(err, "accepts", None)
+    key = tuple(stack)
+    found = _ACCEPTS.get(key)
+    if found is None:
+        found = frozenset(getattr(err, "accepts", None) or ())
+        if len(_ACCEPTS) < 10_000:
+            _ACCEPTS[key] = found
+    return found
 
 
 @lru_cache(maxsize=1)
@@ -421,7 +467,7 @@ def _syntax_diagnostic(parser: Lark, text: str, err: UnexpectedInput) -> Diagnos
         return Diagnostic(Span(line, col, line, col + 1), msg)
     span = _span_of_token(tok)
     if label is None:
-        expected = _describe_expected(parser, getattr(err, "accepts", None) or err.expected)
+        expected = _describe_expected(parser, _accepts(err) or err.expected)
         label = f"unexpected {_describe_token(tok)}{expected}"
     return Diagnostic(span, label)
 
@@ -440,10 +486,17 @@ def _end_position(text: str) -> tuple[int, int]:
 
 
 _STATEMENT_START = re.compile(r"^[ \t]*(?:%s)\b" % "|".join(STATEMENT_KEYWORDS), re.M)
+_DECLARES = re.compile(r"[ \t]*(param|domain|given|query|define|rule)\b[ \t]*(?:acyclic\b[ \t]*)?"
+                       r"([a-z][A-Za-z0-9_]*)?")
+_WORD = re.compile(r"\b[a-z][A-Za-z0-9_]*\b")
+
+# What a broken statement may have declared: "pred", "type" and "param" -> names (or ANY).
+ANY = "*"
+_KIND_OF = {"param": "param", "domain": "type", "given": "pred", "query": "pred", "define": "pred"}
 
 
 def _statement_chunks(text: str) -> list[tuple[int, int]]:
-    """Byte ranges that each start at a line beginning with a statement keyword."""
+    """Character ranges that each start at a line beginning with a statement keyword."""
     starts = [m.start() for m in _STATEMENT_START.finditer(text)]
     if not starts or starts[0] != 0:
         starts = [0] + starts
@@ -451,65 +504,134 @@ def _statement_chunks(text: str) -> list[tuple[int, int]]:
     return list(zip(starts, ends))
 
 
-def _blank_prefix(text: str, start: int) -> str:
-    """Replace everything before ``start`` by spaces (keeping newlines) so positions stay true."""
-    return re.sub(r"[^\n]", " ", text[:start])
+def _children(node) -> tuple:
+    if isinstance(node, ast.Not):
+        return (node.arg,)
+    if isinstance(node, (ast.And, ast.Or)):
+        return node.args
+    if isinstance(node, (ast.Implies, ast.Iff, ast.Compare)):
+        return (node.left, node.right)
+    if isinstance(node, ast.Quantified):
+        return (node.body,)
+    if isinstance(node, ast.Counting):
+        return node.items
+    if isinstance(node, ast.Atom):
+        return node.args
+    if isinstance(node, ast.SetAdd):
+        return (node.set,)
+    if isinstance(node, ast.PredDecl):
+        return tuple(f for f in (node.where, node.body) if f is not None)
+    if isinstance(node, ast.RuleDecl):
+        return (node.formula,)
+    return ()
+
+
+def _too_deep(statement):
+    """The first node nested more than ``MAX_NESTING`` levels deep in a statement, or None."""
+    stack = [(statement, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return node
+        stack.extend((child, depth + 1) for child in _children(node))
+    return None
+
+
+def _nesting_diagnostic(node) -> Diagnostic:
+    return Diagnostic(node.span, f"the formula nests more than {MAX_NESTING} levels deep here "
+                                 f"(parentheses, '~', quantifiers, chains of '->'): define a "
+                                 f"helper predicate for part of it; '&' and '|' lists may be "
+                                 f"of any length")
+
+
+def _build(tree, line_offset: int, opaque: dict) -> tuple[list, list[Diagnostic]]:
+    """AST statements of a parse tree, and the problems found while building them. A statement
+    nested too deeply is left out (its name, if it declares one, becomes opaque)."""
+    builder = _ToAst(line_offset)
+    statements = builder.transform(tree)
+    diags = list(builder.diagnostics)
+    kept = []
+    for st in statements:
+        deep = _too_deep(st)
+        if deep is None:
+            kept.append(st)
+            continue
+        diags.append(_nesting_diagnostic(deep))
+        if isinstance(st, ast.PredDecl):
+            opaque.setdefault("pred", set()).add(st.name)
+    return kept, diags
+
+
+def _shift(diag: Diagnostic, offset: int) -> Diagnostic:
+    s = diag.span
+    return Diagnostic(Span(s.line + offset, s.column, s.end_line + offset, s.end_column), diag.message)
+
+
+def _note_opaque(chunk: str, opaque: dict) -> None:
+    """Record the names a statement that failed to parse may declare, so that their uses are not
+    reported as unknown (they are echoes of the syntax error, which is reported)."""
+    m = _DECLARES.match(chunk)
+    if m is None:  # text before the first statement: any word in it may be a mangled declaration
+        for kind in ("pred", "type", "param"):
+            names = opaque.setdefault(kind, set())
+            if names is not ANY:
+                names.update(_WORD.findall(chunk))
+        return
+    kind = _KIND_OF.get(m.group(1))
+    if kind is None:
+        return
+    if m.group(2) is None or m.group(2) in RESERVED:
+        opaque[kind] = ANY
+    elif opaque.get(kind) is not ANY:
+        opaque.setdefault(kind, set()).add(m.group(2))
 
 
 def parse_statements(text: str) -> list:
-    """Parse rules text into AST statements; raises :class:`SyntaxErrors` listing every error."""
+    """Parse rules text into AST statements; raises :class:`SyntaxErrors` listing every error.
+
+    After a syntax error, each statement (a line starting with a statement keyword begins one)
+    is parsed on its own: every statement's first syntax error is reported, and the statements
+    that parse are kept in the exception so that their semantic errors can be reported too.
+    Linear in the length of the text.
+    """
     parser = rules_parser()
+    opaque: dict = {}
     try:
         tree = parser.parse(text)
-    except UnexpectedInput as first:
-        diags = _collect_syntax_errors(parser, text, first)
-        raise SyntaxErrors(diags) from None
-    builder = _ToAst()
-    try:
-        statements = builder.transform(tree)
-    except VisitError as err:
-        if isinstance(err.orig_exc, RecursionError):
-            raise RecursionError("formula nested too deeply") from None
-        raise
-    if builder.diagnostics:
-        raise SyntaxErrors(builder.diagnostics)
-    return statements
-
-
-def _collect_syntax_errors(parser: Lark, text: str, first: UnexpectedInput) -> list[Diagnostic]:
-    diags = [_syntax_diagnostic(parser, text, first)]
-    chunks = _statement_chunks(text)
-    if len(chunks) <= 1:
-        return diags
-    first_line = diags[0].span.line
-    for start, end in chunks:
-        chunk_last_line = text.count("\n", 0, end) + 1
-        if chunk_last_line < first_line:
-            continue  # parsed fine before the first error
-        padded = _blank_prefix(text, start) + text[start:end]
+    except UnexpectedInput:
+        pass
+    else:
+        statements, diags = _build(tree, 0, opaque)
+        if diags:
+            raise SyntaxErrors(diags, statements, opaque)
+        return statements
+    statements, diags = [], []
+    line, pos = 1, 0
+    for start, end in _statement_chunks(text):
+        line += text.count("\n", pos, start)
+        pos = start
+        chunk = text[start:end]
         try:
-            parser.parse(padded)
+            tree = parser.parse(chunk)
         except UnexpectedInput as err:
-            diag = _syntax_diagnostic(parser, padded, err)
-            if diag.span.line >= first_line and diag not in diags:
-                # one error per statement: later errors in the same statement are usually echoes
-                if not any(d.span.line == diag.span.line and d.span.column == diag.span.column
-                           for d in diags):
-                    diags.append(diag)
-    # the first error also shows up in its own chunk, possibly with a different message
-    seen = set()
-    result = []
-    for d in diags:
-        key = (d.span.line, d.span.column)
-        if key not in seen:
-            seen.add(key)
-            result.append(d)
-    return result
+            diags.append(_shift(_syntax_diagnostic(parser, chunk, err), line - 1))
+            _note_opaque(chunk, opaque)
+            continue
+        stmts, problems = _build(tree, line - 1, opaque)
+        statements += stmts
+        diags += problems
+    if not diags:  # pragma: no cover - the chunks of a text parse exactly when the text does
+        diags.append(Diagnostic(Span(1, 1, 1, 2), "the file does not parse as a whole"))
+    raise SyntaxErrors(diags, statements, opaque)
 
 
 class SyntaxErrors(Exception):
-    """Internal: the syntax errors of one text (turned into a RulesError by the caller)."""
+    """Internal: the syntax errors of one text (turned into a RulesError by the caller), with the
+    statements that did parse and the names the broken ones may declare (``opaque``)."""
 
-    def __init__(self, diagnostics: list[Diagnostic]):
+    def __init__(self, diagnostics: list[Diagnostic], statements: list | None = None,
+                 opaque: dict | None = None):
         super().__init__(f"{len(diagnostics)} syntax errors")
         self.diagnostics = diagnostics
+        self.statements = list(statements or [])
+        self.opaque = dict(opaque or {})

@@ -21,19 +21,23 @@ from __future__ import annotations
 TRUE = 1
 FALSE = -1
 
+# tseitin() calls its ``check`` after about this many new clauses
+CHECK_CLAUSES = 4096
+
 CONST, VAR, AND, IFF = 0, 1, 2, 3
 
 
 class BoolBuilder:
     """Literals are ints: ``n`` is node ``n``, ``-n`` its negation; node 1 is the constant true."""
 
-    __slots__ = ("kind", "children", "names", "_table")
+    __slots__ = ("kind", "children", "names", "_table", "edges")
 
     def __init__(self) -> None:
         self.kind: list[int] = [CONST, CONST]  # slot 0 unused so ids start at 1
         self.children: list[tuple[int, ...]] = [(), ()]
         self.names: dict[int, str] = {}
         self._table: dict[tuple, int] = {}
+        self.edges = 0  # children of all gates: with len(self), what the builder holds
 
     def __len__(self) -> int:
         return len(self.kind) - 1
@@ -46,6 +50,7 @@ class BoolBuilder:
             self.kind.append(kind)
             self.children.append(children)
             self._table[key] = node
+            self.edges += len(children)
         return node
 
     def var(self, name: str) -> int:
@@ -106,14 +111,23 @@ class BoolBuilder:
         return s
 
 
-def tseitin(builder: BoolBuilder, atoms: list[int], assertions: list[int]) -> tuple[int, list[tuple[int, ...]]]:
+def tseitin(builder: BoolBuilder, atoms: list[int], assertions: list[int],
+            check=None) -> tuple[int, list[tuple[int, ...]]]:
     """CNF of the conjunction of ``assertions``: atom ``atoms[i]`` becomes variable ``i+1``; every
     gate the assertions need gets a variable defined by a FULL equivalence (count preserving).
 
     Top-level conjunctions are split and top-level disjunctions become clauses directly, so
-    the root structure costs no auxiliary variables.
+    the root structure costs no auxiliary variables. ``check(clauses)``, if given, is called
+    every few thousand new clauses with their number (a budget raises from it).
     """
     var_of: dict[int, int] = {}
+    checked = [0]
+
+    def emitted() -> None:
+        if check is not None and len(clauses) - checked[0] >= CHECK_CLAUSES:
+            checked[0] = len(clauses)
+            check(len(clauses))
+
     for i, node in enumerate(atoms, 1):
         if builder.kind[node] != VAR:
             raise ValueError(f"atom {i} is not an input variable")
@@ -154,6 +168,7 @@ def tseitin(builder: BoolBuilder, atoms: list[int], assertions: list[int]) -> tu
                     clauses.extend([(-z, -a, b), (-z, a, -b), (z, a, b), (z, -a, -b)])
                 else:  # pragma: no cover
                     raise ValueError(f"constant node {node} inside a formula")
+                emitted()
         v = var_of[root]
         return v if lit > 0 else -v
 
@@ -178,6 +193,7 @@ def tseitin(builder: BoolBuilder, atoms: list[int], assertions: list[int]) -> tu
             clauses.extend([(-a, b), (a, -b)])
         else:
             clauses.append((encode(lit),))
+        emitted()
     # the same clause often comes from symmetric instances of a rule (asymmetry for X,Y and Y,X)
     seen: set[frozenset] = set()
     unique = []

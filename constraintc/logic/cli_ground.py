@@ -10,6 +10,14 @@ examples:
   constraintc ground rules/dsep.rules --nodes a,b,c,d --graph "a->b, b->c, d->c" --format text
   constraintc ground dsep --nodes 5 --param cond_size=1 -o dsep5.cnf
   constraintc ground transitivity --nodes a,b,c --graph edges.txt   # file: one 'u -> v' per line
+  constraintc ground dsep --nodes 12 --max-seconds 30 --max-memory 2G
+
+Budgets: --max-seconds, --max-memory (an estimate of what grounding holds; default 4G or half
+this machine's memory) and --max-clauses are checked before grounding starts (a grounding that
+cannot fit is refused at once) and every few milliseconds while it runs; one that runs out stops
+with an error naming it (exit status 3). Node names are NFC-normalised; names with invisible
+characters, and names that look alike, are refused. A graph with a cycle is refused when the
+rules declare 'given acyclic'.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from constraintc.errors import OptionError
@@ -34,42 +43,114 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("dimacs", "text"), default="dimacs",
                         help="output format (default: dimacs)")
     parser.add_argument("-o", "--output", metavar="OUT", help="write here instead of stdout")
+    from constraintc.budget import budget_options
+
+    budget_options(parser)
 
 
-def parse_nodes(value: str) -> int | list[str]:
-    """``"4"`` -> ``4``; ``"a,b,c"`` -> ``["a", "b", "c"]``."""
+@contextmanager
+def cli_option_names():
+    """Errors about the Python API's ``nodes``/``graph`` arguments, named as the CLI's options."""
+    try:
+        yield
+    except OptionError as err:
+        if err.option in ("nodes", "graph"):
+            raise OptionError(f"--{err.option}", err.value, err.expected) from None
+        raise
+
+
+def parse_nodes(value: str, option: str = "--nodes") -> int | list[str]:
+    """``"4"`` -> ``4``; ``"a,b,c"`` -> ``["a", "b", "c"]`` (NFC-normalised, look-alikes refused).
+
+    >>> parse_nodes("3"), parse_nodes(" a, b ")
+    (3, ['a', 'b'])
+    """
+    from constraintc.logic.grounding import node_names
+
     value = value.strip()
-    if value.isdigit():
-        return int(value)
+    if re.fullmatch(r"[+-]?[0-9]+", value):
+        digits = value.lstrip("+").lstrip("0")
+        if value.startswith("-") or not digits or len(digits) > 18:
+            shown = value if len(value) <= 30 else value[:27] + "..."
+            raise OptionError(option, shown, "a number of nodes from 1 to 10^18, or comma-separated "
+                                             "names like a,b,c")
+        return int(digits)
     names = [x.strip() for x in value.split(",")]
     if not value or any(not x for x in names):
-        raise OptionError("--nodes", value, "a number of nodes or comma-separated names like a,b,c")
-    return names
+        raise OptionError(option, value, "a number of nodes or comma-separated names like a,b,c")
+    try:
+        return node_names(names)
+    except OptionError as err:
+        raise OptionError(option, err.value, err.expected) from None
+
+
+# A graph file larger than this is not a graph of a size anything here could ground.
+MAX_GRAPH_BYTES = 64 * 1024 * 1024
+
+
+def _read_graph_file(path: Path, option: str) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_GRAPH_BYTES:
+            raise OptionError(option, str(path), f"a graph file of at most "
+                                                 f"{MAX_GRAPH_BYTES // 2**20} MiB ({size} bytes)")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise OptionError(option, str(path), f"a readable file of edges ({exc.strerror})") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    nul = data.find(b"\0")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        nul = exc.start if nul < 0 else min(nul, exc.start)
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        column = len(data[data.rfind(b"\n", 0, nul) + 1:nul].decode("utf-8", "replace")) + 1
+        raise OptionError(option, str(path), f"a UTF-8 text file of edges, one 'a -> b' per line; "
+                                             f"byte 0x{data[nul]:02x} at line {line}, column "
+                                             f"{column} is not text (a binary file?)")
+    return text
 
 
 def parse_graph(value: str, option: str = "--graph") -> list[tuple[str, str]]:
     """Edges from ``"a->b, b->c"`` or from a file holding such edges (also ``a b`` per line).
 
+    Node names are NFC-normalised; a file that is not UTF-8 text is refused, naming the line
+    and column of the first byte that is not.
+
     >>> parse_graph("a->b, b -> c")
     [('a', 'b'), ('b', 'c')]
     """
-    text = value
+    from constraintc.logic.grounding import node_name
+
     path = Path(value)
-    if "->" not in value and path.is_file():
-        text = path.read_text()
+    from_file = "->" not in value and path.is_file()
+    if from_file:
+        text = _read_graph_file(path, option)
+    elif "->" not in value and (path.exists() or "/" in value or
+                                re.search(r"\.(txt|edges|csv|tsv)$", value)):
+        problem = "it is not a regular file" if path.exists() else "no such file"
+        raise OptionError(option, value, f"edges 'a->b, b->c' or a file of edges ({problem})")
+    else:
+        text = value
     edges = []
-    for raw in re.split(r"[,\n;]", text):
-        item = raw.split("#", 1)[0].strip()
-        if not item:
-            continue
-        if "->" in item:
-            parts = [p.strip() for p in item.split("->")]
-        else:
-            parts = item.split()
-        if len(parts) != 2 or not all(parts) or any(re.search(r"\s", p) for p in parts):
-            raise OptionError(option, item, "edges written 'a->b' (comma-separated) or a file of "
-                                            "edges, one 'a -> b' or 'a b' per line")
-        edges.append((parts[0], parts[1]))
+    for lineno, line in enumerate(text.split("\n"), 1):
+        for raw in re.split(r"[,;]", line.split("#", 1)[0]):
+            item = raw.strip()
+            if not item:
+                continue
+            if "->" in item:
+                parts = [p.strip() for p in item.split("->")]
+            else:
+                parts = item.split()
+            where = f"{path}:{lineno}: {item}" if from_file else item
+            if len(parts) != 2 or not all(parts) or any(re.search(r"\s", p) for p in parts):
+                raise OptionError(option, where, "edges written 'a->b' (comma-separated) or a file "
+                                                 "of edges, one 'a -> b' or 'a b' per line")
+            try:
+                edges.append((node_name(parts[0]), node_name(parts[1])))
+            except OptionError as err:
+                raise OptionError(option, where, err.expected) from None
     return edges
 
 
@@ -129,11 +210,27 @@ def render_text(grounding) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_output(path: str, text: str, option: str = "-o") -> None:
+    """Write ``text`` to ``path``; a clear error (naming the option) when that cannot be done."""
+    target = Path(path)
+    if target.is_dir():
+        raise OptionError(option, path, "a file to write, not a directory")
+    if not target.parent.is_dir():
+        problem = "is not a directory" if target.parent.exists() else "does not exist"
+        raise OptionError(option, path, f"a file in an existing directory ({target.parent} {problem})")
+    try:
+        target.write_text(text)
+    except OSError as exc:
+        raise OptionError(option, path, f"a writable file ({exc.strerror or exc})") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    from constraintc.budget import budget_from_args
     from constraintc.language import load_rules
     from constraintc.language.cli_check import parse_param_options
     from constraintc.logic.grounding import ground
 
+    budget = budget_from_args(args)
     params = parse_param_options(args.param) or None
     graph = parse_graph(args.graph) if args.graph is not None else None
     if args.nodes is not None:
@@ -142,14 +239,19 @@ def run(args: argparse.Namespace) -> int:
         nodes = list(dict.fromkeys(x for edge in graph for x in edge))
     else:
         raise OptionError("--nodes", None, "a number of nodes or names a,b,c (or give --graph)")
+    if args.output:
+        out = Path(args.output)
+        if out.is_dir() or not out.parent.is_dir():
+            write_output(args.output, "")  # refuses before the work is done
     program = load_rules(args.rules, params=params)
-    grounding = ground(program, nodes, graph=graph)
+    try:
+        with cli_option_names():
+            grounding = ground(program, nodes, graph=graph, budget=budget)
+    finally:
+        budget.done()
     text = grounding.cnf.to_dimacs() if args.format == "dimacs" else render_text(grounding)
     if args.output:
-        try:
-            Path(args.output).write_text(text)
-        except OSError as exc:
-            raise OptionError("-o", args.output, f"a writable path ({exc.strerror})") from None
+        write_output(args.output, text)
     else:
         sys.stdout.write(text)
     s = grounding.stats

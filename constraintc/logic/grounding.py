@@ -20,11 +20,14 @@ on request, sympy formulas.
 from __future__ import annotations
 
 import itertools
+import math
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from constraintc.errors import ConstraintcError, OptionError, SourcePosition, Unsatisfiable
+from constraintc.budget import Budget, format_count
+from constraintc.errors import BudgetExceeded, ConstraintcError, OptionError, SourcePosition, Unsatisfiable
 from constraintc.language import ast
 from constraintc.language.ast import Program
 from constraintc.language.checker import strongly_connected
@@ -34,8 +37,21 @@ from constraintc.logic.cnf import CNF
 NODE = "node"
 
 
-class GroundingBudget(ConstraintcError):
-    """Grounding needed more instantiation steps than the budget allowed."""
+class GroundingBudget(BudgetExceeded):
+    """Grounding needed more instantiation steps than ``max_steps`` allowed (a cheap probe's cap)."""
+
+
+# Estimated bytes held per object of a grounding (CPython 3.11, 64-bit), fitted to the peak
+# resident memory of the library's constraints grounded at 6-60 nodes (within about 15%).
+BYTES_PER_NAME = 100
+BYTES_PER_TUPLE = 120  # an argument tuple kept for a predicate whose atoms exist
+BYTES_PER_ATOM = 700
+BYTES_PER_GATE = 250
+BYTES_PER_GATE_CHILD = 40
+BYTES_PER_CLAUSE = 350
+
+# Budgets are checked every this many grounding steps (a few milliseconds of work).
+CHECK_EVERY_STEPS = 16_384
 
 
 @dataclass(frozen=True)
@@ -101,11 +117,12 @@ class Grounding:
         {'edge(a,b)': True, 'edge(b,a)': False}
         """
         pred = graph_predicate(self.program)
+        graph = normalize_graph(graph)
         edges = set()
         for edge in graph:
-            if len(edge) != 2 or not all(str(x) in self.nodes for x in edge):
-                raise OptionError("graph", edge, f"edges between the nodes ({', '.join(self.nodes)})")
-            edges.add((str(edge[0]), str(edge[1])))
+            if not all(x in self.nodes for x in edge):
+                raise OptionError("graph", edge, f"edges between the nodes ({_shown(self.nodes)})")
+            edges.add(edge)
         out = {}
         for atom in self.atom_info:
             if atom.kind == "given":
@@ -116,6 +133,7 @@ class Grounding:
         if missing:
             shown = atom_name(pred.name, sorted(missing)[0])
             raise OptionError("graph", shown, f"atoms of given {pred.name} (its 'where' excludes this one)")
+        check_acyclic(self.program, graph, pred)
         return out
 
     @cached_property
@@ -140,29 +158,145 @@ class Grounding:
 
 
 def node_names(nodes: int | list[str] | tuple[str, ...]) -> list[str]:
-    """``4`` -> ``["n0", "n1", "n2", "n3"]``; a list of names is checked and kept."""
+    """``4`` -> ``["n0", "n1", "n2", "n3"]``; a list of names is checked and NFC-normalised.
+
+    Names that look alike are refused: a name with an invisible or control character (a
+    zero-width space, a direction mark), and two names that differ only in compatibility forms
+    (``a`` and the full-width ``ａ``), would be different atoms that nobody can tell apart.
+
+    >>> node_names(["caf\u0065\u0301", "b"])   # e + combining acute: stored as one character
+    ['café', 'b']
+    """
     if isinstance(nodes, int) and not isinstance(nodes, bool):
-        if nodes < 0:
-            raise OptionError("nodes", nodes, "a number of nodes >= 0 or a list of names")
+        if nodes < 1:
+            raise OptionError("nodes", nodes, "a number of nodes >= 1 or a list of names")
         return [f"n{i}" for i in range(nodes)]
-    names = [str(x) for x in nodes]
+    if isinstance(nodes, (str, bytes)):
+        raise OptionError("nodes", nodes, "a number of nodes or a list of names (not one string)")
+    names = [node_name(x) for x in nodes]
+    if not names:
+        raise OptionError("nodes", [], "at least one node")
+    distinct: set[str] = set()
+    skeletons: dict[str, str] = {}
     for name in names:
-        if not name or any(c in name for c in " ,(){}\t\n"):
-            raise OptionError("nodes", name, "node names without spaces, commas, parentheses or braces")
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise OptionError("nodes", dup, "distinct node names (this one appears twice)")
+        if name in distinct:
+            raise OptionError("nodes", name, "distinct node names (this one appears twice)")
+        other = skeletons.setdefault(_skeleton(name), name)
+        if other != name:
+            raise OptionError("nodes", name, f"names that do not look alike: this one looks like "
+                                             f"{other!r}")
+        distinct.add(name)
     return names
 
 
+# these would not survive a round trip through atom names ("edge(a,b)") or --graph ("a->b; c d #")
+_FORBIDDEN_IN_NAMES = " ,(){}#;"
+
+
+def node_name(value) -> str:
+    """One node name, NFC-normalised; a clear error for names nobody could read back."""
+    name = unicodedata.normalize("NFC", str(value))
+    if not name:
+        raise OptionError("nodes", value, "non-empty node names")
+    if "->" in name:
+        raise OptionError("nodes", name, "node names without '->' (it separates the nodes of an "
+                                         "edge)")
+    for ch in name:
+        if ch in _FORBIDDEN_IN_NAMES or unicodedata.category(ch) in _INVISIBLE:
+            what = f"U+{ord(ch):04X} {unicodedata.name(ch, 'a control character')}"
+            raise OptionError("nodes", name, f"node names of visible characters, without spaces, "
+                                             f"',', '(', ')', '{{', '}}', '#' or ';' "
+                                             f"(this one contains {what})")
+    return name
+
+
+# control, format (zero-width, direction marks), separators, unassigned, private use, surrogates
+_INVISIBLE = {"Cc", "Cf", "Zs", "Zl", "Zp", "Cn", "Co", "Cs"}
+
+
+def _skeleton(name: str) -> str:
+    """What a name looks like: its compatibility form (full-width and ligature characters
+    become plain ones); two names with one skeleton are refused as look-alikes."""
+    return unicodedata.normalize("NFKC", name)
+
+
+def normalize_graph(graph) -> list[tuple[str, str]]:
+    """Edges as pairs of NFC-normalised node names; a clear error for anything else."""
+    if isinstance(graph, (str, bytes)):
+        raise OptionError("graph", graph, "a list of (source, target) edges (the CLI parses "
+                                          "'a->b, b->c')")
+    edges = []
+    for edge in graph:
+        if isinstance(edge, (str, bytes)) or len(edge) != 2:
+            raise OptionError("graph", edge, "edges as (source, target) pairs")
+        edges.append((node_name(edge[0]), node_name(edge[1])))
+    return edges
+
+
+def find_cycle(edges) -> list[str] | None:
+    """A directed cycle of ``edges`` as ``[a, b, ..., a]``, or None for a DAG (iterative DFS).
+
+    >>> find_cycle([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])
+    ['a', 'b', 'c', 'a']
+    >>> find_cycle([("a", "b"), ("a", "c"), ("b", "c")]) is None
+    True
+    """
+    succ: dict[str, list[str]] = {}
+    for u, v in edges:
+        succ.setdefault(u, []).append(v)
+        succ.setdefault(v, [])
+    state = dict.fromkeys(succ, 0)  # 0 new, 1 on the current path, 2 done
+    for root in succ:
+        if state[root]:
+            continue
+        path = [root]
+        state[root] = 1
+        stack = [iter(succ[root])]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                state[path.pop()] = 2
+            elif state[nxt] == 1:
+                return path[path.index(nxt):] + [nxt]
+            elif state[nxt] == 0:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(succ[nxt]))
+    return None
+
+
+def cycle_text(cycle: list[str]) -> str:
+    return " -> ".join(cycle)
+
+
+def check_acyclic(program: Program, edges, pred: ast.PredDecl | None = None) -> None:
+    """Refuse a graph with a cycle when the rules declare its predicate ``acyclic``."""
+    pred = pred or graph_predicate(program)
+    if not getattr(pred, "acyclic", False):
+        return
+    cycle = find_cycle(edges)
+    if cycle is not None:
+        pos = SourcePosition(program.filename, pred.span.line, pred.span.column)
+        raise OptionError("graph", cycle_text(cycle),
+                          f"a graph without cycles: {pos} declares 'given acyclic {pred.name}', "
+                          f"and this graph has the cycle {cycle_text(cycle)}")
+
+
 class _Grounder:
-    def __init__(self, program: Program, names: list[str], budget: int | None = None):
+    def __init__(self, program: Program, names: list[str], budget: Budget | None = None,
+                 max_steps: int | None = None):
         self.program = program
         self.names = names
         self.n = len(names)
         self.b = BoolBuilder()
-        self.budget = budget
+        self.budget = budget if budget is not None else Budget(max_memory=None)
+        self.max_steps = max_steps
         self.steps = 0
+        self.next_check = CHECK_EVERY_STEPS if max_steps is None else min(CHECK_EVERY_STEPS, max_steps + 1)
+        self.kept_tuples = 0
+        self.atoms_made = 0
+        self.phase = "grounding"
         self.domain_values: dict[str, list[int]] = {NODE: list(range(self.n))}
         self.domain_bound: dict[str, int] = {}
         for dom, size in program.domain_sizes.items():
@@ -175,6 +309,8 @@ class _Grounder:
                     for i in combo:
                         mask |= 1 << i
                     values.append(mask)
+                    self.spend(1)
+            self.kept_tuples += len(values)
             self.domain_values[dom] = values
         self.tables: dict[str, dict[tuple, int]] = {}
         self.lazy: set[str] = set()
@@ -185,8 +321,29 @@ class _Grounder:
     # ------------------------------------------------------------ budget
     def spend(self, k: int) -> None:
         self.steps += k
-        if self.budget is not None and self.steps > self.budget:
-            raise GroundingBudget(f"grounding needs more than {self.budget} steps")
+        if self.steps >= self.next_check:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Check the budget (and report progress); called every ``CHECK_EVERY_STEPS`` steps."""
+        self.next_check = self.steps + CHECK_EVERY_STEPS
+        if self.max_steps is not None:
+            if self.steps > self.max_steps:
+                raise GroundingBudget(f"grounding needs more than {self.max_steps} steps")
+            self.next_check = min(self.next_check, self.max_steps + 1)
+        detail = self.describe()
+        self.budget.check_time(self.phase, detail)
+        self.budget.check_memory(self.memory_estimate(), self.phase, detail)
+        self.budget.report(self.phase, detail)
+
+    def memory_estimate(self) -> int:
+        return (self.n * BYTES_PER_NAME + self.kept_tuples * BYTES_PER_TUPLE
+                + self.atoms_made * BYTES_PER_ATOM + len(self.b) * BYTES_PER_GATE
+                + self.b.edges * BYTES_PER_GATE_CHILD)
+
+    def describe(self) -> str:
+        return (f"{format_count(self.atoms_made)} atoms, {format_count(len(self.b))} gates, "
+                f"{format_count(self.steps)} steps")
 
     # ------------------------------------------------------------ values
     def value_name(self, type_: str, value: int):
@@ -199,16 +356,20 @@ class _Grounder:
         if pred.name in self.existing:
             return self.existing[pred.name]
         doms = [self.domain_values[a.type] for a in pred.args]
-        total = 1
-        for d in doms:
-            total *= len(d)
-        self.spend(total)
-        tuples = list(itertools.product(*doms))
+        test = None
         if pred.where is not None:
             scope = {a.name: (i, a.type) for i, a in enumerate(pred.args)}
             test, width = self.compile_top(pred.where, scope)
             pad = [None] * (width - len(pred.args))
-            tuples = [t for t in tuples if test(list(t) + pad) == TRUE]
+        # in slices, filtered as they come: the budget sees the work before the memory is taken
+        tuples: list[tuple] = []
+        product = itertools.product(*doms)
+        while chunk := list(itertools.islice(product, 4096)):
+            if test is not None:
+                chunk = [t for t in chunk if test(list(t) + pad) == TRUE]
+            tuples += chunk
+            self.kept_tuples += len(chunk)
+            self.spend(4096)
         self.existing[pred.name] = tuples
         return tuples
 
@@ -366,6 +527,7 @@ class _Grounder:
         def build() -> dict:
             # built on first use: given and query tables are complete once atoms exist
             idx: dict = {}
+            grounder.spend(len(tables[guard.pred]))
             for key, lit in tables[guard.pred].items():
                 if lit != FALSE:
                     idx.setdefault(tuple(key[k] for k, _ in others), []).append((key[w_pos], lit))
@@ -376,8 +538,7 @@ class _Grounder:
             if index is None:
                 index = build()
             entries = index.get((env[s0],) if single else tuple(env[s] for s in slots), ())
-            if grounder.budget is not None:
-                grounder.spend(len(entries))
+            grounder.spend(len(entries))
             out = []
             for value, g in entries:
                 env[slot] = value
@@ -431,8 +592,7 @@ class _Grounder:
             size = len(dom)
 
             def quant(env):
-                if grounder.budget is not None:
-                    grounder.spend(size)
+                grounder.spend(size)
                 out = []
                 for v in dom:
                     env[i] = v
@@ -449,8 +609,7 @@ class _Grounder:
             total *= len(d)
 
         def quant_many(env):
-            if grounder.budget is not None:
-                grounder.spend(total)
+            grounder.spend(total)
             out = []
             for combo in itertools.product(*doms):
                 for i, v in zip(idxs, combo):
@@ -590,6 +749,7 @@ class _Grounder:
             new = {}
             for name, tuples, fn, pad in plan:
                 padding = [None] * pad
+                self.spend(len(tuples))
                 table = {}
                 for key in tuples:
                     lit = fn(list(key) + padding)
@@ -621,6 +781,8 @@ class _Grounder:
                     atoms.append(atom)
                     lits.append(lit)
                     table[key] = lit
+                    self.atoms_made += 1
+                    self.spend(1)
                 self.tables[pred.name] = table
         return atoms, lits
 
@@ -661,17 +823,24 @@ def graph_predicate(program: Program) -> ast.PredDecl:
     return candidates[0]
 
 
+def _shown(names: list[str], limit: int = 12) -> str:
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f", ... ({len(names)} nodes)"
+
+
 def _evidence_from_graph(program: Program, names: list[str], graph) -> dict[str, dict[tuple, bool]]:
     pred = graph_predicate(program)
     index = {n: i for i, n in enumerate(names)}
+    skeletons = {_skeleton(n): n for n in names}
     table: dict[tuple, bool] = {}
-    for edge in graph:
-        if len(edge) != 2:
-            raise OptionError("graph", edge, "edges as (source, target) pairs")
-        u, v = (str(x) for x in edge)
+    for u, v in graph:
         for x in (u, v):
             if x not in index:
-                raise OptionError("graph", f"{u}->{v}", f"edges between the nodes ({', '.join(names)})")
+                alike = skeletons.get(_skeleton(x))
+                hint = f"; {x!r} looks like the node {alike!r} but is not it" if alike else ""
+                raise OptionError("graph", f"{u}->{v}", f"edges between the nodes "
+                                                        f"({_shown(names)}){hint}")
         table[(index[u], index[v])] = True
     return {pred.name: table}
 
@@ -686,14 +855,81 @@ def _check_evidence(g: _Grounder, evidence: dict[str, dict[tuple, bool]]) -> Non
                 raise OptionError("graph", shown, f"atoms of given {name} (its 'where' excludes this one)")
 
 
+def _domain_size(program: Program, type_: str, n: int) -> int:
+    if type_ == NODE:
+        return n
+    k = min(program.domain_sizes.get(type_, 0), n)
+    if k > 64:  # beyond anything that could be grounded: a lower bound is enough
+        return math.comb(n, 64)
+    return sum(math.comb(n, i) for i in range(k + 1))
+
+
+def _set_partitions(k: int):
+    """Every way to make ``k`` positions equal or distinct: block labels, first use in order."""
+    def extend(prefix, blocks):
+        if len(prefix) == k:
+            yield tuple(prefix)
+            return
+        for b in range(blocks + 1):
+            yield from extend(prefix + [b], max(blocks, b + 1))
+    yield from extend([], 0)
+
+
+def _atoms_at_least(program: Program, pred: ast.PredDecl, n: int) -> int:
+    """How many atoms ``pred`` has over ``n`` nodes: exact for node arguments (its ``where``
+    only compares them, so it depends only on which arguments are equal), 0 (a lower bound)
+    for set arguments or more than 6 arguments."""
+    if any(a.type != NODE for a in pred.args) or len(pred.args) > 6:
+        return 0
+    if pred.where is None:
+        return n ** len(pred.args)
+    probe = _Grounder(program, [f"n{i}" for i in range(len(pred.args))], budget=None)
+    scope = {a.name: (i, a.type) for i, a in enumerate(pred.args)}
+    test, width = probe.compile_top(pred.where, scope)
+    total = 0
+    for labels in _set_partitions(len(pred.args)):
+        blocks = max(labels, default=-1) + 1
+        if blocks <= n and test(list(labels) + [None] * (width - len(labels))) == TRUE:
+            total += math.perm(n, blocks)
+    return total
+
+
+def check_grounding_budget(program: Program, n: int, budget: Budget, instance: bool = False) -> None:
+    """Refuse at once a grounding over ``n`` nodes that cannot fit ``budget``: from exact counts
+    of the atoms and of the argument tuples grounding must enumerate (lower bounds of its work
+    and of its memory), before any of it is done."""
+    preds = [p for p in program.preds.values() if p.kind == "query" or (p.kind == "given" and not instance)]
+    enumerated = sum(_domain_size(program, d, n) for d in program.domain_sizes)
+    atoms: dict[str, int] = {}
+    for pred in program.preds.values():
+        if pred.kind in ("query", "given"):
+            size = 1
+            for a in pred.args:
+                size *= _domain_size(program, a.type, n)
+            enumerated += size
+    for pred in preds:
+        atoms[pred.name] = _atoms_at_least(program, pred, n)
+    where = f"grounding {program.filename} over {format_count(n)} nodes"
+    budget.refuse_impossible(enumerated, where, f"enumerate at least {format_count(enumerated)} "
+                                                f"argument tuples")
+    total = sum(atoms.values())
+    memory = n * BYTES_PER_NAME + total * BYTES_PER_ATOM
+    shown = ", ".join(f"{name} {format_count(c)}" for name, c in atoms.items() if c)
+    budget.check_memory(memory, where, f"at least {format_count(total)} atoms: {shown}" if total
+                        else f"{format_count(n)} node names")
+
+
 def ground(program: Program, nodes: int | list[str], graph: list[tuple[str, str]] | None = None,
-           check_rules: bool = True) -> Grounding:
+           check_rules: bool = True, budget: Budget | None = None) -> Grounding:
     """Ground ``program`` over ``nodes`` (``4`` means ``n0..n3``).
 
     With ``graph=None`` the given predicates stay variables (a schema constraint: atoms are the
     query atoms then the given atoms); with a graph (a list of ``(u, v)`` edges) the one given
     predicate over (node, node) is substituted (an instance constraint: only query atoms).
-    Raises :class:`~constraintc.errors.Unsatisfiable` when a rule grounds to false.
+    Raises :class:`~constraintc.errors.Unsatisfiable` when a rule grounds to false, and
+    :class:`~constraintc.errors.BudgetExceeded` when ``budget`` (default: :class:`Budget()`,
+    the default memory limit and no time limit) runs out or cannot be met: that is checked
+    before grounding starts, and every few milliseconds while it runs.
 
     >>> from constraintc.language import load_rules
     >>> g = ground(load_rules("transitivity"), ["a", "b", "c"], graph=[("a", "b"), ("b", "c")])
@@ -701,12 +937,21 @@ def ground(program: Program, nodes: int | list[str], graph: list[tuple[str, str]
     (['causes(a,b)', 'causes(a,c)', 'causes(b,a)'], 6)
     """
     start = time.perf_counter()
+    budget = budget if budget is not None else Budget()
+    n = nodes if isinstance(nodes, int) and not isinstance(nodes, bool) else None
+    if n is not None and n >= 1:
+        check_grounding_budget(program, n, budget, instance=graph is not None)
     names = node_names(nodes)
-    g = _Grounder(program, names)
+    if n is None:
+        check_grounding_budget(program, len(names), budget, instance=graph is not None)
+    budget.check_time("starting to ground")  # what came before (loading, imports) counts too
+    g = _Grounder(program, names, budget=budget)
     evidence = None
     if graph is not None:
+        graph = normalize_graph(graph)
         evidence = _evidence_from_graph(program, names, graph)
         _check_evidence(g, evidence)
+        check_acyclic(program, graph)  # after the atoms: a self-loop its 'where' excludes says so
     atoms, atom_lits = g.make_atoms(evidence)
     g.ground_derived()
     rule_lits = g.ground_rules()
@@ -715,10 +960,24 @@ def ground(program: Program, nodes: int | list[str], graph: list[tuple[str, str]
             rule = program.rules[name]
             pos = SourcePosition(program.filename, rule.span.line, rule.span.column)
             where = "this graph" if graph is not None else f"{len(names)} nodes"
-            raise Unsatisfiable(f"{pos}: error: rule {name} is false on {where}: the constraint "
-                                f"has no model")
+            cycle = find_cycle(graph) if graph is not None else None
+            why = "" if cycle is None else f" (the graph has the cycle {cycle_text(cycle)})"
+            raise Unsatisfiable(f"{pos}: error: rule {name} is false on {where}{why}: the "
+                                f"constraint has no model")
     grounded = time.perf_counter()
-    num_vars, clauses = tseitin(g.b, atom_lits, list(rule_lits.values()))
+    g.checkpoint()
+    g.phase = "encoding the grounding as CNF"
+    held = g.memory_estimate()
+
+    def check(num_clauses: int) -> None:
+        detail = f"{format_count(num_clauses)} clauses so far"
+        budget.check_clauses(num_clauses, g.phase, detail)
+        budget.check_time(g.phase, detail)
+        budget.check_memory(held + num_clauses * BYTES_PER_CLAUSE, g.phase, detail)
+        budget.report(g.phase, detail)
+
+    num_vars, clauses = tseitin(g.b, atom_lits, list(rule_lits.values()), check=check)
+    budget.check_clauses(len(clauses), g.phase)
     names_map = {i + 1: str(a) for i, a in enumerate(atoms)}
     comments = [f"constraintc grounding of {program.filename}",
                 f"nodes {','.join(names)}",
@@ -731,7 +990,8 @@ def ground(program: Program, nodes: int | list[str], graph: list[tuple[str, str]
     done = time.perf_counter()
     stats = {"atoms": len(atoms), "variables": num_vars, "clauses": len(clauses),
              "circuit_nodes": len(g.b), "ground_seconds": grounded - start,
-             "cnf_seconds": done - grounded, "seconds": done - start}
+             "cnf_seconds": done - grounded, "seconds": done - start,
+             "memory_estimate": held + len(clauses) * BYTES_PER_CLAUSE}
     return Grounding(program=program, nodes=names, graph=None if graph is None else list(graph),
                      atoms=[str(a) for a in atoms], atom_info=atoms, cnf=cnf, builder=g.b,
                      atom_lits=atom_lits, rule_lits=rule_lits, stats=stats)
@@ -740,7 +1000,7 @@ def ground(program: Program, nodes: int | list[str], graph: list[tuple[str, str]
 def rule_constants(program: Program, nodes: int, budget: int | None = None) -> dict[str, bool | None]:
     """Which rules ground to a constant on a schema over ``nodes`` (None: not constant).
     Raises :class:`GroundingBudget` if grounding takes more than ``budget`` steps."""
-    g = _Grounder(program, node_names(nodes), budget=budget)
+    g = _Grounder(program, node_names(nodes), max_steps=budget)
     g.make_atoms(None)
     g.ground_derived()
     out = {}
