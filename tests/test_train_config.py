@@ -55,3 +55,18 @@ def test_help_documents_the_flags(capsys):
     out = capsys.readouterr().out
     for flag in ("--model", "--rules", "--data", "--steps", "--lambda-schedule", "--output-dir", "--resume", "--seed", "torchrun", "--trace"):
         assert flag in out
+
+
+def test_the_written_out_default_config_is_the_default():
+    """examples/configs/finetune_transitivity.toml spells out every option with its default value
+    (the docs point readers to it), so it must not drift from FinetuneConfig."""
+    import dataclasses
+
+    from constraintc.resources import configs_dir
+    from constraintc.train.config import FinetuneConfig, read_config_file
+
+    written = read_config_file(configs_dir() / "finetune_transitivity.toml")
+    default = FinetuneConfig().to_dict()
+    assert sorted(written) == sorted(f.name for f in dataclasses.fields(FinetuneConfig))
+    assert {k: v for k, v in written.items() if v != default[k]} == {}
+
