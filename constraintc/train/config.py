@@ -77,7 +77,7 @@ class FinetuneConfig:
     lambda_max: float = 1.0
     # bookkeeping
     output_dir: str = "runs/finetune"
-    eval_every: int = 50
+    eval_every: int = 100
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     plots: bool = True
