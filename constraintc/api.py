@@ -137,7 +137,7 @@ def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto",
     12
     """
     from constraintc.circuit.artifact import content_key
-    from constraintc.language import load_rules
+    from constraintc.logic import load_rules
     from constraintc.language.library import resolve_rules_path
 
     from constraintc.logic.grounding import normalize_graph

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import torch
 
 from constraintc.errors import BudgetExceeded, ConstraintcError, OptionError, Unsatisfiable
-from constraintc.tasks.atoms import format_atom, parse_atom, rename_args
+from constraintc.logic.atoms import format_atom, parse_atom, rename_args
 
 LOG_HALF = math.log(0.5)
 REDUCTIONS = ("mean", "sum", "none")
@@ -120,7 +120,7 @@ class SemanticLoss(torch.nn.Module):
                  schema_seconds: float = 60.0, instance_seconds: float = 60.0,
                  backend: str = "auto", cache: bool = True):
         super().__init__()
-        from constraintc.language import load_rules
+        from constraintc.logic import load_rules
         from constraintc.logic.projection import is_strict_order_rules
 
         if reduction not in REDUCTIONS:

@@ -273,7 +273,7 @@ def test_oversized_rules_file_is_refused_before_reading(tmp_path, monkeypatch, c
 
 
 def test_param_option_errors_name_the_option():
-    from constraintc.language.cli_check import parse_param_options
+    from constraintc.cli.check import parse_param_options
 
     with pytest.raises(OptionError, match="--param"):
         parse_param_options(["k=" + "1" * 30])

@@ -2,7 +2,7 @@
 
 from constraintc.evaluation.metrics import compute_report
 from constraintc.tasks import generate
-from constraintc.train.cli_finetune import format_comparison
+from constraintc.cli.finetune import format_comparison
 
 
 def test_table_shows_the_best_shortcut_of_every_split():

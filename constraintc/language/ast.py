@@ -149,6 +149,42 @@ class Counting:
 Formula = Union[Const, Atom, Compare, Not, And, Or, Implies, Iff, Quantified, Counting]
 
 
+def children(f: "Formula") -> tuple["Formula", ...]:
+    """The direct sub-formulas of ``f`` in source order (atoms, comparisons and constants have
+    none: their arguments are terms). Every walk over formulas recurses through this.
+
+    >>> children(Implies(Atom("p", ()), Not(Atom("q", ()))))
+    (Atom(pred='p', args=()), Not(arg=Atom(pred='q', args=())))
+    """
+    if isinstance(f, Not):
+        return (f.arg,)
+    if isinstance(f, (And, Or)):
+        return f.args
+    if isinstance(f, (Implies, Iff)):
+        return (f.left, f.right)
+    if isinstance(f, Quantified):
+        return (f.body,)
+    if isinstance(f, Counting):
+        return f.items
+    return ()
+
+
+def atoms(f: "Formula"):
+    """Every :class:`Atom` in ``f``, in source order. Iterative: a formula may nest deeper than
+    Python's recursion limit.
+
+    >>> [a.pred for a in atoms(And((Atom("p", ()), Not(Atom("q", ())))))]
+    ['p', 'q']
+    """
+    stack = [f]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Atom):
+            yield node
+        else:
+            stack.extend(reversed(children(node)))
+
+
 # ---------------------------------------------------------------- declarations
 @dataclass(frozen=True)
 class ParamDecl:
@@ -286,3 +322,9 @@ class Program:
     @property
     def derived(self) -> dict[str, PredDecl]:
         return {n: p for n, p in self.preds.items() if p.kind == "derived"}
+
+    def derived_components(self) -> list["Component"]:
+        """The derived predicates grouped by mutual recursion, dependencies first."""
+        from constraintc.language.dependencies import derived_components
+
+        return derived_components(self.derived)

@@ -308,26 +308,21 @@ class Checker:
 
     # ------------------------------------------------------------ recursion
     def check_recursion(self) -> None:
+        from constraintc.language.dependencies import derived_components
+
         derived = {n: p for n, p in self.preds.items() if p.kind == "derived"}
-        deps: dict[str, set[str]] = {n: set() for n in derived}
-        uses: dict[str, list] = {n: [] for n in derived}
-        for name, pred in derived.items():
-            for atom, positive in _atoms_with_polarity(pred.body, True):
-                if atom.pred in derived:
-                    deps[name].add(atom.pred)
-                    uses[name].append((atom, positive))
-        for scc in strongly_connected(deps):
-            recursive = len(scc) > 1 or next(iter(scc)) in deps[next(iter(scc))]
-            if not recursive:
+        for component in derived_components(derived):
+            if not component.recursive:
                 continue
-            for name in sorted(scc, key=lambda n: list(derived).index(n)):
-                for atom, positive in uses[name]:
+            scc = set(component.names)
+            for name in component.names:
+                for atom, positive in _atoms_with_polarity(derived[name].body, True):
                     if atom.pred in scc and positive is not True:
                         self.error(atom.span, f"{name} depends on itself through negation (~, <->, the "
                                               f"left of ->, or counting): recursion must be positive, "
                                               f"or unrolling it has no fixed point")
             if all(_folds_false(derived[n].body, scc) for n in scc):
-                name = min(scc, key=lambda n: list(derived).index(n))
+                name = component.names[0]
                 self.error(derived[name].span, f"the recursion of {name} has no base case: every "
                                                f"alternative uses {name} again, so it is always false")
 
@@ -406,55 +401,6 @@ def _folds_false(f, scc) -> bool:
     if isinstance(f, ast.Quantified):
         return _folds_false(f.body, scc)
     return False
-
-
-def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
-    """Tarjan's SCCs in reverse topological order (dependencies first), iteratively."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    out: list[set[str]] = []
-    counter = 0
-    for root in graph:
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, it = work[-1]
-            advanced = False
-            for nxt in it:
-                if nxt not in graph:
-                    continue
-                if nxt not in index:
-                    index[nxt] = low[nxt] = counter
-                    counter += 1
-                    stack.append(nxt)
-                    on_stack.add(nxt)
-                    work.append((nxt, iter(sorted(graph[nxt]))))
-                    advanced = True
-                    break
-                if nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                comp = set()
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    comp.add(w)
-                    if w == node:
-                        break
-                out.append(comp)
-    return out
 
 
 def check_statements(statements: list, params: dict[str, int] | None, opaque: dict | None = None):

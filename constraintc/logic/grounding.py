@@ -30,7 +30,7 @@ from constraintc.budget import Budget, format_count
 from constraintc.errors import BudgetExceeded, ConstraintcError, OptionError, SourcePosition, Unsatisfiable
 from constraintc.language import ast
 from constraintc.language.ast import Program
-from constraintc.language.checker import strongly_connected
+from constraintc.logic.atoms import format_atom
 from constraintc.logic.boolean import FALSE, TRUE, BoolBuilder, to_sympy, tseitin
 from constraintc.logic.cnf import CNF
 
@@ -63,13 +63,7 @@ class Atom:
     kind: str  # "query" | "given"
 
     def __str__(self) -> str:
-        return atom_name(self.pred, self.args)
-
-
-def atom_name(pred: str, args) -> str:
-    """``atom_name("dsep", ("a", "b", frozenset({"d", "c"})))`` -> ``"dsep(a,b,{c,d})"``."""
-    parts = [a if isinstance(a, str) else "{" + ",".join(sorted(a)) + "}" for a in args]
-    return f"{pred}({','.join(parts)})"
+        return format_atom(self.pred, self.args)
 
 
 @dataclass
@@ -129,9 +123,9 @@ class Grounding:
                 if atom.pred != pred.name:
                     raise ConstraintcError(f"error: given {atom.pred} is not filled by a graph")
                 out[str(atom)] = tuple(atom.args) in edges
-        missing = {e for e in edges if atom_name(pred.name, e) not in out}
+        missing = {e for e in edges if format_atom(pred.name, e) not in out}
         if missing:
-            shown = atom_name(pred.name, sorted(missing)[0])
+            shown = format_atom(pred.name, sorted(missing)[0])
             raise OptionError("graph", shown, f"atoms of given {pred.name} (its 'where' excludes this one)")
         check_acyclic(self.program, graph, pred)
         return out
@@ -716,27 +710,23 @@ class _Grounder:
         return cached
 
     def ground_derived(self, depth: int | None = None) -> None:
-        derived = self.program.derived
-        deps = {n: set() for n in derived}
-        for name, pred in derived.items():
-            for atom in _atoms(pred.body):
-                if atom.pred in derived:
-                    deps[name].add(atom.pred)
-        for scc in strongly_connected(deps):
-            (first,) = scc if len(scc) == 1 else (None,)
-            if first is not None and first not in deps[first]:
-                self.lazy.add(first)
-                self.tables[first] = {}
-        for scc in strongly_connected(deps):
-            if len(scc) == 1 and next(iter(scc)) in self.lazy:
+        components = self.program.derived_components()
+        for component in components:
+            if not component.recursive:
+                (name,) = component.names
+                self.lazy.add(name)
+                self.tables[name] = {}
+        for component in components:
+            if not component.recursive:
                 continue
             scc_depth = depth
             if scc_depth is None:
                 # the node count, unless a definition of the component asks for more or less
-                given = [self.program.preds[n].unroll for n in scc if self.program.preds[n].unroll is not None]
+                given = [self.program.preds[n].unroll for n in component.names
+                         if self.program.preds[n].unroll is not None]
                 values = [v if isinstance(v, int) else self.program.params[v] for v in given]
                 scc_depth = max(values) if values else self.n
-            self.unroll(sorted(scc, key=list(derived).index), scc_depth)
+            self.unroll(list(component.names), scc_depth)
 
     def unroll(self, names: list[str], depth: int) -> None:
         """Bounded unrolling of one recursive component: level k from level k-1, level 0 false;
@@ -794,24 +784,6 @@ class _Grounder:
         return out
 
 
-def _atoms(f):
-    if isinstance(f, ast.Atom):
-        yield f
-    elif isinstance(f, ast.Not):
-        yield from _atoms(f.arg)
-    elif isinstance(f, (ast.And, ast.Or)):
-        for a in f.args:
-            yield from _atoms(a)
-    elif isinstance(f, (ast.Implies, ast.Iff)):
-        yield from _atoms(f.left)
-        yield from _atoms(f.right)
-    elif isinstance(f, ast.Quantified):
-        yield from _atoms(f.body)
-    elif isinstance(f, ast.Counting):
-        for item in f.items:
-            yield from _atoms(item)
-
-
 def graph_predicate(program: Program) -> ast.PredDecl:
     """The given predicate a graph fills: the one given predicate over (node, node)."""
     candidates = [p for p in program.givens.values() if p.arg_types == (NODE, NODE)]
@@ -851,7 +823,7 @@ def _check_evidence(g: _Grounder, evidence: dict[str, dict[tuple, bool]]) -> Non
         exists = set(g.existing_tuples(pred))
         for key, value in table.items():
             if value and key not in exists:
-                shown = atom_name(name, tuple(g.value_name(a.type, v) for a, v in zip(pred.args, key)))
+                shown = format_atom(name, tuple(g.value_name(a.type, v) for a, v in zip(pred.args, key)))
                 raise OptionError("graph", shown, f"atoms of given {name} (its 'where' excludes this one)")
 
 

@@ -130,7 +130,7 @@ def check_rules_fit(cfg: FinetuneConfig, records: list[dict], queries: dict) -> 
     declare (``--rules dsep`` with generated ``--task transitivity`` records, or ``--data`` made
     for other rules). ``queries`` are the rules' query predicates (name -> declaration)."""
     from constraintc.errors import ConstraintcError
-    from constraintc.tasks.atoms import parse_atom
+    from constraintc.logic.atoms import parse_atom
 
     asked = {}
     for r in records:

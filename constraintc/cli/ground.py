@@ -226,8 +226,8 @@ def write_output(path: str, text: str, option: str = "-o") -> None:
 
 def run(args: argparse.Namespace) -> int:
     from constraintc.budget import budget_from_args
-    from constraintc.language import load_rules
-    from constraintc.language.cli_check import parse_param_options
+    from constraintc.logic import load_rules
+    from constraintc.cli.check import parse_param_options
     from constraintc.logic.grounding import ground
 
     budget = budget_from_args(args)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from constraintc.budget import budget_options
 from constraintc.errors import OptionError
-from constraintc.logic.cli_ground import cli_option_names
+from constraintc.cli.ground import cli_option_names
 
 COMPILER_BACKENDS = ("auto", "builtin", "pysdd")
 
@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
 
     nodes = graph = params = None
     if Path(args.input).suffix.lower() not in (".cnf", ".dimacs"):
-        from constraintc.language.cli_check import parse_param_options
-        from constraintc.logic.cli_ground import parse_graph, parse_nodes
+        from constraintc.cli.check import parse_param_options
+        from constraintc.cli.ground import parse_graph, parse_nodes
 
         params = parse_param_options(args.param) or None
         graph = parse_graph(args.graph) if args.graph is not None else None
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     warnings = []
     if circuit.meta.get("kind") == "rules" and circuit.meta.get("given_atoms"):
         from constraintc.api import PROBE_NODES, rule_warnings
-        from constraintc.language import load_rules
+        from constraintc.logic import load_rules
 
         probe = min(len(circuit.meta["nodes"]), PROBE_NODES)
         warnings = rule_warnings(load_rules(args.input, params=params), nodes=probe)

@@ -151,6 +151,7 @@ def score_model(records: list[dict], args, out_dir: Path | None) -> list[dict]:
     from tqdm.auto import tqdm
 
     from constraintc.lm import load_model, score_prompts
+    from constraintc.tasks.corpus import task_text
     from constraintc.tasks.io import read_jsonl
     from constraintc.evaluation.generation import generate_traces
     from constraintc.tasks.prompts import format_prompts, reasoning_prompt
@@ -177,7 +178,7 @@ def score_model(records: list[dict], args, out_dir: Path | None) -> list[dict]:
             meta_path.write_text(json.dumps(fingerprint, indent=1))
     todo = [r for r in records if r["id"] not in done]
     if todo:
-        model, tokenizer = load_model(args.model)
+        model, tokenizer = load_model(args.model, corpus=task_text)
         chunk = max(args.batch_size * 8, 64)
         bar = tqdm(total=len(todo), desc="eval", unit="prompt", disable=args.no_progress, file=sys.stderr)
         try:

@@ -55,7 +55,7 @@ def parse_param_options(items: list[str]) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from constraintc.language import load_rules
+    from constraintc.logic import load_rules
 
     from constraintc.errors import OptionError
     from constraintc.language import RulesError
