@@ -133,9 +133,9 @@ def test_final_evaluation_grades_the_models_own_reasoning(tmp_path):
     after = json.loads((tmp_path / "ev" / "eval_after.json").read_text())
     traces = after["reasoning"]["overall"]["traces"]
     assert traces["n"] == 8 and sum(traces["status_counts"].values()) == 8
-    from constraintc.cli.finetune import format_reasoning
+    from constraintc.evaluation.report import reasoning_table
 
-    table = format_reasoning(recipe.before, recipe.after)
+    table = reasoning_table(recipe.before, recipe.after)
     assert "valid traces" in table and "overall" in table
 
 

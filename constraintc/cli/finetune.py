@@ -6,17 +6,14 @@ with the graph's edges clamped as evidence. Unlabelled questions train through t
 alone. At the end the model is evaluated before/after with the evaluation suite (balanced
 accuracy, yes-rate, rule violations, collapse flags).
 
-defaults (the README's run): the embedded ~0.6M-parameter Gemma-3 model trained from scratch
-(nothing downloaded), rules `transitivity`, 4000 generated training questions with the labels
-skewed to 75% Yes (the published setting where cross-entropy alone collapses to always-Yes),
-graphs of at most 4 nodes renamed from 6 names, the adaptive lambda schedule (from 0.05, up while
-the held-out answers look collapsed, down once they do not), 1000 steps of 16 graphs (about
-0.2 s each: about 3-4 minutes in all), output in runs/finetune. Measured over seeds 0-2 (docs/finetune.md):
-CE alone ends collapsed (balanced accuracy 0.50-0.55, yes-rate 0.87-1.00); CE + semantic loss
-ends at 0.76-0.79 with yes-rate 0.44-0.55 on fresh training-distribution graphs.
+defaults: the embedded ~0.6M-parameter Gemma-3 model trained from scratch (nothing downloaded)
+on generated transitivity questions whose labels are skewed toward Yes (--label-yes-rate; the
+published setting where cross-entropy alone collapses to always-Yes), with the adaptive lambda
+schedule. Each setting's default is shown with its flag below; measured results and run times
+are in docs/finetune.md.
 
 examples:
-  constraintc finetune                                   # the default run, about 5 minutes on CPU
+  constraintc finetune                                   # the default run (the README's set-up)
   constraintc finetune --lambda-schedule none --output-dir runs/ce-only      # CE-only baseline
   constraintc finetune --config examples/configs/finetune_transitivity.toml --steps 600
   constraintc finetune --model smollm2 --finetune lora --lr 2e-4 --name-pool 0 --steps 50
@@ -29,8 +26,8 @@ examples:
 
 output directories: a new run refuses a directory that holds another run (--overwrite deletes
 that run first; other files in the directory are left alone; a run that stopped before its first
-step is replaced), and one process at a time writes a directory. --resume continues the run in --output-dir (default runs/finetune) from its newest
-intact checkpoint with the checkpoint's settings; flags that change training are refused unless
+step is replaced), and one process at a time writes a directory. --resume continues the run in
+--output-dir from its newest intact checkpoint with the checkpoint's settings; flags that change training are refused unless
 --allow-config-change; a finished run is not rerun. Ctrl-C prints the command that continues.
 
 outputs in --output-dir: run.json (run id, finished or not), metrics.jsonl (one row per step:
@@ -49,9 +46,9 @@ traces (see docs/tasks.md); a --data record without a "trace" field gets an empt
 section, the setting where keep teaches a model to skip its reasoning and mask does not. The
 final evaluation then also lets the model write its own reasoning (--trace-tokens) and grades it.
 
-lambda schedules: none (CE only), constant (--lambda-start), linear (start -> end over the run),
-cosine (start -> end along a half cosine), adaptive (starts at --lambda-start, x lambda_up each
-held-out check that flags collapse, x lambda_down when it does not, within [start, lambda_max]).
+config files: TOML with the settings below at the top level or under [finetune]; a key is the
+flag without '--' and with '_' for '-' (--lambda-start: lambda_start; --param: params, a table).
+Flags override the file.
 """
 
 from __future__ import annotations
@@ -61,53 +58,71 @@ import os
 import sys
 from pathlib import Path
 
-from constraintc.train.schedules import SCHEDULES
 
-# flag -> config key; every flag defaults to None so that the config file's value stands
-_FLAGS = {
-    "model": ("--model", str, "hub id, local directory, .gguf file, 'smollm2' or 'embedded' (default embedded)"),
-    "rules": ("--rules", str, "rules file or library name (default transitivity)"),
-    "data": ("--data", str, "JSONL task records (default: generate --train-records records of --task)"),
-    "eval_data": ("--eval-data", str, "JSONL records for the held-out checks and the final evaluation "
-                  "(default with --data: 20%% of its graphs, held out of training)"),
-    "task": ("--task", str, "task to generate when --data is not given: transitivity | dsep"),
-    "train_split": ("--train-split", str, "the generated split to train on (default mix: random DAGs, chains, dense DAGs, every statement order, letters and open names)"),
-    "train_records": ("--train-records", int, "generated training questions (default 4000)"),
-    "questions_per_graph": ("--questions-per-graph", int, "generated questions per training graph, half Yes and half No (default 4)"),
-    "eval_records": ("--eval-records", int, "questions per held-out / evaluation split (default 200)"),
-    "steps": ("--steps", int, "optimizer steps (default 1000)"),
-    "batch_groups": ("--batch-groups", int, "graphs per optimizer step, over all processes (default 16)"),
-    "grad_accum": ("--grad-accum", int, "micro-batches per step (default 1)"),
-    "lr": ("--lr", float, "AdamW learning rate (default 3e-3, for training from scratch)"),
-    "warmup_steps": ("--warmup-steps", int, "linear learning-rate warm-up (default 50)"),
-    "lr_schedule": ("--lr-schedule", str, "constant | cosine: after the warm-up, constant or a half cosine down to lr/10 (default cosine)"),
-    "max_grad_norm": ("--max-grad-norm", float, "gradient clipping norm, 0 = off (default 1.0)"),
-    "lambda_schedule": ("--lambda-schedule", str, f"one of {', '.join(SCHEDULES)} (default adaptive)"),
-    "lambda_start": ("--lambda-start", float, "lambda at the start (default 0.05)"),
-    "lambda_end": ("--lambda-end", float, "lambda at the end (default 0.30)"),
-    "finetune": ("--finetune", str, "full | lora | auto (default auto: full for embedded, LoRA otherwise)"),
-    "lora_r": ("--lora-r", int, "LoRA rank (default 8)"),
-    "label_yes_rate": ("--label-yes-rate", float, "drop No labels until this share of labels is Yes; 0 keeps all (default 0.75)"),
-    "name_pool": ("--name-pool", int, "rename nodes from the first N short names; 0 keeps names (default 0)"),
-    "max_nodes": ("--max-nodes", int, "train on graphs of at most N nodes, 0 = all (default 0)"),
-    "atoms_per_graph": ("--atoms-per-graph", int, "cap on questions per graph, 0 = every query atom (default 0)"),
-    "prompt_style": ("--prompt-style", str, "plain | chat (default plain)"),
-    "trace": ("--trace", str, "none | keep | mask: also train each labelled question as reasoning prompt -> the record's trace -> 'Answer:' -> answer, "
-              "with the CE on the trace tokens and the answer (keep) or on the answer only (mask); default none"),
-    "trace_tokens": ("--trace-tokens", int, "with --trace: tokens the final evaluation lets the model reason for before answering (default 128; 0 = skip)"),
-    "output_dir": ("--output-dir", str, "where metrics, checkpoints, model and plots go (default runs/finetune)"),
-    "eval_every": ("--eval-every", int, "held-out check every N steps (default 50)"),
-    "checkpoint_every": ("--checkpoint-every", int, "checkpoint every N steps (default 100)"),
-    "seed": ("--seed", int, "seed for initialisation and batch order (default 0)"),
-    "threads": ("--threads", int, "torch threads per process; 0 (default) = 1 for the embedded model, torch's default otherwise"),
-    "dtype": ("--dtype", str, "float32 | bfloat16 | float64 (default float32)"),
-}
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items()) or "the rules file's"
+    return repr(value) if value == "" else str(value)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a config field: ``lambda_start`` -> ``--lambda-start``."""
+    from constraintc.train.config import options
+
+    return options()[name][1].flag or "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~constraintc.train.config.FinetuneConfig` field, its help and its
+    default taken from the field. Every flag defaults to None so that the config file's value
+    stands unless the flag is given."""
+    from constraintc.train.config import default_of, options
+
+    group = parser.add_argument_group("settings (also config file keys: the flag without '--', '-' as '_')")
+    for name, (field, opt) in options().items():
+        default = default_of(field)
+        help_text = f"{opt.help} (default: {_shown(default)})".replace("%", "%%")
+        kwargs: dict = {"dest": name, "default": None, "help": help_text}
+        if opt.choices is not None:
+            kwargs["metavar"] = "{" + ",".join(map(str, opt.choices)) + "}"
+        elif opt.metavar:
+            kwargs["metavar"] = opt.metavar
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            kwargs["metavar"] = "N" if isinstance(default, int) else "X"
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs.pop("metavar", None)
+        elif isinstance(default, dict):
+            kwargs["action"] = "append"  # NAME=VALUE items, read by overrides_from_args
+        elif isinstance(default, list):
+            kwargs["type"] = _comma_list
+        else:
+            kwargs["type"] = type(default)
+        group.add_argument(flag_of(name), **kwargs)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """``config field -> value`` of the flags given (None where a flag was not given)."""
+    from constraintc.cli.options import parse_params
+    from constraintc.train.config import default_of, options
+
+    values = {name: getattr(args, name, None) for name in options()}
+    for name, value in values.items():
+        if isinstance(value, list) and isinstance(default_of(options()[name][0]), dict):
+            values[name] = parse_params(value, flag_of(name))
+    return values
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="TOML", help="a config file (see examples/configs/); flags override it")
-    for key, (flag, typ, help_text) in _FLAGS.items():
-        parser.add_argument(flag, dest=key, type=typ, default=None, help=help_text)
     parser.add_argument("--resume", metavar="CKPT", nargs="?", const="latest",
                         help="continue the run in --output-dir from its newest intact checkpoint (alone or 'latest'), "
                              "or from a checkpoint directory OUT/checkpoints/step-N or an output directory OUT")
@@ -115,75 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a new run may replace the run already in --output-dir (its files are deleted)")
     parser.add_argument("--allow-config-change", action="store_true",
                         help="with --resume: continue with settings that differ from the checkpoint's (listed when refused)")
-    parser.add_argument("--eval-splits", dest="eval_splits", default=None, help="comma-separated splits for the final evaluation (default mix and the transfer splits: chains_long, chains_reversed, chains_shuffled, branching_large, unseen_names)")
-    parser.add_argument("--no-final-eval", dest="final_eval", action="store_const", const=False, default=None, help="skip the before/after evaluation")
-    parser.add_argument("--no-plots", dest="plots", action="store_const", const=False, default=None, help="do not draw training.png")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def overrides_from_args(args: argparse.Namespace) -> dict:
-    values = {key: getattr(args, key, None) for key in _FLAGS}
-    if getattr(args, "eval_splits", None):
-        values["eval_splits"] = [s.strip() for s in args.eval_splits.split(",") if s.strip()]
-    values["final_eval"] = getattr(args, "final_eval", None)
-    values["plots"] = getattr(args, "plots", None)
-    return values
-
-
-def _fmt(x) -> str:
-    return "  -  " if x is None else f"{x:.3f}"
-
-
-def _shortcut(m: dict) -> str:
-    name, bacc = m.get("best_baseline"), m.get("best_baseline_balanced_accuracy")
-    return "-" if name is None or bacc is None else f"{name} {bacc:.3f}"
-
-
-def format_comparison(before: dict | None, after: dict | None) -> str:
-    """A before/after table per split: balanced accuracy, yes-rate, MCC, rule violations, collapse,
-    and the best shortcut baseline on the same records (a surface cue, either polarity): a model
-    that does not beat it has not shown that it reasons."""
-    if after is None:
-        return ""
-    lines = [
-        f"{'split':<30}{'n':>5}  {'bal.acc before -> after':>24}  {'best shortcut':>28}  "
-        f"{'yes-rate before -> after':>25}  {'MCC after':>9}  {'violations before -> after':>27}  collapsed before -> after"
-    ]
-    for key, m in list(after["splits"].items()) + [("overall", after["overall"])]:
-        b = (before["splits"].get(key) if key != "overall" else before["overall"]) if before else None
-        flag = lambda s: "-" if s is None else ("COLLAPSED" if s["collapsed"] else "ok")  # noqa: E731
-        lines.append(
-            f"{key:<30}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
-            f"  {_shortcut(m):>28}"
-            f"  {_fmt(b and b['yes_rate']):>12} -> {_fmt(m['yes_rate']):<9}  {_fmt(m['mcc']):>9}"
-            f"  {_fmt(b and b.get('rule_violation_rate')):>14} -> {_fmt(m.get('rule_violation_rate')):<9}"
-            f"  {flag(b):>9} -> {flag(m)}"
-        )
-    for key, m in after["splits"].items():
-        for reason in m.get("collapse_reasons", []):
-            lines.append(f"  after, {key}: collapsed: {reason}")
-    return "\n".join(lines)
-
-
-def format_reasoning(before: dict | None, after: dict | None) -> str:
-    """With --trace: the generated answers' balanced accuracy and the traces' validity per split."""
-    if not after or not after.get("reasoning"):
-        return ""
-    b_rep = (before or {}).get("reasoning")
-    lines = [
-        f"{'split':<26}{'n':>5}  {'bal.acc before -> after':>24}  {'valid traces before -> after':>29}  "
-        f"{'sound traces before -> after':>29}  {'step precision after':>20}"
-    ]
-    for key, m in list(after["reasoning"]["splits"].items()) + [("overall", after["reasoning"]["overall"])]:
-        b = (b_rep["splits"].get(key) if key != "overall" else b_rep["overall"]) if b_rep else None
-        t, bt = m.get("traces") or {}, (b or {}).get("traces") or {}
-        sound = lambda tr: tr["sound_traces"] / tr["n"] if tr.get("n") else None  # noqa: E731
-        lines.append(
-            f"{key:<26}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
-            f"  {_fmt(bt.get('valid_rate')):>16} -> {_fmt(t.get('valid_rate')):<9}"
-            f"  {_fmt(sound(bt)):>16} -> {_fmt(sound(t)):<9}  {_fmt(t.get('step_precision')):>20}"
-        )
-    return "\n".join(lines)
+    add_config_flags(parser)
 
 
 def _resume_config(args: argparse.Namespace):
@@ -207,6 +155,7 @@ def _resume_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from constraintc.evaluation.report import comparison_table, reasoning_table
     from constraintc.train.config import load_config
     from constraintc.train.recipe import FinetuneRecipe
 
@@ -228,11 +177,11 @@ def run(args: argparse.Namespace) -> int:
         raise
     if recipe.rank == 0:
         print(f"model, metrics, checkpoints and plots in {summary['output_dir']}")
-        table = format_comparison(summary["before"], summary["after"])
+        table = comparison_table(summary["before"], summary["after"])
         if table:
             print(f"evaluation before -> after training ({cfg.model}, rules {cfg.rules}, lambda {cfg.lambda_schedule}):")
             print(table)
-        reasoning = format_reasoning(summary["before"], summary["after"])
+        reasoning = reasoning_table(summary["before"], summary["after"])
         if reasoning:
             print(f"reasoning written by the model (--trace {cfg.trace}, at most {cfg.trace_tokens} tokens), before -> after:")
             print(reasoning)

@@ -37,7 +37,7 @@ def load_rules(source: str | Path, params: dict[str, int] | None = None):
     :class:`RulesError` naming every rule that grounds to false on every graph.
 
     >>> sorted(load_rules("transitivity").rules)
-    ['asymmetric', 'edges_cause', 'transitive']
+    ['asymmetric', 'edges_cause', 'irreflexive', 'transitive']
     """
     from constraintc import language
 

@@ -32,7 +32,7 @@ def task_text(seed: int = 0, per_task: int = 200, traces: bool = False) -> TaskT
     """
     from constraintc import tasks
     from constraintc.tasks.graphs import OPEN_ALPHABET, SHORT_NAMES
-    from constraintc.tasks.prompts import reasoning_prompt
+    from constraintc.tasks.prompts import answered_text
     from constraintc.tasks.traces import SENTENCE_FORMS
 
     texts = [" ".join(SHORT_NAMES)]
@@ -40,7 +40,7 @@ def task_text(seed: int = 0, per_task: int = 200, traces: bool = False) -> TaskT
         for r in tasks.generate(task, "train", per_task, seed, traces=traces):
             texts.append(f"{r['premise']} {r['question']} {r['label']}")
             if traces:
-                texts.append(f"{reasoning_prompt(r)} {r['trace']}\nAnswer: {r['label']}")
+                texts.append(answered_text(r, traces=True))
     if traces:
         texts.extend(SENTENCE_FORMS)
     return TaskText(texts, tuple(SHORT_NAMES), OPEN_ALPHABET)
