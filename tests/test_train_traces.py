@@ -140,7 +140,11 @@ def test_final_evaluation_grades_the_models_own_reasoning(tmp_path):
 
 
 def test_training_data_errors_name_the_file_and_line(tmp_path):
-    from constraintc.train.data import read_jsonl
+    from constraintc.tasks.io import read_jsonl as read_any
+    from constraintc.train.data import TRAINING_FIELDS
+
+    def read_jsonl(path):
+        return read_any(path, "--data", require=TRAINING_FIELDS)
 
     good = generate("transitivity", "train", 2, seed=0, traces=True)
     path = tmp_path / "train.jsonl"

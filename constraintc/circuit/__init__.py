@@ -10,7 +10,6 @@ from typing import Any
 
 _LAZY = {
     "Circuit": "constraintc.circuit.module",
-    "exact_model_count": "constraintc.circuit.module",
     "layerize": "constraintc.circuit.layers",
     "LayerPlan": "constraintc.circuit.layers",
 }
