@@ -149,29 +149,38 @@ class Counting:
 Formula = Union[Const, Atom, Compare, Not, And, Or, Implies, Iff, Quantified, Counting]
 
 
-def children(f: "Formula") -> tuple["Formula", ...]:
-    """The direct sub-formulas of ``f`` in source order (atoms, comparisons and constants have
-    none: their arguments are terms). Every walk over formulas recurses through this.
+def children(node) -> tuple:
+    """The direct children of an AST node, in source order: a formula's sub-formulas, an atom's
+    or a comparison's terms, a ``Z + X`` term's set, a declaration's formulas. Every walk over
+    the AST recurses through this.
 
     >>> children(Implies(Atom("p", ()), Not(Atom("q", ()))))
     (Atom(pred='p', args=()), Not(arg=Atom(pred='q', args=())))
     """
-    if isinstance(f, Not):
-        return (f.arg,)
-    if isinstance(f, (And, Or)):
-        return f.args
-    if isinstance(f, (Implies, Iff)):
-        return (f.left, f.right)
-    if isinstance(f, Quantified):
-        return (f.body,)
-    if isinstance(f, Counting):
-        return f.items
+    if isinstance(node, Not):
+        return (node.arg,)
+    if isinstance(node, (And, Or)):
+        return node.args
+    if isinstance(node, (Implies, Iff, Compare)):
+        return (node.left, node.right)
+    if isinstance(node, Quantified):
+        return (node.body,)
+    if isinstance(node, Counting):
+        return node.items
+    if isinstance(node, Atom):
+        return node.args
+    if isinstance(node, SetAdd):
+        return (node.set,)
+    if isinstance(node, PredDecl):
+        return tuple(f for f in (node.where, node.body) if f is not None)
+    if isinstance(node, RuleDecl):
+        return (node.formula,)
     return ()
 
 
 def atoms(f: "Formula"):
-    """Every :class:`Atom` in ``f``, in source order. Iterative: a formula may nest deeper than
-    Python's recursion limit.
+    """Every :class:`Atom` in ``f`` (a formula or a declaration), in source order. Iterative: a
+    formula may nest deeper than Python's recursion limit.
 
     >>> [a.pred for a in atoms(And((Atom("p", ()), Not(Atom("q", ())))))]
     ['p', 'q']

@@ -192,14 +192,9 @@ class Checker:
             self.walk_atom(f, scope, infer)
         elif isinstance(f, ast.Compare):
             self.walk_compare(f, scope, infer)
-        elif isinstance(f, ast.Not):
-            self.walk(f.arg, scope, slots, infer)
-        elif isinstance(f, (ast.And, ast.Or)):
-            for a in f.args:
-                self.walk(a, scope, slots, infer)
-        elif isinstance(f, (ast.Implies, ast.Iff)):
-            self.walk(f.left, scope, slots, infer)
-            self.walk(f.right, scope, slots, infer)
+        elif isinstance(f, (ast.Not, ast.And, ast.Or, ast.Implies, ast.Iff)):
+            for child in ast.children(f):
+                self.walk(child, scope, slots, infer)
         elif isinstance(f, (ast.Quantified, ast.Counting)):
             if isinstance(f, ast.Counting):
                 if not infer:
@@ -219,7 +214,7 @@ class Checker:
                                        f"use another name (a quantifier's body extends as far "
                                        f"right as it can: parenthesize '(exists ...)' to end it)")
                 inner[b.name] = slot
-            for item in (f.items if isinstance(f, ast.Counting) else (f.body,)):
+            for item in ast.children(f):
                 self.walk(item, inner, slots, infer)
             if not infer:
                 for b in f.binders:
@@ -351,18 +346,12 @@ def _term_text(t) -> str:
 
 
 def _first_non_comparison(f):
+    """The first part of ``f`` that is not built from comparisons and constants with the
+    connectives, or None."""
     if isinstance(f, (ast.Compare, ast.Const)):
         return None
-    if isinstance(f, ast.Not):
-        return _first_non_comparison(f.arg)
-    if isinstance(f, (ast.And, ast.Or)):
-        for a in f.args:
-            bad = _first_non_comparison(a)
-            if bad is not None:
-                return bad
-        return None
-    if isinstance(f, (ast.Implies, ast.Iff)):
-        return _first_non_comparison(f.left) or _first_non_comparison(f.right)
+    if isinstance(f, (ast.Not, ast.And, ast.Or, ast.Implies, ast.Iff)):
+        return next((bad for c in ast.children(f) if (bad := _first_non_comparison(c)) is not None), None)
     return f
 
 

@@ -207,18 +207,13 @@ class InstanceEvaluator:
             elif isinstance(f, ast.Compare):
                 term_type(f.left, scope)
                 term_type(f.right, scope)
-            elif isinstance(f, ast.Not):
-                walk(f.arg, scope)
-            elif isinstance(f, (ast.And, ast.Or)):
-                for a in f.args:
-                    walk(a, scope)
-            elif isinstance(f, (ast.Implies, ast.Iff)):
-                walk(f.left, scope)
-                walk(f.right, scope)
             elif isinstance(f, (ast.Quantified, ast.Counting)):
                 inner = dict(scope, **{b.name: b.type for b in f.binders})
-                for body in ([f.body] if isinstance(f, ast.Quantified) else f.items):
+                for body in ast.children(f):
                     walk(body, inner)
+            else:
+                for child in ast.children(f):
+                    walk(child, scope)
 
         for pred in self.program.preds.values():
             scope = dict(zip(pred.arg_names, pred.arg_types))
