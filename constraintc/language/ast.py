@@ -15,6 +15,7 @@ statements of a file; :class:`Program` is a checked file with its parameters res
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Union
 
 
@@ -287,9 +288,20 @@ def template_fields(template: str) -> list[tuple[str, int]]:
 
 
 def _fill_template(template: str, values: dict[str, str]) -> str:
+    literal, fields = _template_parts(template)
+    out = [literal[0]]
+    for name, text in zip(fields, literal[1:]):
+        out += (values[name], text)
+    return "".join(out)
+
+
+@lru_cache(maxsize=256)
+def _template_parts(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A template split once into its literal pieces and the placeholders between them."""
     import re
 
-    return re.sub(r"\{([^{}]*)\}", lambda m: values[m.group(1)], template)
+    pieces = re.split(r"\{([^{}]*)\}", template)
+    return tuple(pieces[0::2]), tuple(pieces[1::2])
 
 
 @dataclass(frozen=True)
