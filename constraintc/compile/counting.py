@@ -19,7 +19,7 @@ built-in compiler's result, a d-DNNF of the projection onto the atoms).
 
 from __future__ import annotations
 
-from constraintc.compile.ir import AND, FALSE, LIT, OR, TRUE, CircuitIR
+from constraintc.compile.ir import AND, LIT, OR, TRUE, CircuitIR
 
 
 def node_vars(ir: CircuitIR, atoms_only: bool = False) -> list[int]:

@@ -303,7 +303,7 @@ def make_record(
     meta: dict | None = None,
     trace: str | None = None,
 ) -> dict:
-    """One record in the JSONL schema of INTERFACES.md (``trace``, when given, goes last)."""
+    """One record in the JSONL schema of docs/tasks.md, "Records" (``trace``, when given, goes last)."""
     nodes, edges = (g.nodes, g.edges) if isinstance(g, _Graph) else g
     x, y, z = question
     record = {
