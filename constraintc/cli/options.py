@@ -104,7 +104,7 @@ def parse_nodes(value: str, option: str = "--nodes") -> int | list[str]:
     >>> parse_nodes("3"), parse_nodes(" a, b ")
     (3, ['a', 'b'])
     """
-    from constraintc.logic.grounding import node_names
+    from constraintc.logic.evidence import node_names
 
     value = value.strip()
     if re.fullmatch(r"[+-]?[0-9]+", value):
@@ -156,7 +156,7 @@ def parse_graph(value: str, option: str = "--graph") -> list[tuple[str, str]]:
     >>> parse_graph("a->b, b -> c")
     [('a', 'b'), ('b', 'c')]
     """
-    from constraintc.logic.grounding import node_name
+    from constraintc.logic.evidence import node_name
 
     path = Path(value)
     from_file = "->" not in value and path.is_file()

@@ -140,7 +140,7 @@ class InstanceEvaluator:
     recursive atom whose value is not known yet" (Kleene logic)."""
 
     def __init__(self, program: Program, n: int, edges):
-        from constraintc.logic.grounding import graph_predicate
+        from constraintc.logic.evidence import graph_predicate
 
         self.program = program
         self.n = n

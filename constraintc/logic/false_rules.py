@@ -28,7 +28,8 @@ PROBE_STEPS = 200_000
 def false_rules(program: Program) -> list[Diagnostic]:
     """A diagnostic for every rule that grounds to false on every graph, whatever the given
     predicates are; empty when there is none or the rules are too large to probe cheaply."""
-    from constraintc.logic.grounding import GroundingBudget, rule_constants
+    from constraintc.logic.grounding import rule_constants
+    from constraintc.logic.instantiate import GroundingBudget
 
     derived = set(program.derived)
     candidates = {name for name, rule in program.rules.items()
