@@ -217,3 +217,13 @@ class Progress:
             except (OSError, ValueError):
                 pass
         self.width = 0
+
+
+def progress_reporter(progress) -> tuple["Progress | None", object]:
+    """``(shown, report)`` for a ``progress`` argument: True makes a :class:`Progress` on stderr
+    (``shown``, to close when done) whose ``update`` is ``report``; a callable
+    ``report(phase, detail, fraction)`` is used as it is; anything false reports nothing."""
+    if progress is True:
+        shown = Progress()
+        return shown, shown.update
+    return None, progress or None

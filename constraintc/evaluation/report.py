@@ -132,15 +132,8 @@ def plot(report: dict, out_dir: str | Path) -> list[Path]:
             ax.text(x - 0.2, (m["balanced_accuracy"] or 0) + 0.02, "collapsed", rotation=90, ha="center", va="bottom", fontsize=7, color="#a33")
     ax.axhline(0.5, color="black", lw=0.8, ls="--", label="chance")
     ax.set_ylim(0, 1.05)
-    ax.set_xticks(xs, keys, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("balanced accuracy")
-    ax.set_title("Balanced accuracy per split, with shortcut baselines")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    path = out / "balanced_accuracy.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save(plt, fig, ax, xs, keys, "balanced accuracy",
+                       "Balanced accuracy per split, with shortcut baselines", out / "balanced_accuracy.png"))
 
     fig, ax = plt.subplots(figsize=(width, 3.8))
     dom = report["thresholds"]["dominance"]
@@ -149,16 +142,21 @@ def plot(report: dict, out_dir: str | Path) -> list[Path]:
     ax.bar(xs, [m["yes_rate"] or 0.0 for m in splits], width=0.5, color="#3b6ea8", label="predicted yes-rate")
     ax.scatter(xs, [m["label_yes_rate"] or 0.0 for m in splits], color="black", marker="_", s=400, zorder=3, label="true yes-rate")
     ax.set_ylim(0, 1.0)
+    paths.append(_save(plt, fig, ax, xs, keys, "fraction answered Yes", "Yes-rate per split",
+                       out / "yes_rate.png"))
+    return paths
+
+
+def _save(plt, fig, ax, xs, keys, ylabel: str, title: str, path: Path) -> Path:
+    """Label a per-split figure (split names under the bars, legend outside) and write it."""
     ax.set_xticks(xs, keys, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("fraction answered Yes")
-    ax.set_title("Yes-rate per split")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    path = out / "yes_rate.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    paths.append(path)
-    return paths
+    return path
 
 
 def consistent_section(report: dict) -> list[str]:
