@@ -79,8 +79,9 @@ def scoring_speed(model_spec: str, repeats: int, style: str, graphs: int, nodes_
     from constraintc.tasks import generate
     from constraintc.tasks.prompts import format_prompt
     from constraintc.semantic import SemanticLoss
+    from constraintc.tasks.corpus import task_text
 
-    model, tok = load_model(model_spec)
+    model, tok = load_model(model_spec, corpus=task_text)
     rc = SemanticLoss("transitivity")
     seen, groups = set(), []
     for r in generate("transitivity", "train", 400, seed=5):

@@ -21,7 +21,7 @@ _LAZY = {
     "Circuit": "constraintc.circuit",
     "compile_rules": "constraintc.api",
     "compile_file": "constraintc.api",
-    "load_rules": "constraintc.language",
+    "load_rules": "constraintc.logic",
     "ground": "constraintc.logic",
     "compile_cnf": "constraintc.compile",
     "atom_logits": "constraintc.lm.binding",
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time the names load
     from constraintc.compile import compile_cnf
     from constraintc.compile.ir import CircuitIR
     from constraintc.errors import ConstraintcError
-    from constraintc.language import load_rules
+    from constraintc.logic import load_rules
     from constraintc.lm.binding import atom_logits
     from constraintc.logic import ground
     from constraintc.logic.cnf import CNF

@@ -137,17 +137,17 @@ def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto",
     12
     """
     from constraintc.circuit.artifact import content_key
-    from constraintc.language import load_rules
+    from constraintc.logic import load_rules
     from constraintc.language.library import resolve_rules_path
 
-    from constraintc.logic.grounding import normalize_graph
+    from constraintc.logic.evidence import normalize_graph
 
     budget = budget or _budget(max_seconds, max_memory, max_clauses, progress)
     path = resolve_rules_path(source)
     text = Path(path).read_bytes()
     graph = None if graph is None else normalize_graph(graph)
     graph_key = None if graph is None else [list(map(str, e)) for e in graph]
-    from constraintc.logic.grounding import node_names
+    from constraintc.logic.evidence import node_names
 
     if not isinstance(nodes, int) or isinstance(nodes, bool):
         nodes = node_names(nodes)  # checked and normalised before anything is looked up
@@ -185,7 +185,7 @@ def compile_rules(source, nodes, graph=None, params=None, backend: str = "auto",
         circuit = _compile_and_wrap(grounding.cnf, meta, backend, budget, max_edges,
                                     root_name=Path(str(path)).stem)
     except Unsatisfiable as err:
-        from constraintc.logic.grounding import cycle_text, find_cycle
+        from constraintc.logic.evidence import cycle_text, find_cycle
 
         cycle = None if graph is None else find_cycle(graph)
         if cycle is None:
@@ -235,7 +235,7 @@ def compile_file(path, nodes=None, graph=None, params=None, backend: str = "auto
         if graph is None:
             raise OptionError("--nodes", None, "a number of nodes or names a,b,c to ground the rules over "
                                                "(or give --graph)")
-        from constraintc.logic.grounding import normalize_graph
+        from constraintc.logic.evidence import normalize_graph
 
         graph = normalize_graph(graph)
         nodes = list(dict.fromkeys(x for edge in graph for x in edge))

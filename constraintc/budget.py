@@ -19,7 +19,6 @@ constraintc.errors.BudgetExceeded: error: budget max_memory=2.0 GiB exceeded whi
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -220,32 +219,11 @@ class Progress:
         self.width = 0
 
 
-def budget_options(parser) -> None:
-    """The budget options shared by ``constraintc ground`` and ``constraintc compile``."""
-    parser.add_argument("--max-seconds", type=float, metavar="S",
-                        help="stop with an error when the work (grounding and compiling) takes "
-                             "longer than S seconds (default: no limit)")
-    parser.add_argument("--max-memory", metavar="SIZE", default=None,
-                        help="stop with an error when the work would hold more than SIZE of memory "
-                             "(an estimate; e.g. 512M, 8G, 'none'; default: 4G, or half of this "
-                             "machine's memory if that is less)")
-    parser.add_argument("--max-clauses", type=int, metavar="N",
-                        help="stop with an error when the CNF grows past N clauses (default: no "
-                             "limit)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="report progress on stderr once work has run for 2 s (default: on "
-                             "when stderr is a terminal)")
-
-
-def budget_from_args(args) -> Budget:
-    """A :class:`Budget` from the options of :func:`budget_options`; bad values name the option."""
-    import math
-
-    if args.max_seconds is not None and not (math.isfinite(args.max_seconds) and args.max_seconds > 0):
-        raise OptionError("--max-seconds", args.max_seconds, "a positive number of seconds")
-    if args.max_clauses is not None and args.max_clauses <= 0:
-        raise OptionError("--max-clauses", args.max_clauses, "a positive number of clauses")
-    memory = _DEFAULT if args.max_memory is None else parse_size(args.max_memory)
-    progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    return Budget(max_seconds=args.max_seconds, max_memory=memory, max_clauses=args.max_clauses,
-                  progress=Progress() if progress else None)
+def progress_reporter(progress) -> tuple["Progress | None", object]:
+    """``(shown, report)`` for a ``progress`` argument: True makes a :class:`Progress` on stderr
+    (``shown``, to close when done) whose ``update`` is ``report``; a callable
+    ``report(phase, detail, fraction)`` is used as it is; anything false reports nothing."""
+    if progress is True:
+        shown = Progress()
+        return shown, shown.update
+    return None, progress or None

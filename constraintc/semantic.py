@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import torch
 
 from constraintc.errors import BudgetExceeded, ConstraintcError, OptionError, Unsatisfiable
-from constraintc.tasks.atoms import format_atom, parse_atom, rename_args
+from constraintc.logic.atoms import format_atom, parse_atom, rename_args
 
 LOG_HALF = math.log(0.5)
 REDUCTIONS = ("mean", "sum", "none")
@@ -120,7 +120,7 @@ class SemanticLoss(torch.nn.Module):
                  schema_seconds: float = 60.0, instance_seconds: float = 60.0,
                  backend: str = "auto", cache: bool = True):
         super().__init__()
-        from constraintc.language import load_rules
+        from constraintc.logic import load_rules
         from constraintc.logic.projection import is_strict_order_rules
 
         if reduction not in REDUCTIONS:
@@ -202,9 +202,10 @@ class SemanticLoss(torch.nn.Module):
         """Every query atom over ``n0..n{k-1}`` as (pred, args), in grounding order."""
         keys = self._atom_names.get(k)
         if keys is None:
-            from constraintc.logic.grounding import _Grounder, node_names
+            from constraintc.logic.evidence import node_names
+            from constraintc.logic.instantiate import Grounder
 
-            g = _Grounder(self.program, node_names(k))
+            g = Grounder(self.program, node_names(k))
             keys = []
             for pred in self.program.preds.values():
                 if pred.kind == "query":
@@ -241,7 +242,7 @@ class SemanticLoss(torch.nn.Module):
         return nodes, edges, atoms
 
     def _check_graph(self, nodes, edges) -> tuple[list[str], list[tuple[str, str]]]:
-        from constraintc.logic.grounding import node_names
+        from constraintc.logic.evidence import node_names
 
         if isinstance(nodes, int):
             raise OptionError("nodes", nodes, "a list of node names")

@@ -24,7 +24,7 @@ from constraintc.compile import compile_cnf
 from constraintc.errors import BudgetExceeded, OptionError
 from constraintc.language import load_rules
 from constraintc.logic import ground
-from constraintc.logic.grounding import check_grounding_budget
+from constraintc.logic.sizes import check_grounding_budget
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def test_atom_counts_of_the_precheck_are_exact():
     for name, n in (("transitivity", 4), ("dsep", 4), ("transitivity_closed", 3)):
         program = load_rules(name)
         grounding = ground(program, n)
-        from constraintc.logic.grounding import _atoms_at_least
+        from constraintc.logic.sizes import _atoms_at_least
 
         for pred in program.preds.values():
             if pred.kind in ("query", "given") and all(a.type == "node" for a in pred.args):

@@ -10,7 +10,7 @@ import pytest
 
 from constraintc.evaluation.metrics import compute_report
 from constraintc.evaluation.violations import rule_violations
-from constraintc.tasks.atoms import parse_atom
+from constraintc.logic.atoms import parse_atom
 from constraintc.tasks import generate
 
 

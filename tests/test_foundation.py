@@ -125,3 +125,36 @@ def test_prune_builds_keeps_the_newest_of_one_family(tmp_path):
     removed = prune_builds(built, keep=3)
     assert sorted(removed) == sorted([libs[0], libs[2]])
     assert {p.name for p in tmp_path.iterdir()} == {libs[1].name, libs[3].name, libs[4].name, other.name}
+
+
+def test_subcommands_share_option_names():
+    """One spelling per meaning: -o/--output for a file, --output-dir for a directory, --param
+    wherever rules are read; old spellings still parse but are not shown."""
+    import argparse
+
+    from constraintc.cli import SUBCOMMANDS, build_parser
+
+    reads_rules = {"check", "ground", "compile", "eval", "finetune"}
+    for name in SUBCOMMANDS:
+        parser = build_parser(name)
+        visible = [a for a in parser._actions if a.help is not argparse.SUPPRESS]
+        by_dest = {a.dest: a.option_strings for a in visible if a.option_strings}
+        if "output" in by_dest:
+            assert by_dest["output"] == ["-o", "--output"], name
+        if "output_dir" in by_dest:
+            assert by_dest["output_dir"] == ["--output-dir"], name
+        shown = {s for a in visible for s in a.option_strings}
+        assert ("--param" in shown) == (name in reads_rules), name
+        assert not shown & {"--out", "--rules-param"}, name
+    args = build_parser("eval").parse_args(["--data", "d", "--predictions", "p", "--out", "x",
+                                            "--rules-param", "k=1", "--param", "j=2"])
+    assert args.output_dir == "x" and args.param == ["k=1", "j=2"]
+
+
+def test_ground_and_compile_document_the_same_nodes_default():
+    from constraintc.cli import build_parser
+    from constraintc.cli.options import DEFAULT_NODES
+
+    for name in ("ground", "compile"):
+        (nodes,) = [a for a in build_parser(name)._actions if a.dest == "nodes"]
+        assert nodes.help.endswith(f"else {DEFAULT_NODES}")

@@ -19,9 +19,9 @@ from constraintc.compile.counting import forced_atoms, model_count
 from constraintc.errors import OptionError, Unsatisfiable
 from constraintc.language import load_rules, parse_rules
 from constraintc.logic import ground
-from constraintc.logic.cli_ground import parse_graph, parse_nodes
+from constraintc.cli.options import parse_graph, parse_nodes
 from constraintc.logic.cnf import CNF, DimacsError
-from constraintc.logic.grounding import find_cycle, node_names
+from constraintc.logic.evidence import find_cycle, node_names
 
 
 # ---------------------------------------------------------------- cycles

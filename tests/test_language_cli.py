@@ -55,6 +55,16 @@ def test_ground_text_format(capsys):
     assert "~causes(a,b) | ~causes(b,a)" in out
 
 
+def test_ground_and_compile_default_to_the_same_schema_size(capsys):
+    from constraintc.cli.options import DEFAULT_NODES
+
+    assert main(["ground", "transitivity"]) == 0
+    cnf = CNF.from_dimacs(capsys.readouterr().out)
+    assert cnf.num_atoms == 2 * DEFAULT_NODES * (DEFAULT_NODES - 1)  # causes and edge, ordered pairs
+    assert main(["compile", "transitivity", "--json", "--no-cache"]) == 0
+    assert f'"atoms": {cnf.num_atoms}' in capsys.readouterr().out
+
+
 def test_ground_param_option(capsys):
     assert main(["ground", "dsep", "--nodes", "4", "--param", "cond_size=0"]) == 0
     cnf = CNF.from_dimacs(capsys.readouterr().out)
@@ -62,7 +72,6 @@ def test_ground_param_option(capsys):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["ground", "transitivity"], "--nodes"),
     (["ground", "transitivity", "--nodes", "a,,b"], "--nodes"),
     (["ground", "transitivity", "--nodes", "3", "--graph", "a->b"], "graph"),
     (["ground", "transitivity", "--nodes", "a,b", "--graph", "a->b->c"], "--graph"),

@@ -273,8 +273,8 @@ def test_oversized_rules_file_is_refused_before_reading(tmp_path, monkeypatch, c
 
 
 def test_param_option_errors_name_the_option():
-    from constraintc.language.cli_check import parse_param_options
+    from constraintc.cli.options import parse_params
 
     with pytest.raises(OptionError, match="--param"):
-        parse_param_options(["k=" + "1" * 30])
-    assert parse_param_options(["k=007"]) == {"k": 7}
+        parse_params(["k=" + "1" * 30])
+    assert parse_params(["k=007"]) == {"k": 7}

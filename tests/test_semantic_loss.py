@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from constraintc.errors import BudgetExceeded, ConstraintcError
 from constraintc.semantic import SemanticLoss
-from constraintc.tasks.atoms import format_atom, parse_atom
+from constraintc.logic.atoms import format_atom, parse_atom
 
 # ------------------------------------------------------------------------------ the oracle
 @functools.lru_cache(maxsize=None)

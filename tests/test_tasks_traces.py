@@ -337,3 +337,48 @@ def test_cli_writes_traces(tmp_path, capsys):
     assert main(["data", "transitivity", "--n", "2", "--traces", "--format", "prompt"]) == 0
     text = capsys.readouterr().out
     assert "Reasoning: " in text and "\nAnswer: " in text
+
+
+# ---------------------------------------------------------------- one format, written and read
+NAMES = st.text("BCDEFGHJKLMNPQRSTUVWXZabc0123456789", min_size=1, max_size=4).filter(
+    lambda s: s[0].isalpha())
+
+
+@given(NAMES, NAMES, st.lists(NAMES, max_size=3, unique=True), st.booleans(), st.booleans(),
+       st.lists(st.sampled_from(["->", "<-"]), min_size=1, max_size=4))
+def test_every_written_sentence_reads_back(x, y, z, flag, collider, arrows):
+    """What the writer writes the checker's patterns read back field for field, also spaced out
+    the way a word-level tokenizer decodes it."""
+    from constraintc.tasks import trace_format as tf
+
+    def spaced(text):
+        return re.sub(r"\s*([{},.]|->|<-)\s*", r" \1 ", text).replace("d-separated", "d - separated")
+
+    for variant in (lambda s: s, spaced):
+        step = variant(tf.cause_step(x, y) + " " + tf.cause_conclusion(x, y, flag))
+        assert [(a, v == tf.CAUSES, b) for a, v, b in tf.CAUSAL_STEP.findall(step)] == \
+            [(x, True, y), (x, flag, y)]
+        names = [x, *[f"{x}{i}" for i in range(len(arrows) - 1)], y]
+        trail = " ".join([names[0]] + [f"{a} {n}" for a, n in zip(arrows, names[1:])])
+        for block in (None, (names[0], collider)):
+            claim = tf.TRAIL_CLAIM.findall(variant(tf.trail_sentence(trail, block, z)))
+            assert len(claim) == 1
+            text, is_open, at, reason = claim[0]
+            assert tf.TRAIL_TOKEN.findall(text) == tf.TRAIL_TOKEN.findall(trail)
+            assert bool(is_open) == (block is None) and at == (block[0] if block else "")
+            assert reason == ("" if block is None else tf.COLLIDER if collider else tf.IN_SET)
+        sep = tf.SEPARATION.findall(variant(tf.separation_conclusion(x, y, z, flag)))
+        assert [(a, b, bool(n), sorted(v.strip() for v in s.split(",") if v.strip()))
+                for a, b, n, s in sep] == [(x, y, not flag, sorted(z))]
+        assert tf.NOT_JOINED_CLAIM.findall(variant(tf.not_joined(x, y))) == [(x, y)]
+
+
+def test_every_sentence_form_is_one_the_checker_reads():
+    from constraintc.tasks.trace_format import (CAUSAL_STEP, EARLIER_BLOCKED, EVERY_OTHER_BLOCKED,
+                                                NOT_JOINED_CLAIM, SENTENCE_FORMS, SEPARATION,
+                                                TRAIL_CLAIM)
+
+    for sentence in SENTENCE_FORMS:
+        if sentence in (EVERY_OTHER_BLOCKED, EARLIER_BLOCKED):
+            continue  # says nothing checkable
+        assert any(p.search(sentence) for p in (CAUSAL_STEP, TRAIL_CLAIM, SEPARATION, NOT_JOINED_CLAIM)), sentence

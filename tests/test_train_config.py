@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from constraintc.cli import main
@@ -70,3 +72,117 @@ def test_the_written_out_default_config_is_the_default():
     assert sorted(written) == sorted(f.name for f in dataclasses.fields(FinetuneConfig))
     assert {k: v for k, v in written.items() if v != default[k]} == {}
 
+
+# ---------------------------------------------------------------- one definition, flags derived
+def _finetune_parser():
+    from constraintc.cli import build_parser
+
+    return build_parser("finetune")
+
+
+def _non_default(name, field, opt):
+    """A valid value other than the field's default, as a flag argument and as the config value."""
+    from constraintc.train.config import default_of
+
+    default = default_of(field)
+    if opt.choices is not None:
+        value = next(c for c in opt.choices if c != default)
+        return [str(value)], value
+    if isinstance(default, bool):
+        return [], not default
+    if isinstance(default, dict):
+        return ["k=3"], {"k": 3}
+    if isinstance(default, list):
+        return ["a,b"], ["a", "b"]
+    if isinstance(default, int):
+        return [str(default + 2)], default + 2
+    if isinstance(default, float):
+        value = default / 2 if default else 0.5
+        return [repr(value)], value
+    return ["x/y"], "x/y"
+
+
+def test_every_config_field_has_a_flag_whose_help_shows_the_real_default():
+    from constraintc.cli.finetune import _shown, flag_of
+    from constraintc.train.config import FinetuneConfig, default_of, options
+
+    actions = {a.dest: a for a in _finetune_parser()._actions}
+    config = FinetuneConfig()
+    assert set(options()) == {f.name for f in dataclasses.fields(FinetuneConfig)}
+    for name, (field, opt) in options().items():
+        assert name in actions, f"config field {name} has no flag"
+        action = actions[name]
+        assert flag_of(name) in action.option_strings
+        assert getattr(config, name) == default_of(field)
+        assert action.help.endswith(f"(default: {_shown(default_of(field))})".replace("%", "%%")), name
+        assert opt.help, name
+
+
+def test_every_flag_sets_its_field():
+    from constraintc.cli.finetune import flag_of, overrides_from_args
+    from constraintc.train.config import options
+
+    argv, expected = [], {}
+    for name, (field, opt) in options().items():
+        words, value = _non_default(name, field, opt)
+        if isinstance(value, bool):
+            argv.append(flag_of(name) if value else "--no-" + flag_of(name)[2:])
+        else:
+            argv += [flag_of(name), *words]
+        expected[name] = value
+    overrides = overrides_from_args(_finetune_parser().parse_args(argv))
+    assert overrides == expected
+    # and nothing given, nothing overridden: the config file's values stand
+    assert set(overrides_from_args(_finetune_parser().parse_args([])).values()) == {None}
+
+
+def test_old_flag_spellings_and_repeated_params():
+    from constraintc.cli.finetune import overrides_from_args
+
+    args = _finetune_parser().parse_args(["--no-plots", "--no-final-eval", "--param", "cond_size=1",
+                                          "--param", "k=02", "--eval-splits", "mix, chains_long"])
+    over = overrides_from_args(args)
+    assert over["plots"] is False and over["final_eval"] is False
+    assert over["params"] == {"cond_size": 1, "k": 2}
+    assert over["eval_splits"] == ["mix", "chains_long"]
+
+
+def test_bad_param_flag_names_the_flag(capsys):
+    assert main(["finetune", "--param", "cond_size=-1", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--param='cond_size=-1'" in err and "whole-number" in err and "Traceback" not in err
+
+
+def test_every_bound_is_enforced_and_reported_at_once():
+    """A value just outside each field's bounds or choices is refused, all in one error."""
+    from constraintc.train.config import default_of, options
+
+    bad = {}
+    for name, (field, opt) in options().items():
+        default = default_of(field)
+        if opt.choices is not None:
+            bad[name] = "no-such-choice"
+        elif opt.minimum is not None:
+            bad[name] = type(default)(opt.minimum - 1)
+        elif opt.above is not None:
+            bad[name] = type(default)(opt.above)
+    assert len(bad) > 20
+    with pytest.raises(ConfigError) as err:
+        validate(bad)
+    msg = str(err.value)
+    assert f"{len(bad)} invalid settings" in msg
+    for name, value in bad.items():
+        assert f"{name}={value!r}: expected" in msg, name
+    # the edges of a range: the bound itself is allowed where it is inclusive
+    assert validate({"label_yes_rate": 0.0, "questions_per_graph": 2, "weight_decay": 0.0}).questions_per_graph == 2
+    with pytest.raises(ConfigError, match="label_yes_rate=1.0: expected 0 .keep all labels. or a share"):
+        validate({"label_yes_rate": 1.0})
+
+
+def test_params_table_in_a_config_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('rules = "dsep"\n[params]\ncond_size = 1\n')
+    assert load_config(path).params == {"cond_size": 1}
+    path.write_text('[params]\ncond_size = "one"\n')
+    with pytest.raises(ConfigError, match="params=.*expected a table of NAME = whole number"):
+        load_config(path)

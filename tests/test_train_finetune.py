@@ -107,7 +107,8 @@ def test_two_processes_match_one(tmp_path):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
     # and the weights moved: the comparison is not between two untouched initialisations
     from constraintc.lm.models import build_embedded_model
+    from constraintc.tasks.corpus import task_text
 
-    init, _ = build_embedded_model(seed=0, traces=True)
+    init, _ = build_embedded_model(task_text, seed=0, traces=True)
     moved = sum((w1[n] - p.detach()).abs().sum().item() for n, p in init.named_parameters() if n in w1)
     assert moved > 1e-3

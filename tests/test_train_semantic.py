@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from constraintc.tasks.atoms import format_atom, parse_atom
+from constraintc.logic.atoms import format_atom, parse_atom
 from constraintc.semantic import SemanticLoss
 
 

@@ -38,7 +38,7 @@ def test_renamed_traces_stay_true_in_the_renamed_graph():
 
 def test_renamed_dsep_records_keep_question_meta_and_trace_consistent():
     """The conditioning set lives in the question, the atom, ``meta.z`` and the trace: all renamed."""
-    from constraintc.tasks.atoms import parse_atom
+    from constraintc.logic.atoms import parse_atom
 
     records = rename_records(generate("dsep", "train", 120, seed=4, traces=True), pool=6, seed=0)
     for r in records:
@@ -50,7 +50,7 @@ def test_renamed_dsep_records_keep_question_meta_and_trace_consistent():
 
 
 def test_atom_parser_rejects_malformed_atoms():
-    from constraintc.tasks.atoms import format_atom, parse_atom
+    from constraintc.logic.atoms import format_atom, parse_atom
 
     for bad in ("causes(B,C", "dsep(B,C,{D)", "dsep(B,C,D})", "causes(B,C)x"):
         with pytest.raises(ConstraintcError, match="atom"):
@@ -133,14 +133,18 @@ def test_final_evaluation_grades_the_models_own_reasoning(tmp_path):
     after = json.loads((tmp_path / "ev" / "eval_after.json").read_text())
     traces = after["reasoning"]["overall"]["traces"]
     assert traces["n"] == 8 and sum(traces["status_counts"].values()) == 8
-    from constraintc.train.cli_finetune import format_reasoning
+    from constraintc.evaluation.report import reasoning_table
 
-    table = format_reasoning(recipe.before, recipe.after)
+    table = reasoning_table(recipe.before, recipe.after)
     assert "valid traces" in table and "overall" in table
 
 
 def test_training_data_errors_name_the_file_and_line(tmp_path):
-    from constraintc.train.data import read_jsonl
+    from constraintc.tasks.io import read_jsonl as read_any
+    from constraintc.train.data import TRAINING_FIELDS
+
+    def read_jsonl(path):
+        return read_any(path, "--data", require=TRAINING_FIELDS)
 
     good = generate("transitivity", "train", 2, seed=0, traces=True)
     path = tmp_path / "train.jsonl"
@@ -157,12 +161,13 @@ def test_training_data_errors_name_the_file_and_line(tmp_path):
 
 
 def test_word_tokenizer_learns_the_reasoning_vocabulary_only_with_traces():
-    from constraintc.lm.models import build_embedded_tokenizer, embedded_corpus
+    from constraintc.lm.models import build_embedded_tokenizer
+    from constraintc.tasks.corpus import task_text
 
     # without traces the corpus (so the word vocabulary) has no reasoning text
-    assert not any("Reasoning:" in t or "->" in t for t in embedded_corpus())
-    plain = build_embedded_tokenizer({"kind": "words"})
-    traced = build_embedded_tokenizer({"kind": "words"}, traces=True)
+    assert not any("Reasoning:" in t or "->" in t for t in task_text().texts)
+    plain = build_embedded_tokenizer({"kind": "words"}, task_text)
+    traced = build_embedded_tokenizer({"kind": "words"}, task_text, traces=True)
     assert "Reasoning" not in plain.get_vocab() and "->" not in plain.convert_ids_to_tokens(plain("B -> C")["input_ids"])
     for text in [r["trace"] for r in generate("dsep", "train", 40, seed=5, traces=True)] + [reasoning_prompt({"premise": "B causes C.", "question": "Does B cause C?"})]:
         ids = traced(text)["input_ids"]
@@ -174,9 +179,10 @@ def test_word_tokenizer_learns_the_reasoning_vocabulary_only_with_traces():
 def test_embedded_tokenizer_reads_every_name_and_every_trace():
     from constraintc.lm.models import build_embedded_model
     from constraintc.tasks import SPLITS
+    from constraintc.tasks.corpus import task_text
 
-    _, tok = build_embedded_model()
-    _, traced = build_embedded_model(traces=True)
+    _, tok = build_embedded_model(task_text)
+    _, traced = build_embedded_model(task_text, traces=True)
     assert tok.get_vocab() == traced.get_vocab()  # one vocabulary, with or without traces
     for task in ("transitivity", "dsep"):
         for split in SPLITS:

@@ -1,7 +1,6 @@
 """circuit stage: layerized log-space evaluation of compiled circuits, artifacts and the cache.
 
-``Circuit`` is imported lazily so that importing ``constraintc.circuit.cli_compile`` for
-``--help`` does not pay for torch.
+``Circuit`` is imported lazily so that ``constraintc compile --help`` does not pay for torch.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from typing import Any
 
 _LAZY = {
     "Circuit": "constraintc.circuit.module",
-    "exact_model_count": "constraintc.circuit.module",
     "layerize": "constraintc.circuit.layers",
     "LayerPlan": "constraintc.circuit.layers",
 }

@@ -32,7 +32,8 @@ from constraintc.circuit.evaluate import (
     smoothed_marginals,
 )
 from constraintc.circuit.layers import layerize
-from constraintc.compile.ir import AND, FALSE, LIT, OR, TRUE, CircuitIR
+from constraintc.compile.counting import model_count
+from constraintc.compile.ir import CircuitIR
 
 
 _IR_FIELDS = ("kinds", "lits", "child_ptr", "children", "roots")
@@ -437,7 +438,7 @@ class Circuit(torch.nn.Module):
         """
         k = self.root_index(root)
         if k not in self._model_counts:
-            count = exact_model_count(self.ir, k)
+            count = model_count(self.ir, k)
             claimed = self.meta.get("model_counts", {}).get(str(k))
             if claimed is not None and str(claimed) != str(count):
                 from constraintc.circuit.artifact import ArtifactError
@@ -459,38 +460,3 @@ class Circuit(torch.nn.Module):
             f"atoms={self.num_atoms}, roots={self.root_names}, nodes={self.ir.num_nodes}, "
             f"edges={self.ir.num_edges}, layers={self.plan.num_layers}, backend={self.backend!r}"
         )
-
-
-def exact_model_count(ir: CircuitIR, root: int = 0) -> int:
-    """Model count over the atoms, by exact integer evaluation at p = 1/2 scaled by 2^atoms.
-
-    Needs decomposable AND nodes (checked: a non-integer product raises ``ValueError``) and
-    deterministic OR nodes; auxiliary variables weigh 1 on both literals.
-    """
-    A = int(ir.num_atoms)
-    one = 1 << A  # the scaled value of weight 1
-    half = 1 << (A - 1) if A > 0 else None
-    kinds = ir.kinds.tolist()
-    lits = ir.lits.tolist()
-    ptr = ir.child_ptr.tolist()
-    kids = ir.children.tolist()
-    target = int(ir.roots[root])
-    val: list[int] = [0] * (target + 1)
-    for i in range(target + 1):
-        kind = kinds[i]
-        if kind == FALSE:
-            val[i] = 0
-        elif kind == TRUE:
-            val[i] = one
-        elif kind == LIT:
-            val[i] = one if abs(lits[i]) > A else half
-        elif kind == OR:
-            val[i] = sum(val[c] for c in kids[ptr[i] : ptr[i + 1]])
-        elif kind == AND:
-            acc = one
-            for c in kids[ptr[i] : ptr[i + 1]]:
-                acc, rem = divmod(acc * val[c], one)
-                if rem:
-                    raise ValueError(f"AND node {i} is not decomposable: its model count is not exact")
-            val[i] = acc
-    return int(val[target])

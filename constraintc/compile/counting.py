@@ -19,7 +19,7 @@ built-in compiler's result, a d-DNNF of the projection onto the atoms).
 
 from __future__ import annotations
 
-from constraintc.compile.ir import AND, FALSE, LIT, OR, TRUE, CircuitIR
+from constraintc.compile.ir import AND, LIT, OR, TRUE, CircuitIR
 
 
 def node_vars(ir: CircuitIR, atoms_only: bool = False) -> list[int]:
@@ -44,18 +44,22 @@ def node_vars(ir: CircuitIR, atoms_only: bool = False) -> list[int]:
     return masks
 
 
-def _counts(ir: CircuitIR) -> tuple[list[int], list[int]]:
+def _counts(ir: CircuitIR, masks: list[int], fixed: tuple[int, bool] | None = None) -> list[int]:
+    """Every node's model count over its own atoms; with ``fixed = (var, value)``, counting only
+    the models that give ``var`` that value (it is then no longer free anywhere)."""
     kinds = ir.kinds.tolist()
+    lits = ir.lits.tolist()
     ptr = ir.child_ptr.tolist()
     kids = ir.children.tolist()
-    masks = node_vars(ir, atoms_only=True)
-    sizes = [m.bit_count() for m in masks]
+    var, value = fixed if fixed is not None else (0, True)
+    pinned = 1 << var if fixed is not None else 0
     counts = [0] * len(kinds)
     for i, k in enumerate(kinds):
-        if k == TRUE or k == LIT:
+        if k == TRUE:
             counts[i] = 1
-        elif k == FALSE:
-            counts[i] = 0
+        elif k == LIT:
+            lit = lits[i]
+            counts[i] = 0 if abs(lit) == var and (lit > 0) != value else 1
         elif k == AND:
             c = 1
             for j in kids[ptr[i] : ptr[i + 1]]:
@@ -63,12 +67,16 @@ def _counts(ir: CircuitIR) -> tuple[list[int], list[int]]:
                 if not c:
                     break
             counts[i] = c
-        else:  # OR: children are disjoint, each counted over the OR's variables
-            s, n = 0, sizes[i]
-            for j in kids[ptr[i] : ptr[i + 1]]:
-                s += counts[j] << (n - sizes[j])
-            counts[i] = s
-    return counts, masks
+        elif k == OR:  # children are disjoint; an atom a child does not mention is free in it
+            counts[i] = sum(counts[j] << ((masks[i] & ~masks[j]) & ~pinned).bit_count()
+                            for j in kids[ptr[i] : ptr[i + 1]])
+    return counts
+
+
+def _scaled_to_all_atoms(ir: CircuitIR, masks: list[int], counts: list[int], node: int,
+                         pinned: int = 0) -> int:
+    every_atom = ((1 << (ir.num_atoms + 1)) - 1) & ~1
+    return counts[node] << ((every_atom & ~masks[node]) & ~pinned).bit_count()
 
 
 def model_count(ir: CircuitIR, root: int = 0) -> int:
@@ -86,13 +94,9 @@ def model_count(ir: CircuitIR, root: int = 0) -> int:
 
 def model_counts(ir: CircuitIR) -> list[int]:
     """``model_count`` for every root, sharing one pass over the DAG."""
-    counts, masks = _counts(ir)
-    atoms = ((1 << (ir.num_atoms + 1)) - 1) & ~1
-    out = []
-    for r in ir.roots.tolist():
-        missing = (atoms & ~masks[r]).bit_count()
-        out.append(counts[r] << missing)
-    return out
+    masks = node_vars(ir, atoms_only=True)
+    counts = _counts(ir, masks)
+    return [_scaled_to_all_atoms(ir, masks, counts, r) for r in ir.roots.tolist()]
 
 
 def forced_atoms(ir: CircuitIR, atoms, root: int = 0) -> dict[int, bool | None]:
@@ -104,35 +108,11 @@ def forced_atoms(ir: CircuitIR, atoms, root: int = 0) -> dict[int, bool | None]:
     >>> forced_atoms(compile_cnf(CNF(3, [(1,), (2, 3)])).ir, [1, 2, 3])
     {1: True, 2: None, 3: None}
     """
-    kinds = ir.kinds.tolist()
-    lits = ir.lits.tolist()
-    ptr = ir.child_ptr.tolist()
-    kids = ir.children.tolist()
     masks = node_vars(ir, atoms_only=True)
-    everything = ((1 << (ir.num_atoms + 1)) - 1) & ~1
     r = int(ir.roots[root])
     out: dict[int, bool | None] = {}
     for var in atoms:
-        counts = {}
-        for value in (True, False):
-            fixed = 1 << var
-            c = [0] * len(kinds)
-            for i, k in enumerate(kinds):
-                if k == TRUE:
-                    c[i] = 1
-                elif k == LIT:
-                    lit = lits[i]
-                    c[i] = 0 if abs(lit) == var and (lit > 0) != value else 1
-                elif k == AND:
-                    v = 1
-                    for j in kids[ptr[i]:ptr[i + 1]]:
-                        v *= c[j]
-                        if not v:
-                            break
-                    c[i] = v
-                elif k == OR:  # a child that does not mention a free atom counts both of its values
-                    c[i] = sum(c[j] << ((masks[i] & ~masks[j]) & ~fixed).bit_count()
-                               for j in kids[ptr[i]:ptr[i + 1]])
-            counts[value] = c[r] << ((everything & ~masks[r]) & ~fixed).bit_count()
-        out[var] = None if counts[True] and counts[False] else bool(counts[True])
+        count = {value: _scaled_to_all_atoms(ir, masks, _counts(ir, masks, (var, value)), r, 1 << var)
+                 for value in (True, False)}
+        out[var] = None if count[True] and count[False] else bool(count[True])
     return out

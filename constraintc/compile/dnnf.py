@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from constraintc.budget import progress_reporter
 from constraintc.compile.ir import CircuitIR
 from constraintc.errors import BudgetExceeded, ConstraintcError
 
@@ -234,14 +235,7 @@ def compile_builtin(cnfs, num_vars: int, max_seconds: float | None = None,
     start = time.perf_counter()
     deadline = None if max_seconds is None else start + max_seconds
     pending = list(PORTFOLIO if heuristic == "auto" else (heuristic,))
-    shown = None
-    if progress is True:
-        from constraintc.budget import Progress
-
-        shown = Progress()
-        report = shown.update
-    else:
-        report = progress or None
+    shown, report = progress_reporter(progress)
     best = None  # (ir, stats)
     failure = None  # the user's budget stopped this attempt: reported when nothing finishes
     predicted: dict[str, float] = {}  # edges a stopped heuristic would need: edges / fraction done

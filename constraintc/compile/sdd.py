@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from constraintc.budget import progress_reporter
 from constraintc.compile.ir import CircuitIR, IRBuilder
 from constraintc.errors import BudgetExceeded
 
@@ -171,14 +172,7 @@ def compile_pysdd(cnfs, num_vars: int, max_seconds: float | None = None,
     start = time.perf_counter()
     proc.start()
     child.close()
-    shown = None
-    if progress is True:
-        from constraintc.budget import Progress
-
-        shown = Progress()
-        report = shown.update
-    else:
-        report = progress or None
+    shown, report = progress_reporter(progress)
     state = (0, 0, sum(len(c) for c in clause_lists[:1]), 0)  # cnf, clauses done, of, SDD size
     result = None
 

@@ -114,3 +114,25 @@ def consistent_predictions(records: list[dict], pred_map: dict[str, dict], rules
                 marginal[r["id"]] = {"prediction": "Yes" if m >= 0.5 else "No", "p_yes": m}
                 mpe[r["id"]] = {"prediction": "Yes" if a else "No"}
     return marginal, mpe
+
+
+def consistent_report(records: list[dict], predictions: list[dict], rules: str, params: dict | None,
+                      thresholds, rules_max_nodes: int | None = 15) -> dict:
+    """The evaluation report (splits and overall) of the marginal and of the MPE answers, each
+    with the number of records answered; an :class:`OptionError` naming ``--consistent`` when no
+    prediction carries ``p_yes``."""
+    from constraintc.errors import OptionError
+    from constraintc.evaluation.metrics import compute_report, prepare_predictions
+
+    pred_map = prepare_predictions(predictions, "--predictions")
+    if not any(p.get("p_yes") is not None for p in pred_map.values()):
+        raise OptionError("--consistent", True, "predictions with p_yes (P(Yes) per answer) to condition on the rules")
+    marginal, mpe = consistent_predictions(records, pred_map, rules, params)
+    out = {}
+    for name, preds in (("marginal", marginal), ("mpe", mpe)):
+        rep = compute_report(
+            records, [{"id": rid, **pred} for rid, pred in preds.items()], thresholds=thresholds, rules=rules,
+            rules_max_nodes=rules_max_nodes, rules_params=params, source=f"--consistent {name}",
+        )
+        out[name] = {"splits": rep["splits"], "overall": rep["overall"], "answered": len(preds)}
+    return out

@@ -67,6 +67,24 @@ def _where(pred: dict, source: str) -> str:
     return f"{source}:{line}:1" if line is not None else f"{source}: prediction {pred.get('id')!r}"
 
 
+def check_records(records: list[dict], path: str) -> None:
+    """Records to evaluate on: each with an ``id`` (unique) and a Yes/No ``label``; a
+    :class:`~constraintc.tasks.io.DataError` naming FILE:LINE otherwise."""
+    from constraintc.tasks.io import DataError
+
+    seen = set()
+    for r in records:
+        where = f"{path}:{r.get('_line', '?')}:1"
+        for name in ("id", "label"):
+            if name not in r:
+                raise DataError(f"{where}: error: record without the {name!r} field")
+        if r["label"] not in ("Yes", "No"):
+            raise DataError(f"{where}: error: label={r['label']!r}: expected 'Yes' or 'No'")
+        if r["id"] in seen:
+            raise DataError(f"{where}: error: duplicate record id {r['id']!r}")
+        seen.add(r["id"])
+
+
 def prepare_predictions(predictions: Iterable[dict], source: str = "predictions") -> dict[str, dict]:
     """id -> {"prediction": "Yes"/"No", "p_yes": float | None, ...the rest}.
 

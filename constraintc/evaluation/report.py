@@ -1,4 +1,5 @@
-"""Render an evaluation report: Markdown tables and PNG plots (matplotlib, Agg backend)."""
+"""Render evaluation reports: Markdown tables, PNG plots (matplotlib, Agg backend), and the
+before -> after tables of a fine-tuning run."""
 
 from __future__ import annotations
 
@@ -131,15 +132,8 @@ def plot(report: dict, out_dir: str | Path) -> list[Path]:
             ax.text(x - 0.2, (m["balanced_accuracy"] or 0) + 0.02, "collapsed", rotation=90, ha="center", va="bottom", fontsize=7, color="#a33")
     ax.axhline(0.5, color="black", lw=0.8, ls="--", label="chance")
     ax.set_ylim(0, 1.05)
-    ax.set_xticks(xs, keys, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("balanced accuracy")
-    ax.set_title("Balanced accuracy per split, with shortcut baselines")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    path = out / "balanced_accuracy.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save(plt, fig, ax, xs, keys, "balanced accuracy",
+                       "Balanced accuracy per split, with shortcut baselines", out / "balanced_accuracy.png"))
 
     fig, ax = plt.subplots(figsize=(width, 3.8))
     dom = report["thresholds"]["dominance"]
@@ -148,16 +142,21 @@ def plot(report: dict, out_dir: str | Path) -> list[Path]:
     ax.bar(xs, [m["yes_rate"] or 0.0 for m in splits], width=0.5, color="#3b6ea8", label="predicted yes-rate")
     ax.scatter(xs, [m["label_yes_rate"] or 0.0 for m in splits], color="black", marker="_", s=400, zorder=3, label="true yes-rate")
     ax.set_ylim(0, 1.0)
+    paths.append(_save(plt, fig, ax, xs, keys, "fraction answered Yes", "Yes-rate per split",
+                       out / "yes_rate.png"))
+    return paths
+
+
+def _save(plt, fig, ax, xs, keys, ylabel: str, title: str, path: Path) -> Path:
+    """Label a per-split figure (split names under the bars, legend outside) and write it."""
     ax.set_xticks(xs, keys, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("fraction answered Yes")
-    ax.set_title("Yes-rate per split")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    path = out / "yes_rate.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    paths.append(path)
-    return paths
+    return path
 
 
 def consistent_section(report: dict) -> list[str]:
@@ -184,3 +183,60 @@ def consistent_section(report: dict) -> list[str]:
             f"| {_f(mar.get('rule_violation_rate'))} | {_f(mpe.get('rule_violation_rate'))} |"
         )
     return lines
+
+
+# ---------------------------------------------------------------- before -> after tables
+def _fmt(x) -> str:
+    return "  -  " if x is None else f"{x:.3f}"
+
+
+def _shortcut(m: dict) -> str:
+    name, bacc = m.get("best_baseline"), m.get("best_baseline_balanced_accuracy")
+    return "-" if name is None or bacc is None else f"{name} {bacc:.3f}"
+
+
+def comparison_table(before: dict | None, after: dict | None) -> str:
+    """A before/after table per split: balanced accuracy, yes-rate, MCC, rule violations, collapse,
+    and the best shortcut baseline on the same records (a surface cue, either polarity): a model
+    that does not beat it has not shown that it reasons."""
+    if after is None:
+        return ""
+    lines = [
+        f"{'split':<30}{'n':>5}  {'bal.acc before -> after':>24}  {'best shortcut':>28}  "
+        f"{'yes-rate before -> after':>25}  {'MCC after':>9}  {'violations before -> after':>27}  collapsed before -> after"
+    ]
+    for key, m in list(after["splits"].items()) + [("overall", after["overall"])]:
+        b = (before["splits"].get(key) if key != "overall" else before["overall"]) if before else None
+        flag = lambda s: "-" if s is None else ("COLLAPSED" if s["collapsed"] else "ok")  # noqa: E731
+        lines.append(
+            f"{key:<30}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
+            f"  {_shortcut(m):>28}"
+            f"  {_fmt(b and b['yes_rate']):>12} -> {_fmt(m['yes_rate']):<9}  {_fmt(m['mcc']):>9}"
+            f"  {_fmt(b and b.get('rule_violation_rate')):>14} -> {_fmt(m.get('rule_violation_rate')):<9}"
+            f"  {flag(b):>9} -> {flag(m)}"
+        )
+    for key, m in after["splits"].items():
+        for reason in m.get("collapse_reasons", []):
+            lines.append(f"  after, {key}: collapsed: {reason}")
+    return "\n".join(lines)
+
+
+def reasoning_table(before: dict | None, after: dict | None) -> str:
+    """With --trace: the generated answers' balanced accuracy and the traces' validity per split."""
+    if not after or not after.get("reasoning"):
+        return ""
+    b_rep = (before or {}).get("reasoning")
+    lines = [
+        f"{'split':<26}{'n':>5}  {'bal.acc before -> after':>24}  {'valid traces before -> after':>29}  "
+        f"{'sound traces before -> after':>29}  {'step precision after':>20}"
+    ]
+    for key, m in list(after["reasoning"]["splits"].items()) + [("overall", after["reasoning"]["overall"])]:
+        b = (b_rep["splits"].get(key) if key != "overall" else b_rep["overall"]) if b_rep else None
+        t, bt = m.get("traces") or {}, (b or {}).get("traces") or {}
+        sound = lambda tr: tr["sound_traces"] / tr["n"] if tr.get("n") else None  # noqa: E731
+        lines.append(
+            f"{key:<26}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
+            f"  {_fmt(bt.get('valid_rate')):>16} -> {_fmt(t.get('valid_rate')):<9}"
+            f"  {_fmt(sound(bt)):>16} -> {_fmt(sound(t)):<9}  {_fmt(t.get('step_precision')):>20}"
+        )
+    return "\n".join(lines)

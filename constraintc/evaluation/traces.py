@@ -20,7 +20,8 @@ true when the trail is a simple trail of the graph with exactly those arrow dire
 claim holds given the record's conditioning set (see :func:`check_steps`). So are the
 conclusions ``X and Y are (not) d-separated given {Z}`` (judged by ``nx.is_d_separator`` with the
 set the sentence names) and ``X and Y are not joined by any trail`` (the skeleton has no path). A
-*sound* trace is valid, states at least one step, and every step is true.
+*sound* trace is valid, states at least one step, and every step is true. The sentences and the
+patterns that read them are defined in :mod:`constraintc.tasks.trace_format`.
 """
 
 from __future__ import annotations
@@ -29,22 +30,10 @@ import re
 
 import networkx as nx
 
+from constraintc.tasks.trace_format import CAUSAL_STEP, CAUSES, NOT_JOINED_CLAIM, SEPARATION, TRAIL_CLAIM, TRAIL_TOKEN
+
 STATUSES = ("valid", "empty", "missing", "truncated")
 
-_STEP = re.compile(
-    r"\b(\w[\w-]*)\s+(causes|does\s+not\s+cause|doesn't\s+cause|cannot\s+cause|can't\s+cause)\s+(\w[\w-]*)"
-)
-_TRAIL = re.compile(
-    r"\b[Tt]rail\s+(\w+(?:\s*(?:->|<-)\s*\w+)+)\s+is\s+"
-    r"(?:(open)|blocked(?:\s+at\s+(\w+)(?:\s*,\s*(a\s+collider|which\s+is\s+in))?)?)"
-)
-_TRAIL_TOKEN = re.compile(r"->|<-|\w+")
-# "B and D are (not) d-separated given {C, E}" (also as a word-level model decodes it:
-# "d - separated given { C , E }"), and "B and D are not joined by any trail"
-_SEPARATION = re.compile(
-    r"\b(\w+)\s+and\s+(\w+)\s+are\s+(not\s+)?d\s*-\s*separated\s+given\s*\{([^}]*)\}"
-)
-_NO_TRAIL = re.compile(r"\b(\w+)\s+and\s+(\w+)\s+are\s+not\s+joined\s+by\s+any\s+trail")
 _GIVEN = re.compile(r"given\s*\{([^}]*)\}")
 _ANSWER = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 _ANSWER_LEAD = re.compile(r"(?:(?:the\s+)?(?:final\s+)?answer(?:\s+is)?\s*:?\s*)$", re.IGNORECASE)
@@ -132,7 +121,7 @@ def trail_claim_holds(
     """Whether one parsed trail claim ``(trail text, "open" or "", blocked-at node, reason)`` is
     true in ``graph`` given ``z`` (``openers``: z and its ancestors, the nodes that open a collider)."""
     trail_text, is_open, at, reason = claim
-    tokens = _TRAIL_TOKEN.findall(trail_text)
+    tokens = TRAIL_TOKEN.findall(trail_text)
     names, arrows = tokens[0::2], tokens[1::2]
     if len(set(names)) != len(names) or any(n not in graph for n in names):
         return False
@@ -186,28 +175,28 @@ def check_steps(reasoning: str | None, record: dict) -> dict:
     graph = nx.DiGraph()
     graph.add_nodes_from(nodes)
     graph.add_edges_from(edges)
-    for x, verb, y in _STEP.findall(reasoning):
+    for x, verb, y in CAUSAL_STEP.findall(reasoning):
         if x not in nodes or y not in nodes or x == y:
             continue
-        positive = verb == "causes"
+        positive = verb == CAUSES
         holds = nx.has_path(graph, x, y)
         out["steps"] += 1
         out["true"] += holds == positive
         out["in_premise"] += positive and (x, y) in edges
     skeleton = None
-    for x, y, negated, given in _SEPARATION.findall(reasoning):
+    for x, y, negated, given in SEPARATION.findall(reasoning):
         z = {v.strip() for v in given.split(",") if v.strip()}
         if x not in nodes or y not in nodes or x == y or not z <= nodes or {x, y} & z:
             continue
         out["steps"] += 1
         out["true"] += bool(nx.is_d_separator(graph, {x}, {y}, z)) != bool(negated)
-    for x, y in _NO_TRAIL.findall(reasoning):
+    for x, y in NOT_JOINED_CLAIM.findall(reasoning):
         if x not in nodes or y not in nodes or x == y:
             continue
         skeleton = graph.to_undirected() if skeleton is None else skeleton
         out["steps"] += 1
         out["true"] += not nx.has_path(skeleton, x, y)
-    claims = _TRAIL.findall(reasoning)
+    claims = TRAIL_CLAIM.findall(reasoning)
     if claims:
         z = set(conditioning_set(record))
         openers = set(z)

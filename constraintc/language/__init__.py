@@ -23,14 +23,12 @@ __all__ = [
     "RuleDecl", "RulesError", "Diagnostic",
 ]
 
-# Rules that ground to false are looked for on graphs of these sizes (a rule false on all of them
-# is reported); small, so that checking stays fast.
-FALSE_RULE_PROBE_SIZES = (2, 3)
 
-
-def parse_rules(text: str, filename: str = "<string>", params: dict[str, int] | None = None,
-                probe_false_rules: bool = True) -> Program:
+def parse_rules(text: str, filename: str = "<string>", params: dict[str, int] | None = None) -> Program:
     """Parse and check rules text; raises :class:`RulesError` listing every problem.
+
+    The checks are those of the text alone; :func:`constraintc.logic.parse_rules` adds those
+    that need grounding (rules that can never hold).
 
     >>> prog = parse_rules("query p(X: node)\\nrule r: forall X: p(X)", params=None)
     >>> sorted(prog.rules)
@@ -55,84 +53,17 @@ def parse_rules(text: str, filename: str = "<string>", params: dict[str, int] | 
                           domains=dict(checker.domains), domain_sizes=dict(checker.domain_sizes),
                           preds=dict(checker.preds), rules=dict(checker.rules),
                           statements=tuple(statements))
-        if probe_false_rules:
-            diags = _false_rules(program)
-            if diags:
-                raise RulesError(filename, text, diags)
     except RecursionError:
-        from constraintc.language.ast import Span
-
-        raise RulesError(filename, text, [Diagnostic(
-            Span(1, 1, 1, 2), "the file nests formulas too deeply to process (over ~300 levels)")]
-        ) from None
+        raise too_deep(filename, text) from None
     return program
 
 
-def _false_rules(program: Program) -> list[Diagnostic]:
-    """Rules that ground to constant false, whatever the given predicates, on every graph.
+def too_deep(filename: str, text: str) -> RulesError:
+    """The error of a file whose formulas nest deeper than the recursive passes can follow."""
+    from constraintc.language.ast import Span
 
-    Only rules whose falsity cannot be cured by more nodes are probed: no positive ``exists``
-    (or negative ``forall``), no ``atleast``/``exactly`` over variables, no derived predicates.
-    For those, an instance that folds to false on a few nodes folds to false on more nodes too.
-    """
-    from constraintc.logic.grounding import GroundingBudget, rule_constants
-
-    derived = set(program.derived)
-    candidates = {name for name, rule in program.rules.items()
-                  if _universal(rule.formula, True) and not (_predicates(rule.formula) & derived)}
-    for n in FALSE_RULE_PROBE_SIZES:
-        if not candidates:
-            return []
-        try:
-            consts = rule_constants(program, n, budget=200_000)
-        except GroundingBudget:
-            return []  # too big to probe cheaply: the grounder reports it on real use
-        candidates &= {name for name, value in consts.items() if value is False}
-    smallest = FALSE_RULE_PROBE_SIZES[0]
-    return [Diagnostic(program.rules[name].span,
-                       f"rule {name} can never hold: on every graph of {smallest} or more nodes it "
-                       f"grounds to false, whatever the given predicates are")
-            for name in sorted(candidates)]
-
-
-def _predicates(f) -> set[str]:
-    from constraintc.logic.grounding import _atoms
-
-    return {a.pred for a in _atoms(f)}
-
-
-def _universal(f, positive: bool) -> bool:
-    """Does ``f``, in this polarity, only ever get falser as the domain grows (no positive
-    ``exists``, no negative ``forall``, no counting that more bindings can satisfy)?"""
-    return _universal_both(f)[0 if positive else 1]
-
-
-def _universal_both(f) -> tuple[bool, bool]:
-    """``(_universal(f, True), _universal(f, False))`` in one pass (linear in the formula: an
-    ``<->`` needs both polarities of both sides, which asked separately is exponential)."""
-    from constraintc.language import ast
-
-    if isinstance(f, (ast.Const, ast.Compare, ast.Atom)):
-        return True, True  # derived atoms are excluded by the caller
-    if isinstance(f, ast.Not):
-        pos, neg = _universal_both(f.arg)
-        return neg, pos
-    if isinstance(f, (ast.And, ast.Or)):
-        both = [_universal_both(a) for a in f.args]
-        return all(b[0] for b in both), all(b[1] for b in both)
-    if isinstance(f, ast.Implies):
-        left, right = _universal_both(f.left), _universal_both(f.right)
-        return left[1] and right[0], left[0] and right[1]
-    if isinstance(f, ast.Iff):
-        ok = all(_universal_both(f.left)) and all(_universal_both(f.right))
-        return ok, ok
-    if isinstance(f, ast.Quantified):
-        pos, neg = _universal_both(f.body)
-        return (pos, False) if f.kind == "forall" else (False, neg)
-    if isinstance(f, ast.Counting):
-        items = all(all(_universal_both(i)) for i in f.items)
-        return items and (not f.binders or f.kind == "atmost"), items and not f.binders
-    return False, False
+    return RulesError(filename, text, [Diagnostic(
+        Span(1, 1, 1, 2), "the file nests formulas too deeply to process (over ~300 levels)")])
 
 
 def load_rules(source: str | Path, params: dict[str, int] | None = None) -> Program:

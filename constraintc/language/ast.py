@@ -15,6 +15,7 @@ statements of a file; :class:`Program` is a checked file with its parameters res
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Union
 
 
@@ -149,6 +150,51 @@ class Counting:
 Formula = Union[Const, Atom, Compare, Not, And, Or, Implies, Iff, Quantified, Counting]
 
 
+def children(node) -> tuple:
+    """The direct children of an AST node, in source order: a formula's sub-formulas, an atom's
+    or a comparison's terms, a ``Z + X`` term's set, a declaration's formulas. Every walk over
+    the AST recurses through this.
+
+    >>> children(Implies(Atom("p", ()), Not(Atom("q", ()))))
+    (Atom(pred='p', args=()), Not(arg=Atom(pred='q', args=())))
+    """
+    if isinstance(node, Not):
+        return (node.arg,)
+    if isinstance(node, (And, Or)):
+        return node.args
+    if isinstance(node, (Implies, Iff, Compare)):
+        return (node.left, node.right)
+    if isinstance(node, Quantified):
+        return (node.body,)
+    if isinstance(node, Counting):
+        return node.items
+    if isinstance(node, Atom):
+        return node.args
+    if isinstance(node, SetAdd):
+        return (node.set,)
+    if isinstance(node, PredDecl):
+        return tuple(f for f in (node.where, node.body) if f is not None)
+    if isinstance(node, RuleDecl):
+        return (node.formula,)
+    return ()
+
+
+def atoms(f: "Formula"):
+    """Every :class:`Atom` in ``f`` (a formula or a declaration), in source order. Iterative: a
+    formula may nest deeper than Python's recursion limit.
+
+    >>> [a.pred for a in atoms(And((Atom("p", ()), Not(Atom("q", ())))))]
+    ['p', 'q']
+    """
+    stack = [f]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Atom):
+            yield node
+        else:
+            stack.extend(reversed(children(node)))
+
+
 # ---------------------------------------------------------------- declarations
 @dataclass(frozen=True)
 class ParamDecl:
@@ -242,9 +288,20 @@ def template_fields(template: str) -> list[tuple[str, int]]:
 
 
 def _fill_template(template: str, values: dict[str, str]) -> str:
+    literal, fields = _template_parts(template)
+    out = [literal[0]]
+    for name, text in zip(fields, literal[1:]):
+        out += (values[name], text)
+    return "".join(out)
+
+
+@lru_cache(maxsize=256)
+def _template_parts(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A template split once into its literal pieces and the placeholders between them."""
     import re
 
-    return re.sub(r"\{([^{}]*)\}", lambda m: values[m.group(1)], template)
+    pieces = re.split(r"\{([^{}]*)\}", template)
+    return tuple(pieces[0::2]), tuple(pieces[1::2])
 
 
 @dataclass(frozen=True)
@@ -286,3 +343,9 @@ class Program:
     @property
     def derived(self) -> dict[str, PredDecl]:
         return {n: p for n, p in self.preds.items() if p.kind == "derived"}
+
+    def derived_components(self) -> list["Component"]:
+        """The derived predicates grouped by mutual recursion, dependencies first."""
+        from constraintc.language.dependencies import derived_components
+
+        return derived_components(self.derived)

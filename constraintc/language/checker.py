@@ -192,14 +192,9 @@ class Checker:
             self.walk_atom(f, scope, infer)
         elif isinstance(f, ast.Compare):
             self.walk_compare(f, scope, infer)
-        elif isinstance(f, ast.Not):
-            self.walk(f.arg, scope, slots, infer)
-        elif isinstance(f, (ast.And, ast.Or)):
-            for a in f.args:
-                self.walk(a, scope, slots, infer)
-        elif isinstance(f, (ast.Implies, ast.Iff)):
-            self.walk(f.left, scope, slots, infer)
-            self.walk(f.right, scope, slots, infer)
+        elif isinstance(f, (ast.Not, ast.And, ast.Or, ast.Implies, ast.Iff)):
+            for child in ast.children(f):
+                self.walk(child, scope, slots, infer)
         elif isinstance(f, (ast.Quantified, ast.Counting)):
             if isinstance(f, ast.Counting):
                 if not infer:
@@ -219,7 +214,7 @@ class Checker:
                                        f"use another name (a quantifier's body extends as far "
                                        f"right as it can: parenthesize '(exists ...)' to end it)")
                 inner[b.name] = slot
-            for item in (f.items if isinstance(f, ast.Counting) else (f.body,)):
+            for item in ast.children(f):
                 self.walk(item, inner, slots, infer)
             if not infer:
                 for b in f.binders:
@@ -308,26 +303,21 @@ class Checker:
 
     # ------------------------------------------------------------ recursion
     def check_recursion(self) -> None:
+        from constraintc.language.dependencies import derived_components
+
         derived = {n: p for n, p in self.preds.items() if p.kind == "derived"}
-        deps: dict[str, set[str]] = {n: set() for n in derived}
-        uses: dict[str, list] = {n: [] for n in derived}
-        for name, pred in derived.items():
-            for atom, positive in _atoms_with_polarity(pred.body, True):
-                if atom.pred in derived:
-                    deps[name].add(atom.pred)
-                    uses[name].append((atom, positive))
-        for scc in strongly_connected(deps):
-            recursive = len(scc) > 1 or next(iter(scc)) in deps[next(iter(scc))]
-            if not recursive:
+        for component in derived_components(derived):
+            if not component.recursive:
                 continue
-            for name in sorted(scc, key=lambda n: list(derived).index(n)):
-                for atom, positive in uses[name]:
+            scc = set(component.names)
+            for name in component.names:
+                for atom, positive in _atoms_with_polarity(derived[name].body, True):
                     if atom.pred in scc and positive is not True:
                         self.error(atom.span, f"{name} depends on itself through negation (~, <->, the "
                                               f"left of ->, or counting): recursion must be positive, "
                                               f"or unrolling it has no fixed point")
             if all(_folds_false(derived[n].body, scc) for n in scc):
-                name = min(scc, key=lambda n: list(derived).index(n))
+                name = component.names[0]
                 self.error(derived[name].span, f"the recursion of {name} has no base case: every "
                                                f"alternative uses {name} again, so it is always false")
 
@@ -356,18 +346,12 @@ def _term_text(t) -> str:
 
 
 def _first_non_comparison(f):
+    """The first part of ``f`` that is not built from comparisons and constants with the
+    connectives, or None."""
     if isinstance(f, (ast.Compare, ast.Const)):
         return None
-    if isinstance(f, ast.Not):
-        return _first_non_comparison(f.arg)
-    if isinstance(f, (ast.And, ast.Or)):
-        for a in f.args:
-            bad = _first_non_comparison(a)
-            if bad is not None:
-                return bad
-        return None
-    if isinstance(f, (ast.Implies, ast.Iff)):
-        return _first_non_comparison(f.left) or _first_non_comparison(f.right)
+    if isinstance(f, (ast.Not, ast.And, ast.Or, ast.Implies, ast.Iff)):
+        return next((bad for c in ast.children(f) if (bad := _first_non_comparison(c)) is not None), None)
     return f
 
 
@@ -406,55 +390,6 @@ def _folds_false(f, scc) -> bool:
     if isinstance(f, ast.Quantified):
         return _folds_false(f.body, scc)
     return False
-
-
-def strongly_connected(graph: dict[str, set[str]]) -> list[set[str]]:
-    """Tarjan's SCCs in reverse topological order (dependencies first), iteratively."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    out: list[set[str]] = []
-    counter = 0
-    for root in graph:
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, it = work[-1]
-            advanced = False
-            for nxt in it:
-                if nxt not in graph:
-                    continue
-                if nxt not in index:
-                    index[nxt] = low[nxt] = counter
-                    counter += 1
-                    stack.append(nxt)
-                    on_stack.add(nxt)
-                    work.append((nxt, iter(sorted(graph[nxt]))))
-                    advanced = True
-                    break
-                if nxt in on_stack:
-                    low[node] = min(low[node], index[nxt])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                comp = set()
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    comp.add(w)
-                    if w == node:
-                        break
-                out.append(comp)
-    return out
 
 
 def check_statements(statements: list, params: dict[str, int] | None, opaque: dict | None = None):

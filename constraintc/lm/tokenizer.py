@@ -25,8 +25,7 @@ def build_word_tokenizer(
     >>> tok.convert_ids_to_tokens(tok("Does a cause b?")["input_ids"])
     ['[BOS]', 'Does', 'a', 'cause', 'b', '?']
     """
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
     corpus = list(texts) + [" ".join(words)]
     tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
@@ -37,17 +36,7 @@ def build_word_tokenizer(
     )
     trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, min_frequency=1, show_progress=False)
     tok.train_from_iterator(corpus, trainer=trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="[BOS] $A", pair="[BOS] $A $B", special_tokens=[("[BOS]", tok.token_to_id("[BOS]"))]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="[BOS]",
-        eos_token="[EOS]",
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        padding_side=padding_side,
-    )
+    return _wrap(tok, padding_side)
 
 
 def build_name_tokenizer(
@@ -67,8 +56,7 @@ def build_name_tokenizer(
     >>> tok.convert_ids_to_tokens(tok("Does R0R cause 1a?")["input_ids"])
     ['[BOS]', 'Does', 'R', '##0', '##R', 'cause', '1', '##a', '?']
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
     vocab: dict[str, int] = {}
     for piece in [*SPECIAL_TOKENS, *words, *alphabet, *(f"##{c}" for c in alphabet)]:
@@ -78,10 +66,18 @@ def build_name_tokenizer(
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(pattern), behavior="isolated")]
     )
-    tok.post_processor = processors.TemplateProcessing(
-        single="[BOS] $A", pair="[BOS] $A $B", special_tokens=[("[BOS]", vocab["[BOS]"])]
-    )
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    return _wrap(tok, padding_side)
+
+
+def _wrap(tok, padding_side: str):
+    """A trained ``tokenizers`` tokenizer for transformers: ``[BOS]`` starts every text."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A", pair="[BOS] $A $B", special_tokens=[("[BOS]", tok.token_to_id("[BOS]"))]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="[BOS]",

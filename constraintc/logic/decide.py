@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 from constraintc.language import ast
 from constraintc.language.ast import Program
-from constraintc.language.checker import strongly_connected
 
 NODE = "node"
 
@@ -57,12 +56,6 @@ class Definitions:
     graph_rules: tuple[str, ...]  # rules that mention no query predicate
 
 
-def _atoms(f):
-    from constraintc.logic.grounding import _atoms as atoms
-
-    return atoms(f)
-
-
 def definitions(program: Program) -> Definitions | None:
     """The definitional reading of ``program`` (see the module docstring), or None.
 
@@ -79,7 +72,7 @@ def definitions(program: Program) -> Definitions | None:
     def derived_uses_query(name: str, seen=()) -> bool:
         if name not in uses_query:
             uses_query[name] = False
-            for a in _atoms(derived[name].body):
+            for a in ast.atoms(derived[name].body):
                 if a.pred in queries or (a.pred in derived and a.pred not in seen
                                          and derived_uses_query(a.pred, seen + (name,))):
                     uses_query[name] = True
@@ -87,12 +80,12 @@ def definitions(program: Program) -> Definitions | None:
 
     def clean(f) -> bool:
         return all(a.pred not in queries and not (a.pred in derived and derived_uses_query(a.pred))
-                   for a in _atoms(f))
+                   for a in ast.atoms(f))
 
     by_query: dict[str, Definition] = {}
     graph_rules = []
     for name, rule in program.rules.items():
-        mentioned = [a for a in _atoms(rule.formula) if a.pred in queries]
+        mentioned = [a for a in ast.atoms(rule.formula) if a.pred in queries]
         if not mentioned:
             if not clean(rule.formula):
                 return None
@@ -147,7 +140,7 @@ class InstanceEvaluator:
     recursive atom whose value is not known yet" (Kleene logic)."""
 
     def __init__(self, program: Program, n: int, edges):
-        from constraintc.logic.grounding import graph_predicate
+        from constraintc.logic.evidence import graph_predicate
 
         self.program = program
         self.n = n
@@ -163,12 +156,10 @@ class InstanceEvaluator:
                     values.append(sum(1 << i for i in combo))
             self.domain_values[dom] = values
         derived = program.derived
-        deps = {name: {a.pred for a in _atoms(p.body) if a.pred in derived} for name, p in derived.items()}
         self.scc_of: dict[str, frozenset] = {}
         self.depth: dict[frozenset, int] = {}
-        for scc in strongly_connected(deps):
-            scc = frozenset(scc)
-            recursive = len(scc) > 1 or any(name in deps[name] for name in scc)
+        for component in program.derived_components():
+            scc, recursive = frozenset(component.names), component.recursive
             for name in scc:
                 self.scc_of[name] = scc if recursive else frozenset()
             if recursive:
@@ -216,18 +207,13 @@ class InstanceEvaluator:
             elif isinstance(f, ast.Compare):
                 term_type(f.left, scope)
                 term_type(f.right, scope)
-            elif isinstance(f, ast.Not):
-                walk(f.arg, scope)
-            elif isinstance(f, (ast.And, ast.Or)):
-                for a in f.args:
-                    walk(a, scope)
-            elif isinstance(f, (ast.Implies, ast.Iff)):
-                walk(f.left, scope)
-                walk(f.right, scope)
             elif isinstance(f, (ast.Quantified, ast.Counting)):
                 inner = dict(scope, **{b.name: b.type for b in f.binders})
-                for body in ([f.body] if isinstance(f, ast.Quantified) else f.items):
+                for body in ast.children(f):
                     walk(body, inner)
+            else:
+                for child in ast.children(f):
+                    walk(child, scope)
 
         for pred in self.program.preds.values():
             scope = dict(zip(pred.arg_names, pred.arg_types))

@@ -33,6 +33,7 @@ it in one respect (length, statement order, structure or names).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections import defaultdict
@@ -155,21 +156,41 @@ def premise_text(edges: list[tuple[str, str]]) -> str:
     return " ".join(f"{u} causes {v}." for u, v in edges)
 
 
+# task -> (the library rules file that states it, its query predicate)
+TASK_RULES = {"transitivity": ("transitivity", "causes"), "dsep": ("dsep", "dsep")}
+
+
+@functools.lru_cache(maxsize=None)
+def task_query(task: str):
+    """The query declaration of ``task``'s rules file: its question template and its atoms."""
+    from constraintc.language import load_rules
+
+    rules, pred = TASK_RULES[task]
+    return load_rules(rules).queries[pred]
+
+
+def _args(task: str, x: str, y: str, z: tuple[str, ...]) -> tuple:
+    return (x, y) if task == "transitivity" else (x, y, frozenset(z))
+
+
 def question_text(task: str, x: str, y: str, z: tuple[str, ...] = ()) -> str:
-    """The question exactly as the rules' templates render it.
+    """The question as the rules' template renders it.
 
     >>> question_text("dsep", "B", "C", ("E", "D"))
     'Are B and C d-separated given {D, E}?'
     """
-    if task == "transitivity":
-        return f"Does {x} cause {y}?"
-    return f"Are {x} and {y} d-separated given {{{', '.join(sorted(z))}}}?"
+    return task_query(task).render(_args(task, x, y, z))
 
 
 def atom_text(task: str, x: str, y: str, z: tuple[str, ...] = ()) -> str:
-    if task == "transitivity":
-        return f"causes({x},{y})"
-    return f"dsep({x},{y},{{{','.join(sorted(z))}}})"
+    """The atom the question asks about, as circuits name it.
+
+    >>> atom_text("dsep", "B", "C", ("E", "D"))
+    'dsep(B,C,{D,E})'
+    """
+    from constraintc.logic.atoms import format_atom
+
+    return format_atom(task_query(task).name, _args(task, x, y, z))
 
 
 class _Graph:
@@ -282,7 +303,7 @@ def make_record(
     meta: dict | None = None,
     trace: str | None = None,
 ) -> dict:
-    """One record in the JSONL schema of INTERFACES.md (``trace``, when given, goes last)."""
+    """One record in the JSONL schema of docs/tasks.md, "Records" (``trace``, when given, goes last)."""
     nodes, edges = (g.nodes, g.edges) if isinstance(g, _Graph) else g
     x, y, z = question
     record = {

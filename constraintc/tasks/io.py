@@ -13,19 +13,22 @@ class DataError(ConstraintcError):
     """A malformed data or predictions file; the message names FILE:LINE."""
 
 
-def read_jsonl(path: str | Path, option: str = "--data", with_lines: bool = False) -> list[dict]:
+def read_jsonl(path: str | Path, option: str = "--data", with_lines: bool = False,
+               require: tuple[str, ...] = ()) -> list[dict]:
     """Every JSON object of a JSONL file (blank lines skipped); ``with_lines`` adds each object's
-    line number as ``"_line"`` (for error messages; :func:`write_jsonl` drops it again).
+    line number as ``"_line"`` (for error messages; :func:`write_jsonl` drops it again); an
+    object without one of the ``require``d fields is a :class:`DataError` naming FILE:LINE.
 
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "x.jsonl"); _ = write_jsonl([{"a": 1}], p)
     >>> read_jsonl(p)
     [{'a': 1}]
     """
-    return list(iter_jsonl(path, option, with_lines))
+    return list(iter_jsonl(path, option, with_lines, require))
 
 
-def iter_jsonl(path: str | Path, option: str = "--data", with_lines: bool = False) -> Iterator[dict]:
+def iter_jsonl(path: str | Path, option: str = "--data", with_lines: bool = False,
+               require: tuple[str, ...] = ()) -> Iterator[dict]:
     path = Path(path)
     if not path.is_file():
         raise OptionError(option, str(path), "an existing JSONL file")
@@ -39,6 +42,9 @@ def iter_jsonl(path: str | Path, option: str = "--data", with_lines: bool = Fals
                 raise DataError(f"{path}:{number}:{err.colno}: error: invalid JSON: {err.msg}") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{number}:1: error: expected a JSON object, got {type(obj).__name__}")
+            missing = [k for k in require if k not in obj]
+            if missing:
+                raise DataError(f"{path}:{number}:1: error: record lacks {', '.join(missing)}")
             if with_lines:
                 obj.setdefault("_line", number)
             yield obj

@@ -87,3 +87,15 @@ def reasoning_prompt(record: dict, style: str = "plain", tokenizer=None) -> str:
 
 def format_prompts(records: list[dict], style: str = "plain", tokenizer=None) -> list[str]:
     return [format_prompt(r, style, tokenizer) for r in records]
+
+
+def answered_text(record: dict, traces: bool = False) -> str:
+    """A record as a worked example: the prompt and its label; with ``traces`` the reasoning
+    prompt, the record's gold trace, then ``Answer: <label>``.
+
+    >>> answered_text({"premise": "B causes C.", "question": "Does B cause C?", "label": "Yes"})
+    'B causes C.\\nQuestion: Does B cause C?\\nAnswer: Yes'
+    """
+    if traces:
+        return f"{reasoning_prompt(record)} {record['trace']}\nAnswer: {record['label']}"
+    return f"{format_prompt(record)} {record['label']}"

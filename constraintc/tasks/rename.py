@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 
-from constraintc.tasks.atoms import format_atom, parse_atom, rename_args
+from constraintc.logic.atoms import format_atom, parse_atom, rename_args
 
 
 def rename_words(text: str, mapping: dict[str, str]) -> str:

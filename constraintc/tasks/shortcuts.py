@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from constraintc.tasks.atoms import parse_atom
+from constraintc.logic.atoms import parse_atom
 
 
 

@@ -1,7 +1,8 @@
 """Gold reasoning traces: a short derivation of each record's label from its premise graph.
 
 A trace is plain text in a small, regular vocabulary (short period-terminated sentences, node names
-as they are) that ends with a sentence stating the conclusion. It never contains the words "Yes",
+as they are; the sentences are defined in :mod:`constraintc.tasks.trace_format`) that ends with a
+sentence stating the conclusion. It never contains the words "Yes",
 "No" or "Answer", so ``trace + "\\nAnswer: Yes"`` parses back (see
 :func:`constraintc.evaluation.traces.parse_output`) into the trace and the answer.
 
@@ -37,34 +38,15 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterator, Sequence
 
-# every sentence form a trace can take, with sample names (a word-level tokenizer's vocabulary must
-# cover the rare ones too, such as the sentences written past the trail cap)
-SENTENCE_FORMS = (
-    "B causes C. C causes D. So B causes D.",
-    "B causes C. So B causes C.",
-    "B causes nothing. So B does not cause C.",
-    "Trail B -> C <- D is blocked at C, a collider outside {E, F}.",
-    "Trail B <- C -> D is blocked at C, which is in {C}.",
-    "Trail B -> C -> D is open.",
-    "Every other trail is blocked too.",
-    "Other trails before it are blocked too.",
-    "B and D are not joined by any trail.",
-    "So B and D are d-separated given {}.",
-    "So B and D are not d-separated given {C}.",
-)
+from constraintc.tasks.trace_format import (EARLIER_BLOCKED, EVERY_OTHER_BLOCKED, SENTENCE_FORMS,
+                                            cause_conclusion, cause_step, causes_nothing,
+                                            not_joined, separation_conclusion, trail_sentence)
+
+__all__ = ["GraphTracer", "trace_text", "SENTENCE_FORMS", "MAX_TRAILS", "TASKS"]
 
 MAX_TRAILS = 16  # trails written per d-separation trace (bounds its length; see the module docstring)
 
 TASKS = ("transitivity", "dsep")
-
-
-def z_text(z: Sequence[str]) -> str:
-    """A conditioning set as the question renders it.
-
-    >>> z_text(("E", "D")), z_text(())
-    ('{D, E}', '{}')
-    """
-    return "{" + ", ".join(sorted(z)) + "}"
 
 
 class GraphTracer:
@@ -137,10 +119,10 @@ class GraphTracer:
                 seen.add(v)
                 tree.append((u, v))
                 if v == y:
-                    return " ".join([f"{a} causes {b}." for a, b in tree] + [f"So {x} causes {y}."])
+                    return " ".join([cause_step(a, b) for a, b in tree] + [cause_conclusion(x, y, True)])
                 queue.append(v)
-        steps = [f"{a} causes {b}." for a, b in tree] or [f"{x} causes nothing."]
-        steps.append(f"So {x} does not cause {y}.")
+        steps = [cause_step(a, b) for a, b in tree] or [causes_nothing(x)]
+        steps.append(cause_conclusion(x, y, False))
         return " ".join(steps)
 
     # d-separation -----------------------------------------------------------------------------
@@ -205,17 +187,10 @@ class GraphTracer:
                 return mid, False
         return None
 
-    def _trail_sentence(self, trail: list[str], block: tuple[str, bool] | None, zt: str) -> str:
-        head = f"Trail {self.trail_text(trail)} is"
-        if block is None:
-            return f"{head} open."
-        node, collider = block
-        if collider:
-            return f"{head} blocked at {node}, a collider outside {zt}."
-        return f"{head} blocked at {node}, which is in {zt}."
+    def _trail_sentence(self, trail: list[str], block: tuple[str, bool] | None, z) -> str:
+        return trail_sentence(self.trail_text(trail), block, z)
 
     def _dsep(self, x: str, y: str, z: tuple[str, ...]) -> str:
-        zt = z_text(z)
         openers = self._openers(z)
         sentences: list[str] = []
         trails = self.trails(x, y)
@@ -227,21 +202,21 @@ class GraphTracer:
                 if block is not None:
                     found = next((t for t in trails if self.blocker(t, z, openers) is None), None)
                     if found is None:
-                        sentences.append("Every other trail is blocked too.")
+                        sentences.append(EVERY_OTHER_BLOCKED)
                         break
                     trail = found
-                    sentences.append("Other trails before it are blocked too.")
-                sentences.append(self._trail_sentence(trail, None, zt))
-                sentences.append(f"So {x} and {y} are not d-separated given {zt}.")
+                    sentences.append(EARLIER_BLOCKED)
+                sentences.append(self._trail_sentence(trail, None, z))
+                sentences.append(separation_conclusion(x, y, z, False))
                 return " ".join(sentences)
             count += 1
-            sentences.append(self._trail_sentence(trail, block, zt))
+            sentences.append(self._trail_sentence(trail, block, z))
             if block is None:
-                sentences.append(f"So {x} and {y} are not d-separated given {zt}.")
+                sentences.append(separation_conclusion(x, y, z, False))
                 return " ".join(sentences)
         if count == 0:
-            sentences.append(f"{x} and {y} are not joined by any trail.")
-        sentences.append(f"So {x} and {y} are d-separated given {zt}.")
+            sentences.append(not_joined(x, y))
+        sentences.append(separation_conclusion(x, y, z, True))
         return " ".join(sentences)
 
 

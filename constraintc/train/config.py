@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from constraintc.errors import ConstraintcError
+from constraintc.tasks.generate import SPLITS
 from constraintc.train.schedules import SCHEDULES
 
 
@@ -26,82 +27,158 @@ class ConfigError(ConstraintcError):
     exit_code = 2
 
 
+@dataclass(frozen=True)
+class Option:
+    """What a config field means and which values it takes: ``help`` (what it does; ``--help``
+    adds the default from the field), ``choices``, and bounds: ``minimum`` (value >= minimum),
+    ``above`` (value > above), ``below`` (value < below). ``expected`` replaces the generic
+    out-of-range message; ``flag`` the derived ``--name-with-dashes``."""
+
+    help: str
+    choices: tuple | None = None
+    minimum: float | None = None
+    above: float | None = None
+    below: float | None = None
+    expected: str | None = None
+    flag: str | None = None
+    metavar: str | None = None
+
+    def problem(self, value) -> str | None:
+        """What is wrong with a value of the right type, or None.
+
+        >>> Option("steps", above=0).problem(0), Option("rate", minimum=0, below=1).problem(1.0)
+        ('expected a positive number', 'expected a number >= 0 and < 1')
+        """
+        if self.choices is not None and value not in self.choices:
+            return f"expected one of {', '.join(map(str, self.choices))}"
+        too_low = ((self.minimum is not None and value < self.minimum)
+                   or (self.above is not None and not value > self.above))
+        too_high = self.below is not None and not value < self.below
+        if not (too_low or too_high):
+            return None
+        if self.expected:
+            return f"expected {self.expected}"
+        if self.above == 0 and self.minimum is None and self.below is None:
+            return "expected a positive number"
+        parts = ([f">= {_num(self.minimum)}"] if self.minimum is not None else []) + \
+                ([f"> {_num(self.above)}"] if self.above is not None else []) + \
+                ([f"< {_num(self.below)}"] if self.below is not None else [])
+        return f"expected a number {' and '.join(parts)}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def option(default, help: str, **bounds):
+    """A dataclass field carrying its :class:`Option`."""
+    meta = {"option": Option(help, **bounds)}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+_TRAIN_SPLITS = tuple(s for s in SPLITS if s != "adversarial")
+
+
 @dataclass
 class FinetuneConfig:
-    """Every knob of ``constraintc finetune`` (see ``constraintc finetune --help``)."""
+    """Every knob of ``constraintc finetune``: each field's default, meaning and bounds are here;
+    the TOML keys, the flags (``--name-with-dashes``) and ``--help`` are derived from them."""
 
     # what to train
-    model: str = "embedded"
-    rules: str = "transitivity"
-    params: dict = field(default_factory=dict)
-    finetune: str = "auto"  # auto | full | lora (auto: full for the embedded model, LoRA otherwise)
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_targets: list = field(default_factory=lambda: ["q_proj", "v_proj"])
-    dtype: str = "float32"
+    model: str = option("embedded", "hub id, local directory, .gguf file, 'smollm2' or 'embedded' (the "
+                                    "built-in small Gemma, trained from scratch)")
+    rules: str = option("transitivity", "rules file or library name")
+    params: dict = option({}, "override a 'param' of the rules file (repeatable; TOML: a table of "
+                              "NAME = VALUE)", flag="--param", metavar="NAME=VALUE")
+    finetune: str = option("auto", "full fine-tuning or LoRA adapters; auto: full for the embedded model, "
+                                   "LoRA otherwise", choices=("auto", "full", "lora"))
+    lora_r: int = option(8, "LoRA rank", above=0)
+    lora_alpha: int = option(16, "LoRA scaling numerator (the adapters are scaled by alpha / r)", above=0)
+    lora_dropout: float = option(0.0, "dropout on the LoRA adapters' inputs", minimum=0)
+    lora_targets: list = option(["q_proj", "v_proj"], "module names that get LoRA adapters "
+                                                      "(comma-separated)", metavar="NAMES")
+    dtype: str = option("float32", "the weights' dtype", choices=("float32", "bfloat16", "float64"))
     # data
-    data: str = ""  # JSONL of task records; empty: generate `train_records` records of `task`
-    eval_data: str = ""  # JSONL records for the held-out checks and final evaluation; empty: a share of `data`
-    task: str = "transitivity"
-    train_split: str = "mix"  # the generated split to train on (held-out slice: the same split, another seed)
-    train_records: int = 4000
-    questions_per_graph: int = 4  # generated questions per training graph (half Yes, half No)
-    eval_records: int = 200
-    eval_splits: list = field(
-        default_factory=lambda: ["mix", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names"]
-    )
-    prompt_style: str = "plain"
-    trace: str = "keep"  # none | keep | mask: reasoning-trace sequences for labelled questions (see data.py)
-    trace_tokens: int = 0  # with a trace mode: tokens the final evaluation lets the model reason for; 0: no generation
-    label_yes_rate: float = 0.75  # keep Yes labels, drop No labels until this share is Yes; 0: keep all
-    name_pool: int = 0  # rename each graph's nodes from the first N short names; 0: keep names
-    max_nodes: int = 0  # train only on graphs with at most this many nodes; 0: all
-    atoms_per_graph: int = 12  # query atoms asked per graph (0: all); unasked atoms are fair coins
+    data: str = option("", "JSONL task records to train on; empty: generate --train-records records of "
+                           "--task", metavar="JSONL")
+    eval_data: str = option("", "JSONL records for the held-out checks and the final evaluation; empty "
+                                "with --data: 20% of its graphs, held out of training", metavar="JSONL")
+    task: str = option("transitivity", "the task to generate when --data is not given",
+                       choices=("transitivity", "dsep"))
+    train_split: str = option("mix", "the generated split to train on (mix: random DAGs, chains, dense "
+                                     "DAGs, every statement order, letters and open names); the held-out "
+                                     "slice is the same split with another seed", choices=_TRAIN_SPLITS)
+    train_records: int = option(4000, "generated training questions", above=0)
+    questions_per_graph: int = option(4, "generated questions per training graph, half Yes and half No",
+                                      minimum=2, expected="at least 2 (one Yes, one No)")
+    eval_records: int = option(200, "questions per held-out and per evaluation split", minimum=0)
+    eval_splits: list = option(["mix", "chains_long", "chains_reversed", "chains_shuffled",
+                                "branching_large", "unseen_names"],
+                               "splits of the final evaluation (comma-separated)", metavar="SPLITS")
+    prompt_style: str = option("plain", "the prompt format", choices=("plain", "chat"))
+    trace: str = option("keep", "also train each labelled question as reasoning prompt -> the record's "
+                                "trace -> 'Answer:' -> answer, with the CE on the trace tokens and the "
+                                "answer (keep) or on the answer only (mask); none: answers only",
+                        choices=("none", "keep", "mask"))
+    trace_tokens: int = option(0, "with --trace keep or mask: tokens the final evaluation lets the model "
+                                  "reason for before answering; 0: no written reasoning", minimum=0)
+    label_yes_rate: float = option(0.75, "drop No labels until this share of labels is Yes; 0 keeps all",
+                                   minimum=0, below=1, expected="0 (keep all labels) or a share in (0, 1)")
+    name_pool: int = option(0, "rename each graph's nodes from the first N short names; 0 keeps the names",
+                            minimum=0, metavar="N")
+    max_nodes: int = option(0, "train only on graphs of at most N nodes; 0: all", minimum=0, metavar="N")
+    atoms_per_graph: int = option(12, "query atoms asked per graph (unasked atoms are fair coins); 0: all",
+                                  minimum=0, metavar="N")
     # optimisation
-    steps: int = 1600
-    batch_groups: int = 16
-    grad_accum: int = 1
-    lr: float = 3e-3
-    warmup_steps: int = 50
-    lr_schedule: str = "cosine"  # constant | cosine (to a tenth of lr at the last step), after the warm-up
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
+    steps: int = option(1600, "optimizer steps", above=0)
+    batch_groups: int = option(16, "graphs per optimizer step, over all processes", above=0)
+    grad_accum: int = option(1, "micro-batches per step (must divide --batch-groups)", above=0)
+    lr: float = option(3e-3, "AdamW learning rate", above=0, expected="a positive learning rate")
+    warmup_steps: int = option(50, "linear learning-rate warm-up steps", minimum=0)
+    lr_schedule: str = option("cosine", "after the warm-up: constant, or a half cosine down to lr/10 at "
+                                        "the last step", choices=("constant", "cosine"))
+    weight_decay: float = option(0.0, "AdamW weight decay", minimum=0)
+    max_grad_norm: float = option(1.0, "gradient clipping norm; 0: off", minimum=0)
+    seed: int = option(0, "seed of the initialisation, the generated data and the batch order")
     # semantic loss
-    lambda_schedule: str = "adaptive"
-    lambda_start: float = 0.05
-    lambda_end: float = 0.30
-    lambda_up: float = 1.5
-    lambda_down: float = 0.8
-    lambda_max: float = 1.0
+    lambda_schedule: str = option("adaptive", "the semantic loss's weight over the run: none (CE only), "
+                                              "constant (--lambda-start), linear or cosine (start -> end), "
+                                              "adaptive (x lambda-up after each held-out check that flags "
+                                              "collapse, x lambda-down otherwise, within [start, "
+                                              "lambda-max])", choices=SCHEDULES)
+    lambda_start: float = option(0.05, "lambda at the start", minimum=0)
+    lambda_end: float = option(0.30, "lambda at the end (linear, cosine)", minimum=0)
+    lambda_up: float = option(1.5, "adaptive: the factor after a check that flags collapse (>= 1)",
+                              minimum=0)
+    lambda_down: float = option(0.8, "adaptive: the factor after a check that does not (in (0, 1])",
+                                minimum=0)
+    lambda_max: float = option(1.0, "adaptive: the largest lambda", minimum=0)
     # bookkeeping
-    output_dir: str = "runs/finetune"
-    eval_every: int = 100
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    plots: bool = True
-    final_eval: bool = True
-    threads: int = 0  # torch threads per process; 0: two for the embedded model (one under torchrun), else torch's default
+    output_dir: str = option("runs/finetune", "where metrics, checkpoints, model and plots go",
+                             metavar="DIR")
+    eval_every: int = option(100, "a held-out check every N steps", above=0, metavar="N")
+    checkpoint_every: int = option(100, "a checkpoint every N steps", above=0, metavar="N")
+    keep_checkpoints: int = option(2, "the newest N checkpoints of the run are kept; 0: all",
+                                   minimum=0, metavar="N")
+    plots: bool = option(True, "draw training.png")
+    final_eval: bool = option(True, "evaluate the model before and after training")
+    threads: int = option(0, "torch threads per process; 0: two for the embedded model (one under "
+                             "torchrun), torch's default otherwise", minimum=0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_CHOICES = {
-    "finetune": ("auto", "full", "lora"),
-    "dtype": ("float32", "bfloat16", "float64"),
-    "task": ("transitivity", "dsep"),
-    "prompt_style": ("plain", "chat"),
-    "trace": ("none", "keep", "mask"),
-    "lr_schedule": ("constant", "cosine"),
-    "lambda_schedule": SCHEDULES,
-}
-_POSITIVE = ("questions_per_graph", "steps", "batch_groups", "grad_accum", "eval_every", "checkpoint_every", "train_records", "lora_r", "lora_alpha")
-_NON_NEGATIVE = (
-    "warmup_steps", "weight_decay", "max_grad_norm", "lambda_start", "lambda_end", "lambda_max",
-    "eval_records", "trace_tokens", "name_pool", "max_nodes", "atoms_per_graph", "threads", "keep_checkpoints", "lora_dropout",
-)
+def options() -> dict[str, tuple[dataclasses.Field, Option]]:
+    """``name -> (field, option)`` of every config field, in declaration order."""
+    return {f.name: (f, f.metadata["option"]) for f in dataclasses.fields(FinetuneConfig)}
+
+
+def default_of(f: dataclasses.Field):
+    """A field's default value (a fresh copy for lists and tables)."""
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def _type_ok(value, default) -> bool:
@@ -125,7 +202,7 @@ def validate(values: dict, source: str = "config") -> FinetuneConfig:
     constraintc.train.config.ConfigError: config: 3 invalid settings:...
     """
     defaults = FinetuneConfig()
-    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    known = options()
     errors: list[str] = []
     clean: dict = {}
     for key, value in values.items():
@@ -140,24 +217,13 @@ def validate(values: dict, source: str = "config") -> FinetuneConfig:
             continue
         if isinstance(default, float):
             value = float(value)
-        if key in _CHOICES and value not in _CHOICES[key]:
-            errors.append(f"{source}: {key}={value!r}: expected one of {', '.join(_CHOICES[key])}")
-            continue
-        if key in _POSITIVE and value <= 0:
-            errors.append(f"{source}: {key}={value!r}: expected a positive number")
-            continue
-        if key in _NON_NEGATIVE and value < 0:
-            errors.append(f"{source}: {key}={value!r}: expected a number >= 0")
+        problem = None if isinstance(value, (list, dict)) else known[key][1].problem(value)
+        if problem:
+            errors.append(f"{source}: {key}={value!r}: {problem}")
             continue
         clean[key] = value
     cfg = dataclasses.replace(defaults, **clean)
-    # cross-field checks, only on values that passed the checks above
-    if "lr" in clean and not cfg.lr > 0:
-        errors.append(f"{source}: lr={cfg.lr!r}: expected a positive learning rate")
-    if not 0 <= cfg.label_yes_rate < 1:
-        errors.append(f"{source}: label_yes_rate={cfg.label_yes_rate!r}: expected 0 (keep all labels) or a share in (0, 1)")
-    if cfg.questions_per_graph < 2:
-        errors.append(f"{source}: questions_per_graph={cfg.questions_per_graph!r}: expected at least 2 (one Yes, one No)")
+    # lists, tables and checks across fields, on values that passed the checks above
     if cfg.batch_groups % cfg.grad_accum:
         errors.append(
             f"{source}: grad_accum={cfg.grad_accum!r}: must divide batch_groups={cfg.batch_groups!r} (micro-batches of equal size)"
@@ -166,19 +232,15 @@ def validate(values: dict, source: str = "config") -> FinetuneConfig:
         errors.append(f"{source}: lambda_up/lambda_down={cfg.lambda_up!r}/{cfg.lambda_down!r}: expected up >= 1 and 0 < down <= 1")
     if not all(isinstance(t, str) for t in cfg.lora_targets):
         errors.append(f"{source}: lora_targets={cfg.lora_targets!r}: expected a list of module names")
-    from constraintc.tasks.generate import SPLITS
-
+    if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+               for k, v in cfg.params.items()):
+        errors.append(f"{source}: params={cfg.params!r}: expected a table of NAME = whole number")
     if not all(isinstance(s, str) for s in cfg.eval_splits):
         errors.append(f"{source}: eval_splits={cfg.eval_splits!r}: expected a list of split names")
     else:
         unknown = [s for s in cfg.eval_splits if s not in SPLITS]
         if unknown:
             errors.append(f"{source}: eval_splits={cfg.eval_splits!r}: unknown split {unknown[0]!r}; expected names from {', '.join(SPLITS)}")
-    if cfg.train_split not in SPLITS or cfg.train_split == "adversarial":
-        errors.append(
-            f"{source}: train_split={cfg.train_split!r}: expected a split to generate training graphs from: "
-            f"{', '.join(s for s in SPLITS if s != 'adversarial')}"
-        )
     if errors:
         n = len(errors)
         raise ConfigError(f"{source}: {n} invalid setting{'s' if n > 1 else ''}:\n  " + "\n  ".join(errors))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -35,19 +34,8 @@ class Graph:
         return (self.nodes, self.edges, self.atoms)
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Training records of a JSONL file (``constraintc.tasks.io``'s reader, blank lines skipped),
-    each checked for the fields training needs; errors name the file and line."""
-    from constraintc.tasks.io import DataError, iter_jsonl
-
-    records = []
-    for rec in iter_jsonl(path, "--data", with_lines=True):
-        line = rec.pop("_line")
-        missing = [k for k in ("premise", "nodes", "edges", "atom", "group") if k not in rec]
-        if missing:
-            raise DataError(f"{path}:{line}:1: error: record lacks {', '.join(missing)}")
-        records.append(rec)
-    return records
+# what a training record needs (records from `constraintc data` have all of it)
+TRAINING_FIELDS = ("premise", "nodes", "edges", "atom", "group")
 
 
 TRACE_MODES = ("none", "keep", "mask")

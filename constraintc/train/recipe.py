@@ -261,10 +261,12 @@ class FinetuneRecipe:
     def _setup_model(self) -> None:
         cfg = self.cfg
         from constraintc.lm.models import EMBEDDED, build_embedded_model, load_model
+        from constraintc.tasks.corpus import task_text
 
         dtype = getattr(torch, cfg.dtype)
         if cfg.model == EMBEDDED:
-            model, tokenizer = build_embedded_model(dtype=dtype, seed=cfg.seed, traces=cfg.trace != "none")
+            model, tokenizer = build_embedded_model(task_text, dtype=dtype, seed=cfg.seed,
+                                                    traces=cfg.trace != "none")
         else:
             model, tokenizer = load_model(cfg.model, dtype=dtype)
         self.full = cfg.finetune == "full" or (cfg.finetune == "auto" and cfg.model == EMBEDDED)

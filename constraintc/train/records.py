@@ -17,7 +17,7 @@ def training_records(cfg: FinetuneConfig, log=None) -> list[dict]:
     labels skewed to ``label_yes_rate`` (unlabelled questions stay for the semantic loss)."""
     from constraintc.tasks import generate
     from constraintc.tasks.rename import rename_records
-    from constraintc.train.data import read_jsonl, skew_labels
+    from constraintc.train.data import skew_labels
 
     traced = cfg.trace != "none"
     if cfg.data:
@@ -95,10 +95,11 @@ def user_records(cfg: FinetuneConfig) -> tuple[list[dict], list[dict], list[dict
     from pathlib import Path
 
     from constraintc.tasks.rename import rename_records
-    from constraintc.train.data import read_jsonl
+    from constraintc.tasks.io import read_jsonl
+    from constraintc.train.data import TRAINING_FIELDS
 
     def read(path: str) -> list[dict]:
-        rows = read_jsonl(path)
+        rows = read_jsonl(path, "--data", require=TRAINING_FIELDS)
         for i, r in enumerate(rows):
             r.setdefault("id", f"{path}:{i + 1}")
             r.setdefault("task", Path(path).stem)
@@ -130,7 +131,7 @@ def check_rules_fit(cfg: FinetuneConfig, records: list[dict], queries: dict) -> 
     declare (``--rules dsep`` with generated ``--task transitivity`` records, or ``--data`` made
     for other rules). ``queries`` are the rules' query predicates (name -> declaration)."""
     from constraintc.errors import ConstraintcError
-    from constraintc.tasks.atoms import parse_atom
+    from constraintc.logic.atoms import parse_atom
 
     asked = {}
     for r in records:

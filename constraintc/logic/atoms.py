@@ -7,6 +7,7 @@ where a set argument is written ``{...}`` with its members sorted (``{}`` when e
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from constraintc.errors import ConstraintcError
 
@@ -71,3 +72,15 @@ def rename_args(args: tuple, mapping: dict[str, str]) -> tuple:
     ('n0', frozenset({'n1'}))
     """
     return tuple(frozenset(mapping[v] for v in a) if isinstance(a, frozenset) else mapping[a] for a in args)
+
+
+@dataclass(frozen=True)
+class Atom:
+    """One ground input atom: ``str(atom) == "dsep(a,b,{c,d})"`` (set members sorted)."""
+
+    pred: str
+    args: tuple
+    kind: str  # "query" | "given"
+
+    def __str__(self) -> str:
+        return format_atom(self.pred, self.args)

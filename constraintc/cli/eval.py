@@ -5,7 +5,7 @@ prediction may be omitted: Yes iff p_yes >= 0.5) and "trace" or "output" (reason
 step by step against the premise graph). With --model, the model is run instead: P(Yes) against
 P(No) at the answer position, batched, with a progress bar; with --traces N the model first
 writes up to N tokens of reasoning (greedy) and its final Yes/No is scored, with the trace checks.
-Model outputs are checkpointed to OUT/predictions.jsonl every chunk; a rerun with the same --out
+Model outputs are checkpointed to DIR/predictions.jsonl every chunk; a rerun with the same --output-dir
 resumes.
 
 The report (per task/split and overall): accuracy, balanced accuracy, MCC, F1 per class,
@@ -18,24 +18,24 @@ overlap, chain length, conditioning) with the gap to the best one, trace validit
 examples:
   constraintc eval --data test.jsonl --predictions preds.jsonl
   constraintc eval --data test.jsonl --predictions preds.jsonl --json > report.json
-  constraintc eval --data test.jsonl --model embedded --out runs/eval   # report.md, plots, ...
+  constraintc eval --data test.jsonl --model embedded --output-dir runs/eval   # report.md, plots, ...
   constraintc eval --data test.jsonl --model ./my-model --prompt-style chat --batch-size 32
   constraintc eval --data test.jsonl --model smollm2 --prompt-style chat --traces 96 --limit 50
   constraintc eval --data test.jsonl --predictions p.jsonl --rules transitivity --fail-on-collapse
   constraintc eval --data test.jsonl --model runs/finetune/model --name-pool 6   # after `constraintc finetune`
 
-outputs with --out DIR: report.json, report.md, balanced_accuracy.png, yes_rate.png
+outputs with --output-dir DIR: report.json, report.md, balanced_accuracy.png, yes_rate.png
 (and predictions.jsonl with --model). The Markdown report also goes to stdout (--json: the JSON).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 
+from constraintc.cli.options import add_output_dir, add_param_option, check_output_dir, params_of
 from constraintc.errors import OptionError
 
 
@@ -63,9 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="rename each graph's nodes from the first N short names first, as `constraintc finetune "
-        "--name-pool N` did for its model (the embedded default trains with 6); default 0 keeps the names",
+        "--name-pool N` did for its model; default 0 keeps the names",
     )
     parser.add_argument("--rules", default=None, help="rules file or library name for the rule violation rate")
+    add_param_option(parser, "--rules-param")
     parser.add_argument(
         "--consistent",
         action="store_true",
@@ -80,33 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "at any size, other rules may need a circuit per graph size)"
     )
     parser.add_argument(
-        "--rules-param",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a rules parameter, e.g. cond_size=3 for dsep questions with 3 conditioning nodes",
-    )
-    parser.add_argument(
         "--collapse-threshold", type=float, default=0.90, help="share of one answer that flags collapse (default: 0.90)"
     )
     parser.add_argument("--json", action="store_true", help="print the JSON report to stdout instead of Markdown")
-    parser.add_argument("--out", default=None, help="directory for report.json, report.md and the PNG plots")
-    parser.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots")
+    add_output_dir(parser, "directory for report.json, report.md and the PNG plots (and, with --model, "
+                           "the checkpointed predictions)", "--out")
+    parser.add_argument("--no-plots", action="store_true", help="with --output-dir: skip the PNG plots")
     parser.add_argument("--fail-on-collapse", action="store_true", help="exit with status 1 when any split collapsed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _rules_params(items: list[str]) -> dict[str, int] | None:
-    params = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        try:
-            params[name.strip()] = int(value)
-        except ValueError:
-            raise OptionError("--rules-param", item, "NAME=INTEGER") from None
-        if not eq or not name.strip():
-            raise OptionError("--rules-param", item, "NAME=INTEGER")
-    return params or None
 
 
 def _check_args(args) -> None:
@@ -126,127 +108,33 @@ def _check_args(args) -> None:
         raise OptionError("--consistent", True, "P(Yes) per answer; --traces scores written answers, which have none")
     if args.rules_max_nodes < 1:
         raise OptionError("--rules-max-nodes", args.rules_max_nodes, "a positive integer")
-    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise OptionError("--out", args.out, "a directory (it exists and is a file)")
-
-
-def _validate_records(records: list[dict], path: str) -> None:
-    from constraintc.tasks.io import DataError
-
-    seen = set()
-    for r in records:
-        where = f"{path}:{r.get('_line', '?')}:1"
-        for field in ("id", "label"):
-            if field not in r:
-                raise DataError(f"{where}: error: record without the {field!r} field")
-        if r["label"] not in ("Yes", "No"):
-            raise DataError(f"{where}: error: label={r['label']!r}: expected 'Yes' or 'No'")
-        if r["id"] in seen:
-            raise DataError(f"{where}: error: duplicate record id {r['id']!r}")
-        seen.add(r["id"])
-
-
-def score_model(records: list[dict], args, out_dir: Path | None) -> list[dict]:
-    """Run ``args.model`` on the records; checkpoint to OUT/predictions.jsonl and resume from it."""
-    from tqdm.auto import tqdm
-
-    from constraintc.lm import load_model, score_prompts
-    from constraintc.tasks.io import read_jsonl
-    from constraintc.evaluation.generation import generate_traces
-    from constraintc.tasks.prompts import format_prompts, reasoning_prompt
-
-    fingerprint = {
-        "model": args.model,
-        "prompt_style": args.prompt_style,
-        "yes": args.yes,
-        "no": args.no,
-        "traces": args.traces,
-        "name_pool": args.name_pool,
-        "data_sha256": hashlib.sha256(Path(args.data).read_bytes()).hexdigest(),
-    }
-    done: dict[str, dict] = {}
-    pred_path = meta_path = None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        pred_path, meta_path = out_dir / "predictions.jsonl", out_dir / "predictions.meta.json"
-        if pred_path.exists() and meta_path.exists() and json.loads(meta_path.read_text()) == fingerprint:
-            done = {p["id"]: p for p in read_jsonl(pred_path, "--out")}
-            print(f"resuming: {len(done)} predictions already in {pred_path}", file=sys.stderr)
-        else:
-            pred_path.write_text("")
-            meta_path.write_text(json.dumps(fingerprint, indent=1))
-    todo = [r for r in records if r["id"] not in done]
-    if todo:
-        model, tokenizer = load_model(args.model)
-        chunk = max(args.batch_size * 8, 64)
-        bar = tqdm(total=len(todo), desc="eval", unit="prompt", disable=args.no_progress, file=sys.stderr)
-        try:
-            for start in range(0, len(todo), chunk):
-                part = todo[start : start + chunk]
-                if args.traces is not None:
-                    prompts = [reasoning_prompt(r, args.prompt_style, tokenizer) for r in part]
-                    generated = generate_traces(model, tokenizer, prompts, args.traces, args.batch_size)
-                    rows = [{"id": r["id"], **g} for r, g in zip(part, generated)]
-                else:
-                    prompts = format_prompts(part, args.prompt_style, tokenizer)
-                    p_yes = score_prompts(model, tokenizer, prompts, args.yes, args.no, batch_size=args.batch_size)
-                    rows = [
-                        {"id": r["id"], "prediction": "Yes" if p >= 0.5 else "No", "p_yes": float(p)}
-                        for r, p in zip(part, p_yes.tolist())
-                    ]
-                for row in rows:
-                    done[row["id"]] = row
-                if pred_path is not None:
-                    with pred_path.open("a", encoding="utf-8") as handle:
-                        for row in rows:
-                            handle.write(json.dumps(row) + "\n")
-                bar.update(len(part))
-        finally:
-            bar.close()
-        del model
-    return [done[r["id"]] for r in records]
-
-
-def consistent_report(records: list[dict], predictions: list[dict], args, thresholds) -> dict:
-    """Reports of the marginal and MPE answers (:mod:`constraintc.evaluation.consistent`)."""
-    from constraintc.evaluation.consistent import consistent_predictions
-    from constraintc.evaluation.metrics import compute_report, prepare_predictions
-
-    pred_map = prepare_predictions(predictions, "--predictions")
-    if not any(p.get("p_yes") is not None for p in pred_map.values()):
-        raise OptionError("--consistent", True, "predictions with p_yes (P(Yes) per answer) to condition on the rules")
-    params = _rules_params(args.rules_param)
-    marginal, mpe = consistent_predictions(records, pred_map, args.rules, params)
-    out = {}
-    for name, preds in (("marginal", marginal), ("mpe", mpe)):
-        rep = compute_report(
-            records, [{"id": rid, **pred} for rid, pred in preds.items()], thresholds=thresholds, rules=args.rules, rules_max_nodes=args.rules_max_nodes,
-            rules_params=params, source=f"--consistent {name}",
-        )
-        out[name] = {"splits": rep["splits"], "overall": rep["overall"], "answered": len(preds)}
-    return out
+    check_output_dir(args.output_dir)
 
 
 def run(args: argparse.Namespace) -> int:
-    from constraintc.evaluation.metrics import Thresholds, compute_report
+    from constraintc.evaluation.metrics import Thresholds, check_records, compute_report
     from constraintc.evaluation.report import markdown, plot
     from constraintc.tasks.io import read_jsonl
 
     _check_args(args)
-    _rules_params(args.rules_param)
+    params = params_of(args)
     records = read_jsonl(args.data, "--data", with_lines=True)
     if not records:
         raise OptionError("--data", args.data, "a JSONL file with at least one record")
-    _validate_records(records, args.data)
+    check_records(records, args.data)
     if args.limit is not None:
         records = records[: args.limit]
     if args.name_pool:
         from constraintc.tasks.rename import rename_records
 
         records = rename_records(records, args.name_pool, seed=0)
-    out_dir = Path(args.out) if args.out else None
+    out_dir = Path(args.output_dir) if args.output_dir else None
     if args.model is not None:
-        predictions = score_model(records, args, out_dir)
+        from constraintc.evaluation.answers import Answering, model_answers
+
+        how = Answering(args.model, args.prompt_style, args.yes, args.no, args.traces, args.name_pool,
+                        args.batch_size)
+        predictions = model_answers(records, how, args.data, out_dir, progress=not args.no_progress)
         source = args.model
     else:
         predictions = read_jsonl(args.predictions, "--predictions", with_lines=True)
@@ -258,14 +146,17 @@ def run(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         rules=args.rules,
         rules_max_nodes=args.rules_max_nodes,
-        rules_params=_rules_params(args.rules_param),
+        rules_params=params,
         source=source,
         progress=not args.no_progress,
     )
     report["data"] = args.data
     report["source"] = source
     if args.consistent:
-        report["consistent"] = consistent_report(records, predictions, args, thresholds)
+        from constraintc.evaluation.consistent import consistent_report
+
+        report["consistent"] = consistent_report(records, predictions, args.rules, params, thresholds,
+                                                 args.rules_max_nodes)
     text = markdown(report, title=f"constraintc eval: {source} on {args.data}")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from constraintc.cli.options import add_output_file, check_output_file
 from constraintc.errors import OptionError
 
 
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="add a gold reasoning trace (a short derivation of the label from the premise) to every "
         "record as the field \"trace\" (docs/tasks.md); records are otherwise unchanged",
     )
-    parser.add_argument("-o", "--output", default="-", help="output JSONL file (default: stdout)")
+    add_output_file(parser, "output JSONL file (default: stdout)")
     parser.add_argument(
         "--format",
         choices=("jsonl", "prompt"),
@@ -56,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from constraintc.tasks.generate import SPLITS, iter_records
     from constraintc.tasks.io import write_jsonl
-    from constraintc.tasks.prompts import format_prompt, reasoning_prompt
+    from constraintc.tasks.prompts import answered_text
 
     if args.n < 0:
         raise OptionError("--n", args.n, "a non-negative integer")
@@ -68,19 +69,19 @@ def run(args: argparse.Namespace) -> int:
                 args.task, split, args.n, args.seed, questions_per_graph=args.questions_per_graph, traces=args.traces
             )
 
+    to_stdout = args.output in (None, "-")
+    if not to_stdout:
+        check_output_file(args.output)
     if args.format == "prompt":
-        out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
+        out = sys.stdout if to_stdout else open(args.output, "w", encoding="utf-8")
         try:
             for record in records():
-                if args.traces:
-                    out.write(f"{reasoning_prompt(record)} {record['trace']}\nAnswer: {record['label']}\n\n")
-                else:
-                    out.write(format_prompt(record) + " " + record["label"] + "\n\n")
+                out.write(answered_text(record, args.traces) + "\n\n")
         finally:
             if out is not sys.stdout:
                 out.close()
         return 0
-    count = write_jsonl(records(), args.output)
-    if args.output != "-":
+    count = write_jsonl(records(), None if to_stdout else args.output)
+    if not to_stdout:
         print(f"wrote {count} records to {args.output}", file=sys.stderr)
     return 0

@@ -31,9 +31,10 @@ import json
 import sys
 from pathlib import Path
 
-from constraintc.budget import budget_options
+from constraintc.cli.options import (add_budget_options, add_graph_options, add_output_file,
+                                     add_param_option, api_option_names, budget_of, nodes_and_graph,
+                                     params_of)
 from constraintc.errors import OptionError
-from constraintc.logic.cli_ground import cli_option_names
 
 COMPILER_BACKENDS = ("auto", "builtin", "pysdd")
 
@@ -41,36 +42,23 @@ COMPILER_BACKENDS = ("auto", "builtin", "pysdd")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT",
                         help="a .cnf (DIMACS) file, a .rules file, or a library name (dsep, transitivity)")
-    parser.add_argument("-o", "--output", metavar="PATH",
-                        help="write the artifact here (default: keep it in the cache, print its path)")
+    add_output_file(parser, "write the artifact here (default: keep it in the cache, print its path)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    parser.add_argument("--nodes", metavar="N|a,b,c",
-                        help="rules only: number of nodes (n0..n{N-1}) or comma-separated names; "
-                             f"default: the nodes of --graph, else {DEFAULT_NODES}")
-    parser.add_argument("--graph", metavar="EDGES|FILE",
-                        help="rules only: edges 'a->b, b->c' or a file of edges; substitutes the given "
-                             "predicate (an instance circuit) instead of keeping it as atoms (a schema)")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="rules only: override a 'param' of the rules file (repeatable)")
+    add_graph_options(parser, what="rules only: ")
+    add_param_option(parser)
     parser.add_argument("--backend", default="auto", choices=COMPILER_BACKENDS,
                         help="knowledge compiler (default: auto, the built-in one when it builds)")
-    budget_options(parser)
-    parser.add_argument("--max-edges", type=int, metavar="E",
-                        help="stop with an error when the circuit grows past E edges (default: no limit)")
+    add_budget_options(parser, edges=True)
     parser.add_argument("--no-cache", action="store_true", help="recompile even when the cache has it")
 
 
-# A schema over this many nodes when neither --nodes nor --graph says otherwise: every library
-# rules file compiles at this size in about a second.
-DEFAULT_NODES = 4
+def _is_cnf(path: str) -> bool:
+    return Path(path).suffix.lower() in (".cnf", ".dimacs")
 
 
 def _check(args) -> None:
-    if args.max_edges is not None and args.max_edges <= 0:
-        raise OptionError("--max-edges", args.max_edges, "a positive number of edges")
-    path = Path(args.input)
-    if path.suffix.lower() in (".cnf", ".dimacs"):
-        if not path.is_file():
+    if _is_cnf(args.input):
+        if not Path(args.input).is_file():
             raise OptionError("INPUT", args.input, "an existing .cnf file")
         for opt, val in (("--nodes", args.nodes), ("--graph", args.graph)):
             if val is not None:
@@ -80,9 +68,7 @@ def _check(args) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from constraintc.budget import budget_from_args
-
-    budget = budget_from_args(args)  # checks the budget options first
+    budget = budget_of(args)  # checks the budget options first
     _check(args)
     if args.output and (Path(args.output).is_dir() or Path(args.output).parent.is_file()):
         raise OptionError("-o", args.output, "a file path (this is a directory, or its parent is a "
@@ -90,16 +76,10 @@ def run(args: argparse.Namespace) -> int:
     from constraintc.api import compile_file
 
     nodes = graph = params = None
-    if Path(args.input).suffix.lower() not in (".cnf", ".dimacs"):
-        from constraintc.language.cli_check import parse_param_options
-        from constraintc.logic.cli_ground import parse_graph, parse_nodes
-
-        params = parse_param_options(args.param) or None
-        graph = parse_graph(args.graph) if args.graph is not None else None
-        nodes = parse_nodes(args.nodes) if args.nodes is not None else None
-        if nodes is None and graph is None:
-            nodes = DEFAULT_NODES  # `constraintc compile rules/dsep.rules` works as written
-    with cli_option_names():
+    if not _is_cnf(args.input):
+        params = params_of(args)
+        nodes, graph = nodes_and_graph(args)
+    with api_option_names():
         circuit = compile_file(args.input, nodes=nodes, graph=graph, params=params,
                                backend=args.backend, cache=not args.no_cache,
                                max_edges=args.max_edges, budget=budget)
@@ -112,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     warnings = []
     if circuit.meta.get("kind") == "rules" and circuit.meta.get("given_atoms"):
         from constraintc.api import PROBE_NODES, rule_warnings
-        from constraintc.language import load_rules
+        from constraintc.logic import load_rules
+
 
         probe = min(len(circuit.meta["nodes"]), PROBE_NODES)
         warnings = rule_warnings(load_rules(args.input, params=params), nodes=probe)

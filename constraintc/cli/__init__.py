@@ -1,7 +1,7 @@
 """The ``constraintc`` command line: one thin subcommand per pipeline stage.
 
-Each subcommand lives in the module that owns its stage and exposes two functions:
-``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
+Each subcommand is a module of this package (``constraintc.cli.check``, ...) with two functions,
+``add_arguments(parser)`` and ``run(args) -> int``, over the Python API of its stage. Modules are imported only when their
 subcommand runs, so ``constraintc check`` starts without importing torch.
 """
 
@@ -17,12 +17,12 @@ from constraintc.errors import ConstraintcError
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "check": ("constraintc.language.cli_check", "parse and check a .rules file; report every error"),
-    "ground": ("constraintc.logic.cli_ground", "ground a .rules file over nodes/a graph to CNF"),
-    "compile": ("constraintc.circuit.cli_compile", "compile a .rules or .cnf file to a circuit artifact"),
-    "data": ("constraintc.tasks.cli_data", "generate balanced causal reasoning tasks (JSONL)"),
-    "eval": ("constraintc.evaluation.cli_eval", "score predictions or a model; flag collapse"),
-    "finetune": ("constraintc.train.cli_finetune", "fine-tune a causal LM with the semantic loss"),
+    "check": ("constraintc.cli.check", "parse and check a .rules file; report every error"),
+    "ground": ("constraintc.cli.ground", "ground a .rules file over nodes/a graph to CNF"),
+    "compile": ("constraintc.cli.compile", "compile a .rules or .cnf file to a circuit artifact"),
+    "data": ("constraintc.cli.data", "generate balanced causal reasoning tasks (JSONL)"),
+    "eval": ("constraintc.cli.eval", "score predictions or a model; flag collapse"),
+    "finetune": ("constraintc.cli.finetune", "fine-tune a causal LM with the semantic loss"),
 }
 
 DESCRIPTION = """\

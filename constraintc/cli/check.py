@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from constraintc.errors import ConstraintcError
+from constraintc.cli.options import add_param_option, params_of
+from constraintc.errors import ConstraintcError, OptionError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="rules files (or library names)")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a 'param' of the file (repeatable)")
+    add_param_option(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     parser.add_argument("--no-probe", action="store_true",
                         help="skip the probe for rules without models or that force given atoms")
@@ -33,36 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0: show all)")
 
 
-def parse_param_options(items: list[str]) -> dict[str, int]:
-    """``["k=3"]`` -> ``{"k": 3}``; a malformed item raises OptionError naming it."""
-    import re
-
-    from constraintc.errors import OptionError
-    from constraintc.language.parser import MAX_WHOLE_NUMBER
-
-    out: dict[str, int] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        value = value.strip()
-        if not sep or not name.strip() or not re.fullmatch(r"[0-9]+", value):
-            raise OptionError("--param", item, "NAME=VALUE with a whole-number VALUE, e.g. cond_size=3")
-        digits = value.lstrip("0") or "0"
-        if len(digits) > len(str(MAX_WHOLE_NUMBER)) or int(digits) > MAX_WHOLE_NUMBER:
-            shown = item if len(item) <= 40 else item[:37] + "..."
-            raise OptionError("--param", shown, f"a VALUE of at most {MAX_WHOLE_NUMBER} (2^63 - 1)")
-        out[name.strip()] = int(digits)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from constraintc.language import load_rules
-
-    from constraintc.errors import OptionError
     from constraintc.language import RulesError
+    from constraintc.logic import load_rules
 
     if args.max_errors < 0:
         raise OptionError("--max-errors", args.max_errors, "a number of errors >= 0 (0: all)")
-    params = parse_param_options(args.param) or None
+    params = params_of(args)
     status = 0
     for name in args.files:
         try:
