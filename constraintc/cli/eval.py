@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--model", help="run a causal LM: hub id, local directory, .gguf file or 'embedded'")
     parser.add_argument("--prompt-style", choices=("plain", "chat"), default="plain", help="prompt format for --model (default: plain)")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass with --model (default: 16)")
+    parser.add_argument("--device", default="auto",
+                        help="where --model runs: auto (the GPU when torch sees one), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--yes", default="Yes", help="the Yes verbalizer (default: Yes)")
     parser.add_argument("--no", default="No", help="the No verbalizer (default: No)")
     parser.add_argument(
@@ -98,6 +100,10 @@ def _check_args(args) -> None:
         raise OptionError("--traces", args.traces, "a positive token budget, together with --model")
     if args.name_pool < 0:
         raise OptionError("--name-pool", args.name_pool, "a number of names >= 0 (0 keeps the names)")
+    if args.model is not None:
+        from constraintc.lm.models import resolve_device
+
+        resolve_device(args.device)  # a device that is not there: refused before any work
     if args.limit is not None and args.limit < 1:
         raise OptionError("--limit", args.limit, "a positive integer")
     if not 0.5 < args.collapse_threshold <= 1.0:
@@ -133,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         from constraintc.evaluation.answers import Answering, model_answers
 
         how = Answering(args.model, args.prompt_style, args.yes, args.no, args.traces, args.name_pool,
-                        args.batch_size)
+                        args.batch_size, args.device)
         predictions = model_answers(records, how, args.data, out_dir, progress=not args.no_progress)
         source = args.model
     else:

@@ -20,7 +20,7 @@ class Answering:
     """How a model is asked: ``model`` (a :func:`constraintc.lm.load_model` spec), the prompt
     style, the Yes/No verbalizers, ``traces`` (a reasoning budget in tokens, or None: no
     reasoning), ``name_pool`` (the records were renamed into the first N short names first),
-    ``batch_size``."""
+    ``batch_size``, ``device`` (auto, cpu, cuda or cuda:N)."""
 
     model: str
     prompt_style: str = "plain"
@@ -29,10 +29,11 @@ class Answering:
     traces: int | None = None
     name_pool: int = 0
     batch_size: int = 16
+    device: str = "auto"
 
     def fingerprint(self, data: Path) -> dict:
-        """What makes two runs' answers interchangeable (the batch size does not)."""
-        out = {k: v for k, v in asdict(self).items() if k != "batch_size"}
+        """What makes two runs' answers interchangeable (the batch size and device do not)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("batch_size", "device")}
         out["data_sha256"] = hashlib.sha256(Path(data).read_bytes()).hexdigest()
         return out
 
@@ -64,7 +65,11 @@ def model_answers(records: list[dict], how: Answering, data: str | Path, out_dir
             meta_path.write_text(json.dumps(fingerprint, indent=1))
     todo = [r for r in records if r["id"] not in done]
     if todo:
+        from constraintc.lm.models import resolve_device
+
+        device = resolve_device(how.device)
         model, tokenizer = load_model(how.model, corpus=task_text)
+        model = model.to(device)
         chunk = max(how.batch_size * 8, 64)
         bar = tqdm(total=len(todo), desc="eval", unit="prompt", disable=not progress, file=sys.stderr)
         try:

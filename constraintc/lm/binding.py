@@ -252,7 +252,9 @@ def packed_logits(model, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor
     Only the backbone runs over the packed rows; the output head is applied to those ``Q + T``
     positions alone, so a 50k-token vocabulary costs ``Q + T`` rows of logits, not ``G * L``.
     """
-    mask = batch.attention_mask.to(next(model.parameters()).dtype)
+    param = next(model.parameters())
+    batch = batch.to(param.device)
+    mask = batch.attention_mask.to(param.dtype)
     decoder = model.get_decoder()
     hidden = decoder(
         input_ids=batch.input_ids,
@@ -273,16 +275,17 @@ def packed_answer_logits(model, batch: PackedBatch) -> torch.Tensor:
 
 def completion_losses(target_logits: torch.Tensor, batch: PackedBatch) -> torch.Tensor:
     """Mean token cross-entropy of each completion over its targets, ``[C]`` (float64)."""
+    batch = batch.to(target_logits.device)
     ce = F.cross_entropy(target_logits.double(), batch.target_ids, reduction="none")
-    sums = torch.zeros(batch.num_completions, dtype=ce.dtype).index_add(0, batch.target_seq, ce)
+    sums = torch.zeros(batch.num_completions, dtype=ce.dtype, device=ce.device).index_add(0, batch.target_seq, ce)
     counts = torch.bincount(batch.target_seq, minlength=batch.num_completions).clamp(min=1)
     return sums / counts
 
 
 def yes_no_log_probs(logits: torch.Tensor, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log p, log(1 - p))`` with ``p = P(yes) / (P(yes) + P(no))``, exact in log space."""
-    q = torch.arange(logits.shape[0])
-    diff = logits[q, batch.yes_ids] - logits[q, batch.no_ids]
+    q = torch.arange(logits.shape[0], device=logits.device)
+    diff = logits[q, batch.yes_ids.to(logits.device)] - logits[q, batch.no_ids.to(logits.device)]
     return F.logsigmoid(diff), F.logsigmoid(-diff)
 
 
@@ -366,7 +369,8 @@ def score_groups(
     try:
         for start in tqdm(range(0, len(groups), groups_per_batch), desc="scoring", disable=not progress, leave=False):
             chunk = groups[start : start + groups_per_batch]
-            batch = pack_groups(tokenizer, chunk, yes, no, dtype=next(model.parameters()).dtype)
+            param = next(model.parameters())
+            batch = pack_groups(tokenizer, chunk, yes, no, dtype=param.dtype).to(param.device)
             logits = packed_answer_logits(model, batch).double()
             log_p, _ = yes_no_log_probs(logits, batch)
             out.extend(torch.split(log_p.exp(), batch.group_sizes))

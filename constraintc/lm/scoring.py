@@ -56,11 +56,13 @@ def left_padded_batch(tokenizer, prompts: list[str]):
 
 
 def last_logits(model, input_ids, attention_mask, position_ids) -> torch.Tensor:
-    """Full-vocabulary logits at the last position of each (left-padded) row, ``[B, V]``."""
+    """Full-vocabulary logits at the last position of each (left-padded) row, ``[B, V]`` (on the
+    model's device, where the inputs are moved)."""
+    device = next(model.parameters()).device
     out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
+        input_ids=input_ids.to(device),
+        attention_mask=attention_mask.to(device),
+        position_ids=position_ids.to(device),
         logits_to_keep=1,
         use_cache=False,
     )
@@ -119,7 +121,7 @@ def score_prompts(
                     example = next(p for p in batch if answer_separator(p) == kind)
                     ids_cache[kind] = answer_token_ids(tokenizer, example, yes, no)
             input_ids, mask, positions = left_padded_batch(tokenizer, batch)
-            last = last_logits(model, input_ids, mask, positions).double()
+            last = last_logits(model, input_ids, mask, positions).double().cpu()
             yes_ids = torch.tensor([ids_cache[answer_separator(p)][0] for p in batch])
             no_ids = torch.tensor([ids_cache[answer_separator(p)][1] for p in batch])
             rows = torch.arange(len(batch))

@@ -87,8 +87,9 @@ class FinetuneConfig:
     the TOML keys, the flags (``--name-with-dashes``) and ``--help`` are derived from them."""
 
     # what to train
-    model: str = option("embedded", "hub id, local directory, .gguf file, 'smollm2' or 'embedded' (the "
-                                    "built-in small Gemma, trained from scratch)")
+    model: str = option("embedded", "hub id, local directory, .gguf file, 'smollm2', 'embedded' (the "
+                                    "built-in small Gemma, trained from scratch) or an architecture "
+                                    ".toml like embedded_model.toml (trained from scratch too)")
     rules: str = option("transitivity", "rules file or library name")
     params: dict = option({}, "override a 'param' of the rules file (repeatable; TOML: a table of "
                               "NAME = VALUE)", flag="--param", metavar="NAME=VALUE")
@@ -100,6 +101,8 @@ class FinetuneConfig:
     lora_targets: list = option(["q_proj", "v_proj"], "module names that get LoRA adapters "
                                                       "(comma-separated)", metavar="NAMES")
     dtype: str = option("float32", "the weights' dtype", choices=("float32", "bfloat16", "float64"))
+    device: str = option("auto", "where the model trains and is evaluated: auto (the GPU when torch sees "
+                                 "one, else the CPU), cpu, cuda or cuda:N", metavar="DEVICE")
     # data
     data: str = option("", "JSONL task records to train on; empty: generate --train-records records of "
                            "--task", metavar="JSONL")

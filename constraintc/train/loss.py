@@ -41,12 +41,14 @@ def loss_step(
     """
     stats = torch.zeros(len(STATS), dtype=torch.float64)
     labels = [lab for g in graphs for lab in g.labels]
-    lab_idx = torch.tensor([i for i, lab in enumerate(labels) if lab is not None], dtype=torch.long)
+    device = logits.device
+    labelled = [i for i, lab in enumerate(labels) if lab is not None]
+    lab_idx = torch.tensor(labelled, dtype=torch.long, device=device)
     loss = logits.new_zeros((), dtype=torch.float64)
-    if len(lab_idx):
+    if labelled:
         targets = torch.where(
-            torch.tensor([labels[i] == constraint.yes for i in lab_idx.tolist()]),
-            batch.yes_ids[lab_idx], batch.no_ids[lab_idx],
+            torch.tensor([labels[i] == constraint.yes for i in labelled], device=device),
+            batch.yes_ids.to(device)[lab_idx], batch.no_ids.to(device)[lab_idx],
         )
         ce_sum = F.cross_entropy(logits[lab_idx].double(), targets, reduction="sum")
         loss = loss + ce_sum / n_labelled
@@ -63,6 +65,6 @@ def loss_step(
         stats[1] += sl.sum().item()
     answers = [lp >= math.log(0.5) for lp in lp_groups]
     stats[2] += len(labels)
-    stats[3] += sum(int(a.sum()) for a in answers)
+    stats[3] += int(torch.cat(answers).sum()) if answers else 0
     stats[4] += int(constraint.violated(keys, answers).sum())
     return loss, stats

@@ -147,10 +147,11 @@ class FinetuneRecipe:
         self._setup_distributed()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        elif cfg.model == "embedded":
+        elif self.from_scratch:
             # a step of the default run took 0.36 s on two threads and 0.51 s on one (2-core machine
             # under load); several processes (torchrun) share the cores, one thread each
             torch.set_num_threads(1 if self.world > 1 else max(1, min(2, os.cpu_count() or 1)))
+        self.device = self._setup_device()
         point = self._setup_output()
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
@@ -258,18 +259,38 @@ class FinetuneRecipe:
         self.rank = dist.get_rank() if _dist() else 0
         self.world = dist.get_world_size() if _dist() else 1
 
+    @property
+    def from_scratch(self) -> bool:
+        """Is the model the embedded one (or another architecture file), built and trained from scratch?"""
+        from constraintc.lm.models import EMBEDDED, is_architecture_file
+
+        return self.cfg.model == EMBEDDED or is_architecture_file(self.cfg.model)
+
+    def _setup_device(self) -> torch.device:
+        """``cfg.device`` as a torch device (under torchrun, the GPU of the local rank)."""
+        from constraintc.lm.models import resolve_device
+
+        rank = int(os.environ.get("LOCAL_RANK", "0")) if self.world > 1 else None
+        device = resolve_device(self.cfg.device, "device", rank)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return device
+
     def _setup_model(self) -> None:
         cfg = self.cfg
-        from constraintc.lm.models import EMBEDDED, build_embedded_model, load_model
+        from constraintc.lm.models import build_embedded_model, load_model
         from constraintc.tasks.corpus import task_text
 
         dtype = getattr(torch, cfg.dtype)
-        if cfg.model == EMBEDDED:
-            model, tokenizer = build_embedded_model(task_text, dtype=dtype, seed=cfg.seed,
-                                                    traces=cfg.trace != "none")
+        if self.from_scratch:
+            model, tokenizer = build_embedded_model(
+                task_text, None if cfg.model == "embedded" else cfg.model, dtype=dtype, seed=cfg.seed,
+                traces=cfg.trace != "none",
+            )
         else:
             model, tokenizer = load_model(cfg.model, dtype=dtype)
-        self.full = cfg.finetune == "full" or (cfg.finetune == "auto" and cfg.model == EMBEDDED)
+        model = model.to(self.device)
+        self.full = cfg.finetune == "full" or (cfg.finetune == "auto" and self.from_scratch)
         if not self.full:
             from peft import LoraConfig, get_peft_model
 
@@ -293,7 +314,7 @@ class FinetuneRecipe:
         from constraintc.train.data import build_graphs
         from constraintc.train.records import check_rules_fit, heldout_records, training_records
 
-        self.constraint = SemanticLoss(cfg.rules, cfg.params)
+        self.constraint = SemanticLoss(cfg.rules, cfg.params).to(self.device)
         self.semantic = cfg.lambda_schedule != "none"
         self.traced = cfg.trace != "none"
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
@@ -356,7 +377,7 @@ class FinetuneRecipe:
         batch = pack_groups(
             self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no, dtype=dtype,
             completions=[g.completions for g in graphs] if self.traced else None,
-        )
+        ).to(self.device)
         logits, target_logits = packed_logits(self.model, batch)
         log_p, log_q = yes_no_log_probs(logits.double(), batch)
         trace_ce = completion_losses(target_logits, batch) if self.traced else None

@@ -43,7 +43,7 @@ LOCK_FILE = ".lock"
 RUN_FILES = (RUN_FILE, "config.json", "metrics.jsonl", "checkpoints", "model", "eval_before.json",
              "eval_after.json", "training.png")
 # settings that do not change what is trained: resuming with other values needs no permission
-NOT_TRAINING = ("output_dir", "threads", "plots", "final_eval", "eval_splits", "trace_tokens",
+NOT_TRAINING = ("output_dir", "threads", "device", "plots", "final_eval", "eval_splits", "trace_tokens",
                 "keep_checkpoints", "checkpoint_every")
 
 
