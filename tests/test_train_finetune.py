@@ -112,3 +112,41 @@ def test_two_processes_match_one(tmp_path):
     init, _ = build_embedded_model(task_text, seed=0, traces=True)
     moved = sum((w1[n] - p.detach()).abs().sum().item() for n, p in init.named_parameters() if n in w1)
     assert moved > 1e-3
+
+
+def test_a_run_keeps_its_rules_and_refuses_changed_ones_on_resume(tmp_path):
+    from constraintc.resources import rules_library_dir
+    from constraintc.train.rundir import RunDirError
+
+    rules = tmp_path / "mine.rules"
+    original = (rules_library_dir() / "transitivity.rules").read_text()
+    rules.write_text(original)
+    out = tmp_path / "run"
+    cfg = validate({**SMALL, "output_dir": str(out), "rules": str(rules), "steps": 4, "checkpoint_every": 2,
+                    "eval_records": 8, "eval_splits": ["mix"], "final_eval": True, "trace": "none"})
+    recipe = FinetuneRecipe(cfg, progress=False)
+    recipe.setup()
+    recipe.train(stop_at=2)  # interrupted after the first checkpoint
+    assert (out / "rules.rules").read_text() == original
+    # the file changes (here: disappears) while the run goes on: its evaluation uses the rules it read
+    rules.unlink()
+    recipe.train()
+    recipe.cleanup()
+    after = json.loads((out / "eval_after.json").read_text())
+    assert after["rules"] == str(rules) and after["overall"]["rule_violation_rate"] is not None
+
+    # a changed rules file is refused on --resume, and the run's copy is kept as it was
+    rules.write_text(original)
+    cut = validate({**cfg.to_dict(), "output_dir": str(tmp_path / "cut"), "final_eval": False})
+    crashed = FinetuneRecipe(cut, progress=False)
+    crashed.setup()
+    crashed.train(stop_at=3)  # checkpoint at step 2
+    del crashed
+    rules.write_text(original.replace("rule asymmetric", "# rule asymmetric"))
+    with pytest.raises(RunDirError, match=r"the rules .* changed since the checkpoint .*--allow-config-change"):
+        FinetuneRecipe(cut, resume="latest", progress=False).setup()
+    assert (tmp_path / "cut" / "rules.rules").read_text() == original
+    # allowed: it goes on with the new rules, and the run's copy says so
+    resumed = FinetuneRecipe(cut, resume="latest", progress=False, allow_config_change=True)
+    resumed.run()
+    assert resumed.step == 4 and "# rule asymmetric" in (tmp_path / "cut" / "rules.rules").read_text()

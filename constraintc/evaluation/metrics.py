@@ -320,7 +320,7 @@ def compute_report(
     predictions: Iterable[dict] | dict[str, dict],
     *,
     thresholds: Thresholds = Thresholds(),
-    rules: str | None = None,
+    rules=None,
     rules_max_nodes: int = 5,
     rules_params: dict[str, int] | None = None,
     source: str = "predictions",
@@ -330,7 +330,8 @@ def compute_report(
 
     ``predictions``: dicts with ``id`` and ``prediction`` ("Yes"/"No") and/or ``p_yes``, optionally
     ``trace``/``output`` (reasoning), or an already prepared id -> prediction map.
-    ``rules``: a rules file or library name; when given, the rule violation rate per split is the
+    ``rules``: a rules file or library name (or a ``SemanticLoss`` holding rules already read, as
+    a training run passes its own); when given, the rule violation rate per split is the
     fraction of graphs (groups) whose predicted answers contradict the rules (see
     :mod:`constraintc.evaluation.violations`).
 
@@ -380,7 +381,7 @@ def compute_report(
         "missing_predictions": len(records) - sum(1 for r in records if r["id"] in pred_map),
         "unmatched_predictions": len(pred_map) - matched,
         "thresholds": asdict(thresholds),
-        "rules": rules,
+        "rules": getattr(rules, "rules", rules),
         "splits": splits,
         "overall": overall,
         "collapsed_splits": [k for k, m in splits.items() if m["collapsed"]],

@@ -22,7 +22,7 @@ from constraintc.errors import ConstraintcError
 def rule_violations(
     records: list[dict],
     pred_map: dict[str, dict],
-    rules: str,
+    rules,
     max_nodes: int | None = None,
     params: dict[str, int] | None = None,
     schema_seconds: float = 5.0,
@@ -30,6 +30,9 @@ def rule_violations(
     progress: bool = False,
 ) -> dict:
     """``{"groups": {group: violated (bool)}, "skipped": {group: reason}, "strategies": {...}}``.
+
+    ``rules`` is a rules file or library name, or a ``SemanticLoss`` whose rules were read before
+    (then ``params`` and the budgets are its own).
 
     >>> from constraintc.tasks import generate
     >>> recs = generate("transitivity", "train", 8, seed=0)
@@ -42,7 +45,10 @@ def rule_violations(
 
     from constraintc.semantic import SemanticLoss
 
-    loss = SemanticLoss(rules, params, schema_seconds=schema_seconds, instance_seconds=instance_seconds)
+    if isinstance(rules, SemanticLoss):  # rules already read (a training run's own)
+        loss = rules
+    else:
+        loss = SemanticLoss(rules, params, schema_seconds=schema_seconds, instance_seconds=instance_seconds)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         groups[r.get("group", r["id"])].append(r)

@@ -24,6 +24,7 @@ pickle); which run an output directory holds, and where a resume starts, is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -37,6 +38,7 @@ import torch
 from constraintc.errors import ConstraintcError
 from constraintc.train.config import FinetuneConfig
 from constraintc.train.records import TRAIN_DATA_SEED
+from constraintc.train.rundir import RULES_COPY
 from constraintc.train.schedules import LambdaSchedule
 
 
@@ -168,6 +170,8 @@ class FinetuneRecipe:
             self._restore(point)
         elif self.rank == 0:
             (self.out / "metrics.jsonl").write_text("")
+        if self.rank == 0:
+            (self.out / RULES_COPY).write_text(self.constraint.program.source, encoding="utf-8")
         before_path = self.out / "eval_before.json"
         if cfg.final_eval and self.step == 0:
             self.before = self.evaluate()
@@ -315,6 +319,10 @@ class FinetuneRecipe:
         from constraintc.train.records import check_rules_fit, heldout_records, training_records
 
         self.constraint = SemanticLoss(cfg.rules, cfg.params).to(self.device)
+        # the rules as this run read them: checked again on --resume, kept in the run directory,
+        # and used (not the file, which may change meanwhile) by the final evaluation
+        source = self.constraint.program.source
+        self.rules_sha256 = hashlib.sha256(source.encode("utf-8")).hexdigest()
         self.semantic = cfg.lambda_schedule != "none"
         self.traced = cfg.trace != "none"
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
@@ -493,7 +501,7 @@ class FinetuneRecipe:
         ]
         kept = {p["id"] for p in preds}
         records = [r for r in records if r["id"] in kept]
-        report = compute_report(records, preds, rules=cfg.rules, rules_params=cfg.params or None, rules_max_nodes=None)
+        report = compute_report(records, preds, rules=self.constraint, rules_max_nodes=None)
         if self.traced and cfg.trace_tokens:
             report["reasoning"] = self.reasoning_report(records)
         return report
@@ -530,6 +538,7 @@ class FinetuneRecipe:
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
             "config": self.cfg.to_dict(),
+            "rules_sha256": self.rules_sha256,
         }
         try:
             path = save_checkpoint(self.out, self.step, state, self.cfg.keep_checkpoints, self.run_id)
@@ -561,6 +570,15 @@ class FinetuneRecipe:
         missing = [k for k in needed if k not in state]
         if missing:
             raise CheckpointError(f"error: {path}: the checkpoint lacks {', '.join(missing)}")
+        saved_rules = state.get("rules_sha256")
+        if saved_rules and saved_rules != self.rules_sha256 and not self.allow_config_change:
+            from constraintc.train.rundir import RunDirError
+
+            raise RunDirError(
+                f"error: --resume: the rules {self.cfg.rules!r} changed since the checkpoint ({path}): "
+                f"sha256 {saved_rules[:12]}... then, {self.rules_sha256[:12]}... now (the run's copy is "
+                f"{self.out / RULES_COPY}); restore them, or pass --allow-config-change to go on with the new rules"
+            )
         params = dict(self.model.named_parameters())
         unknown = [n for n in state["model"] if n not in params]
         if unknown:

@@ -40,8 +40,9 @@ RUN_FILE = "run.json"
 RUN_FORMAT = "constraintc-run"
 LOCK_FILE = ".lock"
 # what a run writes into its directory; --overwrite deletes these and only these
+RULES_COPY = "rules.rules"  # the rules source the run trained with
 RUN_FILES = (RUN_FILE, "config.json", "metrics.jsonl", "checkpoints", "model", "eval_before.json",
-             "eval_after.json", "training.png")
+             "eval_after.json", "training.png", RULES_COPY)
 # settings that do not change what is trained: resuming with other values needs no permission
 NOT_TRAINING = ("output_dir", "threads", "device", "plots", "final_eval", "eval_splits", "trace_tokens",
                 "keep_checkpoints", "checkpoint_every")
