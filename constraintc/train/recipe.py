@@ -158,6 +158,10 @@ class FinetuneRecipe:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         self._setup_model()
+        if self.rank == 0 and not self.quiet:
+            where = (f"{self.device} ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda"
+                     else f"the CPU, {torch.get_num_threads()} thread(s)")
+            _log(f"training on {where}")
         self._setup_data()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
