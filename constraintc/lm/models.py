@@ -62,13 +62,7 @@ def _rope_arguments(arch: dict) -> dict:
     from transformers import Gemma3TextConfig
 
     kind = arch.get("position_encoding", "rope")
-    if kind not in POSITION_ENCODINGS:
-        raise ConstraintcError(
-            f"error: embedded model config: position_encoding={kind!r}: expected 'rope' or 'none'"
-        )
     theta = float(arch.get("rope_theta", 1e6))
-    if not theta > 1:
-        raise ConstraintcError(f"error: embedded model config: rope_theta={theta!r}: expected a number above 1")
     params = {"rope_type": "default", "rope_theta": theta}
     if kind == "none":
         params = {"rope_type": "linear", "factor": NOPE_FACTOR, "rope_theta": theta}
@@ -251,6 +245,13 @@ def build_embedded_model(
         raise ConstraintcError(
             f"error: {path}: [architecture] {what}: expected the keys {', '.join(ARCHITECTURE_KEYS)}"
         )
+    if arch.get("position_encoding", "rope") not in POSITION_ENCODINGS:
+        raise ConstraintcError(
+            f"error: {path}: position_encoding={arch['position_encoding']!r}: expected 'rope' or 'none'"
+        )
+    theta = arch.get("rope_theta", 1e6)
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 1:
+        raise ConstraintcError(f"error: {path}: rope_theta={theta!r}: expected a number above 1")
     tokenizer = build_embedded_tokenizer(spec.get("tokenizer", {}), corpus, traces)
     init_seed = arch.pop("init_seed", 0)
     return _build_gemma(tokenizer, init_seed if seed is None else seed, dtype, **arch), tokenizer
