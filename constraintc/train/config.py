@@ -138,7 +138,7 @@ class FinetuneConfig:
     steps: int = option(1600, "optimizer steps", above=0)
     batch_groups: int = option(16, "graphs per optimizer step, over all processes", above=0)
     grad_accum: int = option(1, "micro-batches per step (must divide --batch-groups)", above=0)
-    lr: float = option(3e-3, "AdamW learning rate", above=0, expected="a positive learning rate")
+    lr: float = option(6e-3, "AdamW learning rate", above=0, expected="a positive learning rate")
     warmup_steps: int = option(50, "linear learning-rate warm-up steps", minimum=0)
     lr_schedule: str = option("cosine", "after the warm-up: constant, or a half cosine down to lr/10 at "
                                         "the last step", choices=("constant", "cosine"))
