@@ -56,6 +56,41 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "constraintc"]
 
 
+def _run_pool(pending: list, out: Path, jobs: int, deadline: float, report: bool = True) -> dict[str, int | None]:
+    """Run ``(tag, command)`` pairs, ``jobs`` at once, each logging to ``out/TAG.log``. With a
+    ``deadline`` (seconds), what still runs then is interrupted (Ctrl-C; its checkpoints stay);
+    returns those runs' newest checkpoint steps."""
+    start = time.monotonic()
+    pending = list(pending)
+    running: dict[str, tuple[subprocess.Popen, object]] = {}
+    stopped: dict[str, int | None] = {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            tag, cmd = pending.pop(0)
+            log = open(out / f"{tag}.log", "a")
+            running[tag] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+            if report:
+                print(f"[{time.monotonic() - start:6.0f}s] started {tag}", flush=True)
+        time.sleep(2 if report else 1)
+        for tag, (proc, log) in list(running.items()):
+            if proc.poll() is not None:
+                log.close()
+                del running[tag]
+                state = "done" if proc.returncode == 0 else f"exit {proc.returncode} (see {out / tag}.log)"
+                if report:
+                    print(f"[{time.monotonic() - start:6.0f}s] {tag}: {state}", flush=True)
+        if deadline and time.monotonic() - start > deadline and running:
+            for tag, (proc, _) in running.items():
+                proc.send_signal(signal.SIGINT)  # the run stops; its checkpoints stay
+            for tag, (proc, log) in running.items():
+                proc.wait()
+                log.close()
+                stopped[tag] = _newest_checkpoint(out / tag)
+            running.clear()
+            pending.clear()
+    return stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,33 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                     cmd += ["--model", model]
                 plan.append((tag, cmd))
 
-    start = time.monotonic()
     pending = [(t, c) for t, c in plan if not _finished(out / t)]
-    running: dict[str, tuple[subprocess.Popen, object]] = {}
-    stopped: dict[str, int | None] = {}
     print(f"{len(plan)} runs, {len(plan) - len(pending)} already finished; {args.jobs} at once", flush=True)
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            tag, cmd = pending.pop(0)
-            log = open(out / f"{tag}.log", "a")
-            running[tag] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
-            print(f"[{time.monotonic() - start:6.0f}s] started {tag}", flush=True)
-        time.sleep(2)
-        for tag, (proc, log) in list(running.items()):
-            if proc.poll() is not None:
-                log.close()
-                del running[tag]
-                state = "done" if proc.returncode == 0 else f"exit {proc.returncode} (see {out / tag}.log)"
-                print(f"[{time.monotonic() - start:6.0f}s] {tag}: {state}", flush=True)
-        if args.deadline and time.monotonic() - start > args.deadline and running:
-            for tag, (proc, _) in running.items():
-                proc.send_signal(signal.SIGINT)  # the run stops; its checkpoints stay
-            for tag, (proc, log) in running.items():
-                proc.wait()
-                log.close()
-                stopped[tag] = _newest_checkpoint(out / tag)
-            running.clear()
-            pending.clear()
+    stopped = _run_pool(pending, out, args.jobs, args.deadline)
     # the stopped runs' final evaluations, --jobs at once
     evals = []
     for tag, step in stopped.items():
@@ -142,16 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{tag}: stopped at step {step}; evaluating that checkpoint", flush=True)
         evals.append((tag, [*_cli(), "finetune", "--resume", "--output-dir", str(out / tag), "--steps", str(step),
                             "--allow-config-change", "--no-progress", "--threads", str(args.threads)]))
-    while evals or running:
-        while evals and len(running) < args.jobs:
-            tag, cmd = evals.pop(0)
-            log = open(out / f"{tag}.log", "a")
-            running[tag] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
-        time.sleep(1)
-        for tag, (proc, log) in list(running.items()):
-            if proc.poll() is not None:
-                log.close()
-                del running[tag]
+    _run_pool(evals, out, args.jobs, 0, report=False)
     done = [str(out / t) for t, _ in plan if _finished(out / t)]
     if not done:
         print("no run finished", flush=True)
