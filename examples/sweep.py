@@ -37,7 +37,11 @@ CONDITIONS = {"sl": [], "ce": ["--lambda-schedule", "none"]}
 
 
 def _model_tag(model: str) -> str:
-    return Path(model).stem.replace("embedded_", "") if model.lower().endswith(".toml") else model.replace("/", "_")
+    """The run-directory prefix of a --model value: an architecture or GGUF file by its stem
+    (``embedded_nope.toml`` -> ``nope``), a hub id or directory with ``/`` as ``_``."""
+    if model.lower().endswith((".toml", ".gguf")):
+        return Path(model).stem.replace("embedded_", "")
+    return model.strip("/").replace("/", "_")
 
 
 def _finished(run: Path) -> bool:
@@ -105,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deadline", type=float, default=0, help="seconds; then interrupt and evaluate (0: none)")
     ap.add_argument("--output-dir", default="runs/sweep", help="parent of the run directories")
     args = ap.parse_args(argv)
+    # A shell starts a background job (`sweep.py ... &`) with Ctrl-C ignored, and the finetune
+    # processes would inherit that and never stop at --deadline: handle it here, so that they
+    # start with the default (exec resets a handled signal, but keeps an ignored one).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +16,11 @@ TINY = ["--set", "train_records=48", "--set", "eval_records=8", "--set", "eval_s
         "--set", "trace=none", "--set", "batch_groups=4", "--set", "plots=false"]
 
 
-def _sweep(tmp: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def _sweep(tmp: Path, *args: str, timeout: int = 300, **kw) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "examples" / "sweep.py"), "--config",
            str(ROOT / "examples" / "configs" / "finetune_transfer.toml"), "--seeds", "0",
            "--output-dir", str(tmp), "--jobs", "2", *TINY, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp.parent)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp.parent, **kw)
 
 
 @pytest.mark.slow
@@ -42,8 +43,11 @@ def test_sweep_runs_conditions_side_by_side_and_reuses_finished_runs(tmp_path):
 @pytest.mark.slow
 def test_sweep_deadline_evaluates_the_newest_checkpoint(tmp_path):
     out = tmp_path / "sweep"
+    # started the way a shell starts a background job (`sweep.py ... &`): with Ctrl-C ignored,
+    # which the runs must not inherit, or they never stop at the deadline
     result = _sweep(out, "--conditions", "ce", "--set", "steps=100000", "--set", "checkpoint_every=2",
-                    "--set", "eval_every=1000", "--deadline", "20")
+                    "--set", "eval_every=1000", "--deadline", "20",
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "config-ce-s0: stopped at step" in result.stdout
     step = int(result.stdout.split("config-ce-s0: stopped at step ")[1].split(";")[0])
@@ -73,3 +77,15 @@ def test_bench_gpu_checks_itself_under_the_triton_interpreter():
     assert "all checks passed" in result.stdout
     row = [line.split() for line in result.stdout.splitlines() if line.split()[:3] == ["3", "12", "8"]]
     assert row and float(row[0][3]) < 1e-4 and float(row[0][4]) < 1e-9
+
+
+def test_sweep_names_runs_after_the_model():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from sweep import _model_tag
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    assert _model_tag("/tmp/w/SmolLM2-135M-Instruct.Q4_1.gguf") == "SmolLM2-135M-Instruct.Q4_1"
+    assert _model_tag("examples/configs/embedded_nope.toml") == "nope"
+    assert _model_tag("google/gemma-3-270m") == "google_gemma-3-270m"
+    assert _model_tag("embedded") == "embedded"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Real pretrained weights and d-separation on one GPU, in one time budget (docs/finetune.md quotes
+# what it measured):
+#
+#   1. SmolLM2-135M-Instruct (the GGUF given), LoRA r=16 on every attention and MLP projection,
+#      cross-entropy only (ce) against cross-entropy + the semantic loss (sl), seeds 0,1,2, on the
+#      transitivity recipe of examples/configs/finetune_smollm2.toml with a GPU-sized batch;
+#   2. at the same time the d-separation recipe (examples/configs/finetune_dsep.toml) for the
+#      embedded model, ce against sl, seeds 0,1,2.
+#
+# All 12 runs share the GPU. The learning rate is constant after the warm-up, so a run that the
+# deadline interrupts (examples/sweep.py --deadline: Ctrl-C, then the final evaluation of its
+# newest checkpoint) has had the schedule it would have had in a longer run, only fewer steps.
+#
+# usage: examples/gpu_pretrained.sh OUTDIR GGUF [TRAIN_SECONDS [SWEEP ARGS...]]
+#   (default 360 s of training; further arguments go to both sweeps last, e.g. --set steps=2)
+set -uo pipefail
+out=${1:?usage: examples/gpu_pretrained.sh OUTDIR GGUF [TRAIN_SECONDS]}
+gguf=${2:?usage: examples/gpu_pretrained.sh OUTDIR GGUF [TRAIN_SECONDS]}
+budget=${3:-360}
+shift $(( $# < 3 ? $# : 3 ))
+here=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$out"
+[ -f "$gguf" ] || { echo "error: no GGUF file at $gguf"; exit 2; }
+
+python3 "$here/examples/sweep.py" --config "$here/examples/configs/finetune_smollm2.toml" \
+    --seeds 0,1,2 --conditions sl,ce --models "$gguf" --jobs 6 --threads 1 --deadline "$budget" \
+    --set steps=4000 --set batch_groups=8 --set lr=1e-3 --set lr_schedule=constant --set warmup_steps=20 \
+    --set lora_r=16 --set lora_alpha=32 --set lora_targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
+    --set trace=none --set eval_records=200 --set eval_every=100 --set checkpoint_every=50 \
+    --output-dir "$out/smollm2" "$@" > "$out/smollm2.txt" 2>&1 &
+smol=$!
+
+python3 "$here/examples/sweep.py" --config "$here/examples/configs/finetune_dsep.toml" \
+    --seeds 0,1,2 --conditions sl,ce --jobs 6 --threads 1 --deadline "$budget" \
+    --set steps=6000 --set lr=6e-3 --set lr_schedule=constant --set checkpoint_every=100 \
+    --output-dir "$out/dsep" "$@" > "$out/dsep.txt" 2>&1 &
+dsep=$!
+
+wait $smol; rs=$?
+wait $dsep; rd=$?
+echo "== SmolLM2 (rc $rs)"; cat "$out/smollm2.txt"
+echo "== d-separation (rc $rd)"; cat "$out/dsep.txt"
+[ $rs -eq 0 ] && [ $rd -eq 0 ]
