@@ -2,13 +2,13 @@
 # Real pretrained weights and d-separation on one GPU, in one time budget (docs/finetune.md quotes
 # what it measured):
 #
-#   1. SmolLM2-135M-Instruct (the GGUF given), LoRA r=16 on every attention and MLP projection,
-#      cross-entropy only (ce) against cross-entropy + the semantic loss (sl), seeds 0,1,2, on the
-#      transitivity recipe of examples/configs/finetune_smollm2.toml with a GPU-sized batch;
+#   1. SmolLM2-135M-Instruct (the GGUF given) with LoRA, examples/configs/finetune_smollm2_gpu.toml:
+#      cross-entropy only (ce) against cross-entropy + the semantic loss (sl), seeds 0,1,2;
 #   2. at the same time the d-separation recipe (examples/configs/finetune_dsep.toml) for the
 #      embedded model, ce against sl, seeds 0,1,2.
 #
-# All 12 runs share the GPU. The learning rate is constant after the warm-up, so a run that the
+# All 12 runs share the GPU and train until the time budget (each up to a step count no run
+# reaches there). The learning rate is constant after the warm-up, so a run that the
 # deadline interrupts (examples/sweep.py --deadline: Ctrl-C, then the final evaluation of its
 # newest checkpoint) has had the schedule it would have had in a longer run, only fewer steps.
 #
@@ -23,12 +23,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 [ -f "$gguf" ] || { echo "error: no GGUF file at $gguf"; exit 2; }
 
-python3 "$here/examples/sweep.py" --config "$here/examples/configs/finetune_smollm2.toml" \
+python3 "$here/examples/sweep.py" --config "$here/examples/configs/finetune_smollm2_gpu.toml" \
     --seeds 0,1,2 --conditions sl,ce --models "$gguf" --jobs 6 --threads 1 --deadline "$budget" \
-    --set steps=4000 --set batch_groups=8 --set lr=1e-3 --set lr_schedule=constant --set warmup_steps=20 \
-    --set lora_r=16 --set lora_alpha=32 --set lora_targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
-    --set trace=none --set eval_records=200 --set eval_every=100 --set checkpoint_every=50 \
-    --output-dir "$out/smollm2" "$@" > "$out/smollm2.txt" 2>&1 &
+    --set steps=4000 --output-dir "$out/smollm2" "$@" > "$out/smollm2.txt" 2>&1 &
 smol=$!
 
 python3 "$here/examples/sweep.py" --config "$here/examples/configs/finetune_dsep.toml" \
