@@ -20,8 +20,8 @@ gguf=${2:?usage: examples/gpu_pretrained.sh OUTDIR GGUF [TRAIN_SECONDS]}
 budget=${3:-360}
 shift $(( $# < 3 ? $# : 3 ))
 here=$(cd "$(dirname "$0")/.." && pwd)
+[ -f "$gguf" ] || { echo "error: no GGUF file at $gguf" >&2; exit 2; }
 mkdir -p "$out"
-[ -f "$gguf" ] || { echo "error: no GGUF file at $gguf"; exit 2; }
 
 python3 "$here/examples/sweep.py" --config "$here/examples/configs/finetune_smollm2_gpu.toml" \
     --seeds 0,1,2 --conditions sl,ce --models "$gguf" --jobs 6 --threads 1 --deadline "$budget" \

@@ -89,3 +89,13 @@ def test_sweep_names_runs_after_the_model():
     assert _model_tag("examples/configs/embedded_nope.toml") == "nope"
     assert _model_tag("google/gemma-3-270m") == "google_gemma-3-270m"
     assert _model_tag("embedded") == "embedded"
+
+
+def test_gpu_pretrained_script_refuses_a_missing_gguf(tmp_path):
+    result = subprocess.run(["bash", str(ROOT / "examples" / "gpu_pretrained.sh"), str(tmp_path / "out"),
+                             str(tmp_path / "none.gguf"), "10"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no GGUF file at" in result.stderr
+    assert not (tmp_path / "out").exists()
+    usage = subprocess.run(["bash", str(ROOT / "examples" / "gpu_pretrained.sh")], capture_output=True, text=True,
+                           timeout=60)
+    assert usage.returncode != 0 and "usage: examples/gpu_pretrained.sh OUTDIR GGUF" in usage.stderr
