@@ -15,8 +15,9 @@
 # usage: examples/gpu_pretrained.sh OUTDIR GGUF [TRAIN_SECONDS [SWEEP ARGS...]]
 #   (default 360 s of training; further arguments go to both sweeps last, e.g. --set steps=2)
 set -uo pipefail
-out=${1:?usage: examples/gpu_pretrained.sh OUTDIR GGUF [TRAIN_SECONDS]}
-gguf=${2:?usage: examples/gpu_pretrained.sh OUTDIR GGUF [TRAIN_SECONDS]}
+usage="usage: examples/gpu_pretrained.sh OUTDIR GGUF [TRAIN_SECONDS [SWEEP ARGS...]]"
+out=${1:?$usage}
+gguf=${2:?$usage}
 budget=${3:-360}
 shift $(( $# < 3 ? $# : 3 ))
 here=$(cd "$(dirname "$0")/.." && pwd)
