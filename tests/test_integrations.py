@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -136,6 +137,16 @@ def test_finetune_on_own_rules_and_data_runs_to_the_end(tmp_path):
     assert v["checked"] == v["groups"] == len({r["group"] for r in evaluation})
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 4 and "heldout_balanced_accuracy" in rows[-1]
+    # the embedded model reads the data's own wording as words and its node names as names
+    from constraintc.lm.models import load_model
+
+    _, tok = load_model(str(out / "model"))
+    record = train[0]
+    words = re.findall(r"\w+", f"{record['premise']} {record['question']}")
+    tokens = tok.convert_ids_to_tokens(tok(f"{record['premise']} {record['question']}", add_special_tokens=False)["input_ids"])
+    wording = [w for w in words if w not in record["nodes"]]
+    assert wording and all(w in tokens for w in wording)
+    assert sum(t.startswith("[N") for t in tokens) == sum(w in record["nodes"] for w in words)
 
 
 def test_rules_task_mismatch_names_the_fix(tmp_path, capsys):

@@ -58,6 +58,8 @@ def generate_traces(
                 if stopped:
                     row = row[: row.index(eos)]
                 text = tokenizer.decode(row, skip_special_tokens=True)
+                if hasattr(tokenizer, "restore_names"):  # names read as slot tokens: write them back
+                    text = tokenizer.restore_names(prompts[i], text)
                 _, answer, _ = parse_output(text)
                 rows[i] = {"output": text, "finish_reason": "stop" if stopped else "length", "prediction": answer}
             bar.update(len(idx))

@@ -131,11 +131,14 @@ def pack_groups(
     no: str = "No",
     dtype: torch.dtype = torch.float32,
     completions: list[list[Completion]] | None = None,
+    name_salts: list[int] | None = None,
 ) -> PackedBatch:
     """Pack each group of prompts into one row (shared prefix once, then every suffix).
 
     ``completions`` (one list per group, possibly empty) adds sequences trained token by token;
-    their suffixes follow the group's question suffixes in the same row.
+    their suffixes follow the group's question suffixes in the same row. ``name_salts`` (one per
+    group) assigns the names of each group to name tokens with its own salt, for a tokenizer
+    that reads names by slot (:func:`constraintc.lm.tokenizer.salted_names`; others ignore it).
 
     >>> from constraintc.lm import build_tiny_model
     >>> _, tok = build_tiny_model()
@@ -147,6 +150,9 @@ def pack_groups(
         raise ValueError("pack_groups needs at least one prompt in every group")
     if completions is not None and len(completions) != len(groups):
         raise ValueError(f"pack_groups: {len(completions)} completion lists for {len(groups)} groups")
+    if name_salts is not None and len(name_salts) != len(groups):
+        raise ValueError(f"pack_groups: {len(name_salts)} name salts for {len(groups)} groups")
+    from constraintc.lm.tokenizer import salted_names
     ids_cache: dict[str, tuple[int, int]] = {}
 
     def answer_ids(text: str) -> tuple[int, int]:
@@ -165,8 +171,9 @@ def pack_groups(
     t_rows, t_cols, t_ids, t_seq, c_answer = [], [], [], [], []
     unpacked = 0
     for g, prompts in enumerate(groups):
-        seqs = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-        comps = [_completion_tokens(tokenizer, c, completion_answer_id) for c in (completions[g] if completions else [])]
+        with salted_names(tokenizer, name_salts[g] if name_salts else 0):
+            seqs = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+            comps = [_completion_tokens(tokenizer, c, completion_answer_id) for c in (completions[g] if completions else [])]
         unpacked += sum(len(s) for s in seqs) + sum(len(ids) for ids, _ in comps)
         k = _common_prefix_length(seqs + [ids for ids, _ in comps])
         tokens = list(seqs[0][:k])

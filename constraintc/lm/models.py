@@ -190,25 +190,35 @@ def build_embedded_tokenizer(spec: dict | None, corpus: Corpus, traces: bool = F
     (:func:`constraintc.tasks.corpus.task_text`); ``seed`` and ``records_per_task`` are the
     table's ``corpus_seed`` and ``corpus_records_per_task``.
 
-    ``kind = "names"`` (the default): the task's words are one token each and every other word
-    (a node name) is spelled out character by character, so any name of letters and digits
-    reads exactly (:func:`constraintc.lm.tokenizer.build_name_tokenizer`). ``kind = "words"``:
+    ``kind = "slots"`` (the default): the task's words are one token each and every node name is
+    one of ``name_slots`` (default 24) name tokens, whatever its spelling
+    (:class:`constraintc.lm.tokenizer.NameSlotTokenizer`). ``kind = "names"``: the task's words
+    are one token each and every other word (a node name) is spelled out character by character,
+    so any name of letters and digits reads exactly
+    (:func:`constraintc.lm.tokenizer.build_name_tokenizer`). ``kind = "words"``:
     a word-level vocabulary of the generated training text, in which unseen names are ``[UNK]``
     (``traces`` adds the reasoning vocabulary to it).
     """
-    from constraintc.lm.tokenizer import build_name_tokenizer, build_word_tokenizer
+    from constraintc.lm.tokenizer import build_name_tokenizer, build_slot_tokenizer, build_word_tokenizer
 
     spec = dict(spec or {})
-    kind = spec.get("kind", "names")
+    kind = spec.get("kind", "slots")
     seed, per_task = spec.get("corpus_seed", 0), spec.get("corpus_records_per_task", 200)
-    if kind == "names":
+    if kind in ("slots", "names"):
         text = corpus(seed, per_task, True)
         words = list(dict.fromkeys([*spec.get("words", []), *vocabulary_words(text.texts, text.names)]))
-        return build_name_tokenizer(words, text.alphabet)
+        if kind == "names":
+            return build_name_tokenizer(words, text.alphabet)
+        slots = spec.get("name_slots", 24)
+        if isinstance(slots, bool) or not isinstance(slots, int) or not 1 <= slots <= 4096:
+            raise ConstraintcError(
+                f"error: embedded model config: [tokenizer] name_slots={slots!r}: expected a whole number 1-4096"
+            )
+        return build_slot_tokenizer(words, text.alphabet, slots)
     if kind == "words":
         texts = corpus(seed, per_task, traces).texts
         return build_word_tokenizer(texts, spec.get("words", []), whole_arrows=traces)
-    raise ConstraintcError(f"error: embedded model config: tokenizer kind={kind!r}: expected 'names' or 'words'")
+    raise ConstraintcError(f"error: embedded model config: tokenizer kind={kind!r}: expected 'slots', 'names' or 'words'")
 
 
 def build_embedded_model(
@@ -298,6 +308,8 @@ def _load_gguf(path: Path, dtype: torch.dtype):
 def _load_directory(path: Path, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from constraintc.lm.tokenizer import NAME_SLOTS_FILE, NameSlotTokenizer
+
     if (path / "adapter_config.json").is_file():
         import json
 
@@ -309,7 +321,13 @@ def _load_directory(path: Path, dtype: torch.dtype):
         tokenizer = AutoTokenizer.from_pretrained(path)
         return _finish(model, tokenizer)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    if (path / NAME_SLOTS_FILE).is_file():  # the embedded model's name-slot tokenizer
+        try:
+            tokenizer = NameSlotTokenizer.load(path)
+        except (OSError, ValueError) as err:
+            raise ConstraintcError(f"error: --model={str(path)!r}: cannot read its tokenizer: {err}") from None
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(path)
     return _finish(model, tokenizer)
 
 

@@ -44,3 +44,25 @@ def task_text(seed: int = 0, per_task: int = 200, traces: bool = False) -> TaskT
     if traces:
         texts.extend(SENTENCE_FORMS)
     return TaskText(texts, tuple(SHORT_NAMES), OPEN_ALPHABET)
+
+
+def with_records(corpus, records: list[dict]):
+    """``corpus`` (a function like :func:`task_text`) plus the text of ``records``: their
+    premises, questions, labels and traces, with their node names added to ``names``. A model
+    built from it reads the wording of the user's own data as words, not as names.
+
+    >>> text = with_records(task_text, [{"premise": "x feeds y.", "question": "Does x starve y?",
+    ...                                  "nodes": ["x", "y"], "label": "No"}])(per_task=2)
+    >>> "x feeds y. Does x starve y? No" in text.texts, "x" in text.names
+    (True, True)
+    """
+
+    def extended(seed: int = 0, per_task: int = 200, traces: bool = False) -> TaskText:
+        base = corpus(seed, per_task, traces)
+        texts = [" ".join(str(r.get(k) or "") for k in ("premise", "question", "label")) for r in records]
+        if traces:
+            texts += [str(r["trace"]) for r in records if r.get("trace")]
+        names = dict.fromkeys([*base.names, *(str(n) for r in records for n in r.get("nodes", []))])
+        return TaskText(base.texts + texts, tuple(names), base.alphabet)
+
+    return extended

@@ -291,8 +291,14 @@ class FinetuneRecipe:
 
         dtype = getattr(torch, cfg.dtype)
         if self.from_scratch:
+            corpus = task_text
+            if cfg.data:  # the wording of the user's records is read as words, their node names as names
+                from constraintc.tasks.corpus import with_records
+                from constraintc.train.records import user_records
+
+                corpus = with_records(task_text, [r for part in user_records(cfg) for r in part])
             model, tokenizer = build_embedded_model(
-                task_text, None if cfg.model == "embedded" else cfg.model, dtype=dtype, seed=cfg.seed,
+                corpus, None if cfg.model == "embedded" else cfg.model, dtype=dtype, seed=cfg.seed,
                 traces=cfg.trace != "none",
             )
         else:
@@ -384,11 +390,15 @@ class FinetuneRecipe:
         """Answer logits of the graphs' questions, (log p, log(1-p)) per question, and the mean
         token CE of each trace completion (None without a trace mode)."""
         from constraintc.lm.binding import completion_losses, pack_groups, packed_logits, yes_no_log_probs
+        from constraintc.tasks.generate import stable_seed
 
         dtype = next(self.model.parameters()).dtype
+        # a name-slot tokenizer gives each training graph its own assignment of names to name
+        # tokens (the same at every visit, so a graph repeats as it does with spelled names)
         batch = pack_groups(
             self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no, dtype=dtype,
             completions=[g.completions for g in graphs] if self.traced else None,
+            name_salts=[stable_seed("names", self.cfg.seed, g.group) for g in graphs],
         ).to(self.device)
         logits, target_logits = packed_logits(self.model, batch)
         log_p, log_q = yes_no_log_probs(logits.double(), batch)
