@@ -156,3 +156,22 @@ def batch_indices(n: int, batch: int, step: int, seed: int) -> list[int]:
         out.extend(take)
         pos += len(take)
     return out
+
+
+def curriculum_indices(sizes: list[int], batch: int, step: int, seed: int, steps: int) -> list[int]:
+    """:func:`batch_indices` under a size curriculum: before step ``steps`` only the graphs of at
+    most ``limit(step)`` nodes are drawn, the limit rising evenly from the smallest size (at step
+    0) to the largest (at step ``steps``); from then on every graph, as without a curriculum.
+
+    >>> sizes = [3, 3, 5, 7, 7]
+    >>> sorted({sizes[i] for i in curriculum_indices(sizes, 8, 0, 0, 100)})
+    [3]
+    >>> curriculum_indices(sizes, 2, 100, 0, 100) == batch_indices(5, 2, 100, 0)
+    True
+    """
+    if step >= steps:
+        return batch_indices(len(sizes), batch, step, seed)
+    low, high = min(sizes), max(sizes)
+    limit = low + (high - low) * step // steps
+    allowed = [i for i, n in enumerate(sizes) if n <= limit]
+    return [allowed[i] for i in batch_indices(len(allowed), batch, step, seed)]

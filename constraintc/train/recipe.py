@@ -407,11 +407,16 @@ class FinetuneRecipe:
 
     def train_step(self, step: int) -> dict:
         """One optimizer step on global batch ``step``; returns its metrics row."""
-        from constraintc.train.data import batch_indices
+        from constraintc.train.data import batch_indices, curriculum_indices
         from constraintc.train.loss import loss_step
 
         cfg = self.cfg
-        graphs = [self.train_graphs[i] for i in batch_indices(len(self.train_graphs), cfg.batch_groups, step, cfg.seed)]
+        if cfg.curriculum_steps:
+            sizes = [len(g.nodes) for g in self.train_graphs]
+            chosen = curriculum_indices(sizes, cfg.batch_groups, step, cfg.seed, cfg.curriculum_steps)
+        else:
+            chosen = batch_indices(len(self.train_graphs), cfg.batch_groups, step, cfg.seed)
+        graphs = [self.train_graphs[i] for i in chosen]
         n_labelled = sum(lab is not None for g in graphs for lab in g.labels)
         n_graphs = len(graphs)
         lam = self.schedule.value(step)
