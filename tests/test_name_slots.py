@@ -160,7 +160,7 @@ def test_training_graphs_each_keep_their_own_salt_and_checks_use_none(tmp_path):
 
     cfg = validate({"steps": 3, "batch_groups": 4, "train_records": 40, "eval_records": 8, "eval_every": 3,
                     "eval_splits": ["mix"], "final_eval": False, "output_dir": str(tmp_path / "run"),
-                    "plots": False, "threads": 1})
+                    "plots": False, "threads": 1, "curriculum_steps": 0})
     recipe = FinetuneRecipe(cfg, progress=False)
     recipe.setup()
     tok = recipe.tokenizer

@@ -132,7 +132,7 @@ class FinetuneConfig:
     name_pool: int = option(0, "rename each graph's nodes from the first N short names; 0 keeps the names",
                             minimum=0, metavar="N")
     max_nodes: int = option(0, "train only on graphs of at most N nodes; 0: all", minimum=0, metavar="N")
-    curriculum_steps: int = option(0, "for the first N steps draw batches only from the smallest training "
+    curriculum_steps: int = option(400, "for the first N steps draw batches only from the smallest training "
                                       "graphs, the size limit rising evenly to the largest; 0: no curriculum",
                                    minimum=0, metavar="N")
     atoms_per_graph: int = option(12, "query atoms asked per graph (unasked atoms are fair coins); 0: all",
