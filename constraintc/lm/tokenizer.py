@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterable
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
@@ -102,6 +103,7 @@ _WORD_RE = re.compile(r"\w+")
 NAME_SLOTS_FILE = "constraintc_name_slots.json"
 
 
+@lru_cache(maxsize=1 << 16)
 def _slot_hash(salt: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{salt}\0{name}".encode()).digest()[:8], "big")
 
