@@ -349,6 +349,7 @@ class FinetuneRecipe:
             self.train_graphs = [g for g in self.train_graphs if any(lab is not None for lab in g.labels)]
         if not self.train_graphs:
             raise ConstraintcError("error: no training graph left (no labels and no semantic loss?)")
+        self.train_sizes = [len(g.nodes) for g in self.train_graphs]  # for the size curriculum
         self.heldout = build_graphs(heldout_records(cfg), self.constraint, self.prompt_fn, all_atoms=False)
         self.favoured = favoured_answer(self.constraint, self.train_graphs) if self.semantic else None
         if self.favoured and self.rank == 0 and cfg.lambda_schedule == "adaptive":
@@ -412,8 +413,7 @@ class FinetuneRecipe:
 
         cfg = self.cfg
         if cfg.curriculum_steps:
-            sizes = [len(g.nodes) for g in self.train_graphs]
-            chosen = curriculum_indices(sizes, cfg.batch_groups, step, cfg.seed, cfg.curriculum_steps)
+            chosen = curriculum_indices(self.train_sizes, cfg.batch_groups, step, cfg.seed, cfg.curriculum_steps)
         else:
             chosen = batch_indices(len(self.train_graphs), cfg.batch_groups, step, cfg.seed)
         graphs = [self.train_graphs[i] for i in chosen]
