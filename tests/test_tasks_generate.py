@@ -140,9 +140,10 @@ def test_record_schema_and_consistency(corpus):
 
 SIZES = {
     "length": (7, 15), "branching": (4, 7), "adversarial": (4, 6), "mix": (3, 7), "unseen_names": (3, 7),
+    "mix_pairs": (3, 14),
     "chains_long": (7, 15), "chains_shuffled": (7, 15), "chains_reversed": (5, 12), "branching_large": (5, 12),
 }
-OPEN_NAMES = ("mix", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
+OPEN_NAMES = ("mix", "mix_pairs", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
 
 
 def test_node_counts_and_names_per_split(corpus):
@@ -185,6 +186,25 @@ def test_chain_splits_are_chains_in_their_statement_order(corpus):
                 assert stated == forwards
             elif split == "chains_reversed":
                 assert stated == forwards[::-1]
+
+
+def test_mix_pairs_tells_two_unrelated_graphs_no_longer_than_mix(corpus):
+    # about half of the premises tell two graphs (weakly connected components), each one a graph
+    # `mix` could draw (3-7 nodes); mix itself always tells one; a pair's cross questions are No
+    for task in TASKS:
+        for split, share in (("mix", (0.0, 0.0)), ("mix_pairs", (0.35, 0.65))):
+            graphs_seen = {}
+            for r in corpus[(task, split)]:
+                g = nx.DiGraph([tuple(e) for e in r["edges"]])
+                g.add_nodes_from(r["nodes"])
+                components = list(nx.weakly_connected_components(g))
+                graphs_seen[r["group"]] = len(components)
+                assert len(components) <= 2 and all(3 <= len(c) <= 7 for c in components), (split, r["id"])
+                x, y = r["meta"]["x"], r["meta"]["y"]
+                if task == "transitivity" and not any(x in c and y in c for c in components):
+                    assert r["label"] == "No"
+            two = sum(k == 2 for k in graphs_seen.values()) / len(graphs_seen)
+            assert share[0] <= two <= share[1], (task, split, two)
 
 
 def test_every_split_balanced(corpus):

@@ -51,7 +51,7 @@ from constraintc.tasks.traces import GraphTracer
 TASKS = ("transitivity", "dsep")
 SPLITS = (
     "train", "length", "reversed", "shuffled", "branching", "long_names", "adversarial",
-    "mix", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names",
+    "mix", "mix_pairs", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names",
 )
 
 
@@ -74,9 +74,16 @@ class SplitSpec:
 
 @dataclass(frozen=True)
 class MixSpec:
-    """A mixture of specs: each graph draws one component by weight."""
+    """A mixture of specs: each graph draws one component by weight.
+
+    ``pair_p``: the share of graphs that tell two unrelated graphs in one premise (both drawn
+    from the mixture, names distinct, statements interleaved, each keeping its own order): the
+    premise is as long and names as many nodes as a graph twice the size, while no path is longer
+    than one component's.
+    """
 
     components: tuple[tuple[float, SplitSpec], ...]
+    pair_p: float = 0.0
 
     @property
     def nodes(self) -> tuple[int, int]:
@@ -86,7 +93,9 @@ class MixSpec:
         return rng.choices([c for _, c in self.components], [w for w, _ in self.components])[0]
 
 
-def _mix(nodes: tuple[int, int], names: tuple[str, ...], chain_nodes: tuple[int, int] = (3, 6)) -> MixSpec:
+def _mix(
+    nodes: tuple[int, int], names: tuple[str, ...], chain_nodes: tuple[int, int] = (3, 6), pair_p: float = 0.0
+) -> MixSpec:
     """The training mixture over every statement order and name style in ``names``: random
     DAGs, chains with some links flipped (axiomatic training's noise), dense DAGs."""
     parts = []
@@ -98,7 +107,7 @@ def _mix(nodes: tuple[int, int], names: tuple[str, ...], chain_nodes: tuple[int,
                 (1.5, SplitSpec(chain_nodes, 0.0, 1.0, order, style, family="chain", flip_p=0.3)),
                 (1.0, SplitSpec((4, min(nodes[1], 6)), 0.55, 0.0, order, style)),
             ]
-    return MixSpec(tuple(parts))
+    return MixSpec(tuple(parts), pair_p)
 
 
 SPLIT_SPECS: dict[str, SplitSpec] = {
@@ -110,6 +119,8 @@ SPLIT_SPECS: dict[str, SplitSpec] = {
     "long_names": SplitSpec((3, 6), 0.2, 0.4, "topological", "long"),
     "adversarial": SplitSpec((4, 6), 0.25, 0.4, "shuffled", "short"),
     "mix": _mix((3, 7), ("short", "open_train")),
+    # mix, half of its premises telling two unrelated graphs (the default training split)
+    "mix_pairs": _mix((3, 7), ("short", "open_train"), pair_p=0.5),
     "chains_long": MixSpec(tuple(
         (1.0, SplitSpec((7, 15), 0.0, 1.0, "topological", style, family="chain")) for style in ("short", "open_train")
     )),
@@ -219,17 +230,42 @@ class _Graph:
         return "Yes" if graphs.d_separated(self.nx, x, y, z) else "No"
 
 
-def _draw_graph(rng: random.Random, spec: SplitSpec | MixSpec) -> _Graph:
-    if isinstance(spec, MixSpec):
-        spec = spec.pick(rng)
+def _draw_edges(rng: random.Random, spec: SplitSpec) -> tuple[int, list[tuple[int, int]]]:
+    """A node count and the edges over ``range(n)`` in the order the premise states them."""
     n = rng.randint(*spec.nodes)
     if spec.family == "chain":
         int_edges, rank = graphs.chain(rng, n, spec.flip_p)
     else:
         int_edges, rank = graphs.random_dag(rng, n, spec.extra_p, spec.chain_p)
-    ordered = graphs.statement_order(rng, int_edges, rank, spec.order)
+    return n, graphs.statement_order(rng, int_edges, rank, spec.order)
+
+
+def _draw_graph(rng: random.Random, spec: SplitSpec | MixSpec) -> _Graph:
+    if isinstance(spec, MixSpec) and spec.pair_p > 0 and rng.random() < spec.pair_p:
+        return _draw_pair(rng, spec)
+    if isinstance(spec, MixSpec):
+        spec = spec.pick(rng)
+    n, ordered = _draw_edges(rng, spec)
     names = graphs.draw_names(rng, n, spec.names)
     edges = [(names[u], names[v]) for u, v in ordered]
+    return _Graph(graphs.first_mention_order(edges), edges)
+
+
+def _draw_pair(rng: random.Random, mix: MixSpec) -> _Graph:
+    """Two unrelated graphs of ``mix`` told in one premise (:class:`MixSpec` ``pair_p``)."""
+    first, second = mix.pick(rng), mix.pick(rng)
+    n1, e1 = _draw_edges(rng, first)
+    n2, e2 = _draw_edges(rng, second)
+    names = graphs.draw_names(rng, n1 + n2, first.names)  # one style: all distinct
+    parts = [[(names[u], names[v]) for u, v in e1], [(names[n1 + u], names[n1 + v]) for u, v in e2]]
+    # interleave uniformly at random, each part in its own order
+    slots = [0] * len(e1) + [1] * len(e2)
+    rng.shuffle(slots)
+    cursor = [0, 0]
+    edges = []
+    for part in slots:
+        edges.append(parts[part][cursor[part]])
+        cursor[part] += 1
     return _Graph(graphs.first_mention_order(edges), edges)
 
 
