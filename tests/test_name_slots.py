@@ -152,6 +152,35 @@ def test_generated_text_gets_the_prompts_names_back(embedded):
     assert rows[0]["output"] == "1da" and rows[0]["finish_reason"] == "stop"
 
 
+def test_generation_writes_only_the_prompts_names(embedded):
+    # a model that prefers a slot its prompt does not use writes, with the ban, the best slot the
+    # prompt has; every prompt of a batch gets its own ban
+    from constraintc.evaluation.generation import generate_traces
+
+    model, tok = embedded
+    prompts = ["R0R causes 1da. Does 1da cause R0R?\nReasoning:", "Q causes x. Does x cause Q?\nReasoning:"]
+    slot_ids = [tok.convert_tokens_to_ids(f"[N{k}]") for k in range(tok.name_slots)]
+
+    class PrefersUnused(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def generate(self, input_ids, logits_processor=(), **kwargs):
+            scores = torch.zeros(input_ids.shape[0], len(tok))
+            scores[:, slot_ids] = torch.arange(1.0, len(slot_ids) + 1)  # the last slot first
+            for process in logits_processor:
+                scores = process(input_ids, scores)
+            tail = torch.stack([scores.argmax(-1), torch.full((input_ids.shape[0],), tok.eos_token_id)], dim=1)
+            return torch.cat([input_ids, tail], dim=1)
+
+    rows = generate_traces(PrefersUnused(), tok, prompts, batch_size=2)
+    for prompt, row in zip(prompts, rows):
+        used = name_slots(prompt, tok.name_words, tok.name_slots)
+        assert row["output"] == max(used, key=used.get), (prompt, row)
+        assert len(tok.unused_slot_ids(prompt)) == tok.name_slots - 2
+
+
 def test_training_graphs_each_keep_their_own_salt_and_checks_use_none(tmp_path):
     from constraintc.tasks.generate import stable_seed
     from constraintc.train.config import validate

@@ -1,7 +1,9 @@
 """Let a model write its reasoning, for trace evaluation (``constraintc eval --model M --traces N``).
 
 Greedy decoding of at most ``max_new_tokens`` after :func:`constraintc.tasks.prompts.reasoning_prompt`;
-each prediction carries the raw ``output``, ``finish_reason`` (``"stop"`` when the model ended the
+a model whose tokenizer reads names by slot
+(:class:`constraintc.lm.tokenizer.NameSlotTokenizer`) can write only the slots of names its prompt
+has. Each prediction carries the raw ``output``, ``finish_reason`` (``"stop"`` when the model ended the
 text, ``"length"`` when the token budget cut it) and the final answer parsed from the output
 (``None`` when there is none, which :mod:`constraintc.evaluation.traces` counts as truncated).
 """
@@ -11,6 +13,22 @@ from __future__ import annotations
 import torch
 
 from constraintc.evaluation.traces import parse_output
+
+
+class _BanTokens:
+    """A logits processor: row ``i`` of the batch never emits the ids in ``banned[i]``."""
+
+    def __init__(self, banned: list[list[int]]):
+        self.banned = banned
+        self.mask: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.mask is None or self.mask.shape != scores.shape:
+            mask = torch.zeros(scores.shape, dtype=torch.bool)
+            for i, ids in enumerate(self.banned):
+                mask[i, [t for t in ids if t < scores.shape[1]]] = True
+            self.mask = mask.to(scores.device)
+        return scores.masked_fill(self.mask, float("-inf"))
 
 
 @torch.no_grad()
@@ -44,6 +62,12 @@ def generate_traces(
             idx = order[start : start + batch_size]
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, padding_side="left")
             device = next(model.parameters()).device
+            extra = {}
+            if hasattr(tokenizer, "unused_slot_ids"):  # a name the prompt does not have names nothing
+                from transformers import LogitsProcessorList
+
+                banned = [tokenizer.unused_slot_ids(prompts[i]) for i in idx]
+                extra["logits_processor"] = LogitsProcessorList([_BanTokens(banned)])
             out = model.generate(
                 input_ids=enc["input_ids"].to(device),
                 attention_mask=enc["attention_mask"].to(device),
@@ -51,6 +75,7 @@ def generate_traces(
                 do_sample=False,
                 pad_token_id=pad,
                 eos_token_id=eos,
+                **extra,
             )
             new = out[:, enc["input_ids"].shape[1] :]
             for row, i in zip(new.tolist(), idx):

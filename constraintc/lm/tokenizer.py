@@ -191,6 +191,17 @@ class NameSlotTokenizer(PreTrainedTokenizerFast):
         back = {slot: name for name, slot in name_slots(prompt, self.name_words, self.name_slots, self.name_salt).items()}
         return _SLOT_RE.sub(lambda m: back.get(int(m[1]), m[0]), text)
 
+    def unused_slot_ids(self, prompt: str) -> list[int]:
+        """Token ids of the slots ``prompt`` does not use: in a continuation of ``prompt`` they
+        name nothing (:meth:`restore_names` cannot write a name for them), so generation bans them.
+
+        >>> tok = build_slot_tokenizer(["causes", "."], "ab", slots=4)
+        >>> len(tok.unused_slot_ids("a causes b.")), len(tok.unused_slot_ids("causes ."))
+        (2, 4)
+        """
+        used = set(name_slots(prompt, self.name_words, self.name_slots, self.name_salt).values())
+        return [self.convert_tokens_to_ids(SLOT_FORMAT.format(k)) for k in range(self.name_slots) if k not in used]
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         out = super().save_pretrained(save_directory, *args, **kwargs)
         path = Path(save_directory)
