@@ -17,6 +17,8 @@ from constraintc.evaluation.metrics import (
     classification_metrics,
     compute_report,
     prepare_predictions,
+    link_band,
+    size_band,
 )
 from constraintc.tasks import SPLITS, TASKS, generate
 from constraintc.tasks.shortcuts import shortcut_answer
@@ -166,3 +168,52 @@ def test_thresholds_are_configurable(records):
     assert not compute_report(subset, preds)["overall"]["collapsed"]
     strict = compute_report(subset, preds, thresholds=Thresholds(dominance=0.8))["overall"]
     assert strict["collapsed"] and "(>= 80%)" in strict["collapse_reasons"][0]
+
+
+@settings(max_examples=60)
+@given(st.integers(0, 10**6))
+def test_link_bands_match_networkx_shortest_paths(seed):
+    import networkx as nx
+
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    n = rng.randint(2, 9)
+    nodes = [f"v{i}" for i in range(n)]
+    edges = [[nodes[i], nodes[j]] for i in range(n) for j in range(i + 1, n) if rng.random() < 0.3]
+    rng.shuffle(edges)
+    g = nx.DiGraph(edges)
+    g.add_nodes_from(nodes)
+    x, y = rng.sample(nodes, 2)
+    band = link_band({"task": "transitivity", "edges": edges, "meta": {"x": x, "y": y}})
+    if nx.has_path(g, x, y):
+        k = nx.shortest_path_length(g, x, y)
+        assert band == ("x->y 1 link" if k == 1 else "x->y 2-3 links" if k <= 3 else "x->y 4-6 links" if k <= 6 else "x->y 7+ links")
+    elif nx.has_path(g, y, x):
+        assert band == "y->x"
+    else:
+        assert band == "unrelated"
+    assert link_band({"task": "dsep", "edges": edges, "meta": {"x": x, "y": y}}) is None
+    assert link_band({"task": "transitivity", "edges": "x->y"}) is None
+
+
+def test_breakdowns_count_every_record_once_and_score_like_the_whole(records):
+    # per split: the bands partition the records; each band's accuracy is recomputed by hand
+    rng = random.Random(5)
+    preds = {r["id"]: rng.choice(["Yes", "No"]) for r in records}
+    report = compute_report(records, [{"id": k, "prediction": v} for k, v in preds.items()])
+    for key, m in report["splits"].items():
+        members = [r for r in records if f"{r['task']}/{r['split']}" == key]
+        assert sum(b["n"] for b in m["by_graph_size"].values()) == len(members)
+        for band, b in m["by_graph_size"].items():
+            inside = [r for r in members if size_band(len(r["nodes"])) == band]
+            assert b["n"] == len(inside)
+            assert b["accuracy"] == pytest.approx(sum(preds[r["id"]] == r["label"] for r in inside) / len(inside))
+        if key.startswith("transitivity/"):
+            assert sum(b["n"] for b in m["by_links"].values()) == len(members)
+            for band, b in m["by_links"].items():
+                inside = [r for r in members if link_band(r) == band]
+                assert {r["label"] for r in inside} == ({"Yes"} if band.startswith("x->y") else {"No"})
+                assert b["accuracy"] == pytest.approx(sum(preds[r["id"]] == r["label"] for r in inside) / len(inside))
+        else:
+            assert m["by_links"] == {}
+    assert set(report["splits"]["transitivity/chains_long"]["by_graph_size"]) == {"7-9", "10-12", "13-15"}

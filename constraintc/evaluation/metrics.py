@@ -4,8 +4,9 @@
 every ``task/split`` present and overall: accuracy, balanced accuracy, MCC, F1 per class, yes-rate,
 mean prediction entropy, a collapse flag with its reasons, context sensitivity over minimal
 pairs, every shortcut baseline and the gap to the best one, the model's accuracy where each
-shortcut is wrong, reasoning-trace statistics when predictions carry traces, and the rule
-violation rate when a rules file is given. See docs/evaluation.md for the definitions.
+shortcut is wrong, accuracy by graph size and (transitivity) by the links between the two nodes,
+reasoning-trace statistics when predictions carry traces, and the rule violation rate when a
+rules file is given. See docs/evaluation.md for the definitions.
 """
 
 from __future__ import annotations
@@ -283,6 +284,86 @@ def _shortcut_answers(record: dict) -> dict[str, str] | None:
         return None  # a record from elsewhere without atom/edges: no baselines for it
 
 
+# graph sizes reported apart: the generators' training sizes (<= 6) and three bands above
+SIZE_BANDS = ((0, 6, "<=6"), (7, 9, "7-9"), (10, 12, "10-12"), (13, 15, "13-15"), (16, None, ">=16"))
+LINK_BANDS = ("x->y 1 link", "x->y 2-3 links", "x->y 4-6 links", "x->y 7+ links", "y->x", "unrelated")
+
+
+def size_band(nodes: int) -> str:
+    """The :data:`SIZE_BANDS` label of a graph of ``nodes`` nodes.
+
+    >>> [size_band(n) for n in (3, 7, 12, 15, 20)]
+    ['<=6', '7-9', '10-12', '13-15', '>=16']
+    """
+    for low, high, label in SIZE_BANDS:
+        if nodes >= low and (high is None or nodes <= high):
+            return label
+    raise ValueError(f"no size band for {nodes} nodes")
+
+
+def link_band(record: dict) -> str | None:
+    """Where a transitivity question's two nodes stand: ``x->y`` with the fewest links from X
+    to Y (a Yes question), ``y->x`` (Y causes X: No), or ``unrelated`` (No); ``None`` for a
+    record without ``edges`` and ``meta.x``/``meta.y`` or of another task.
+
+    >>> r = {"task": "transitivity", "edges": [["a", "b"], ["b", "c"]], "meta": {"x": "a", "y": "c"}}
+    >>> link_band(r), link_band({**r, "meta": {"x": "c", "y": "a"}})
+    ('x->y 2-3 links', 'y->x')
+    """
+    meta, edges = record.get("meta"), record.get("edges")
+    if record.get("task") != "transitivity" or not isinstance(meta, dict) or not isinstance(edges, list):
+        return None
+    x, y = meta.get("x"), meta.get("y")
+    succ: dict = defaultdict(list)
+    try:
+        for u, v in edges:
+            succ[u].append(v)
+    except (TypeError, ValueError):
+        return None
+
+    def links(a, b) -> int | None:  # breadth-first: the fewest links from a to b
+        frontier, seen, k = [a], {a}, 0
+        while frontier:
+            k += 1
+            nxt = []
+            for u in frontier:
+                for v in succ.get(u, ()):
+                    if v == b:
+                        return k
+                    if v not in seen:
+                        seen.add(v)
+                        nxt.append(v)
+            frontier = nxt
+        return None
+
+    forward = links(x, y)
+    if forward is not None:
+        return LINK_BANDS[0 if forward == 1 else 1 if forward <= 3 else 2 if forward <= 6 else 3]
+    return LINK_BANDS[4] if links(y, x) is not None else LINK_BANDS[5]
+
+
+def breakdown(records: list[dict], preds: list[str | None], key) -> dict[str, dict]:
+    """Per value of ``key(record)`` (records where it is ``None`` left out): n, accuracy,
+    balanced accuracy, yes-rate; in :data:`SIZE_BANDS` / :data:`LINK_BANDS` order."""
+    groups: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
+    for r, p in zip(records, preds):
+        k = key(r)
+        if k is not None:
+            groups[k][0].append(r["label"])
+            groups[k][1].append(p)
+    order = [b[2] for b in SIZE_BANDS] + list(LINK_BANDS)
+    out = {}
+    for k in sorted(groups, key=lambda k: (order.index(k) if k in order else len(order), k)):
+        m = classification_metrics(*groups[k])
+        out[k] = {f: m[f] for f in ("n", "accuracy", "balanced_accuracy", "yes_rate")}
+    return out
+
+
+def _size_key(record: dict) -> str | None:
+    nodes = record.get("nodes")
+    return size_band(len(nodes)) if isinstance(nodes, list) and nodes else None
+
+
 def split_metrics(
     records: list[dict],
     pred_map: dict[str, dict],
@@ -307,6 +388,8 @@ def split_metrics(
     best = out["best_baseline_balanced_accuracy"]
     bacc = out["balanced_accuracy"]
     out["shortcut_gap"] = bacc - best if (best is not None and bacc is not None) else None
+    out["by_graph_size"] = breakdown(records, preds, _size_key)
+    out["by_links"] = breakdown(records, preds, link_band)
     out["traces"] = trace_metrics(records, pred_map)
     return out
 

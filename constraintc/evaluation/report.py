@@ -80,6 +80,13 @@ def markdown(report: dict, title: str = "constraintc evaluation") -> str:
                 f"| {name} | {_f(b['accuracy'])} | {_f(b['balanced_accuracy'])} | {_f(b['mcc'])} "
                 f"| {_f(c.get('accuracy'))} ({c.get('n', 0)}) |"
             )
+        sizes, links = m.get("by_graph_size") or {}, m.get("by_links") or {}
+        if len(sizes) > 1:
+            lines += ["", "by graph size (nodes), balanced accuracy: "
+                      + "; ".join(f"{k}: {_f(b['balanced_accuracy'])} ({b['n']})" for k, b in sizes.items()) + "."]
+        if links:
+            lines += ["", "by where X and Y stand in the graph, accuracy: "
+                      + "; ".join(f"{k}: {_f(b['accuracy'])} ({b['n']})" for k, b in links.items()) + "."]
         if m["pairs"]:
             lines += ["", f"minimal pairs: {m['pairs']}, answer changes on {_f(m['context_sensitivity'])}, "
                       f"both right on {_f(m['pair_accuracy'])}."]
