@@ -119,7 +119,7 @@ SPLIT_SPECS: dict[str, SplitSpec] = {
     "long_names": SplitSpec((3, 6), 0.2, 0.4, "topological", "long"),
     "adversarial": SplitSpec((4, 6), 0.25, 0.4, "shuffled", "short"),
     "mix": _mix((3, 7), ("short", "open_train")),
-    # mix, half of its premises telling two unrelated graphs (the default training split)
+    # mix, half of its premises telling two unrelated graphs (docs/finetune.md measures it)
     "mix_pairs": _mix((3, 7), ("short", "open_train"), pair_p=0.5),
     "chains_long": MixSpec(tuple(
         (1.0, SplitSpec((7, 15), 0.0, 1.0, "topological", style, family="chain")) for style in ("short", "open_train")
