@@ -2,7 +2,7 @@
 
 from constraintc.evaluation.metrics import compute_report
 from constraintc.tasks import generate
-from constraintc.evaluation.report import comparison_table
+from constraintc.evaluation.report import comparison_table, size_table
 
 
 def test_table_shows_the_best_shortcut_of_every_split():
@@ -17,3 +17,26 @@ def test_table_shows_the_best_shortcut_of_every_split():
     assert "not_statement_order" in rows["transitivity/chains_reversed"]
     assert "0.500 -> 1.000" in rows["transitivity/chains_long"]
     assert "COLLAPSED -> ok" in rows["transitivity/chains_long"]
+
+
+def test_size_table_breaks_each_split_down_by_graph_size():
+    """A model right on small graphs and wrong on large ones shows it, band by band."""
+    records = generate("transitivity", "chains_long", 120, seed=5) + generate("transitivity", "mix", 80, seed=5)
+    flip = {"Yes": "No", "No": "Yes"}
+    preds = [{"id": r["id"], "prediction": r["label"] if len(r["nodes"]) <= 9 else flip[r["label"]]} for r in records]
+    table = size_table(compute_report(records, preds))
+    header, *rows = table.splitlines()
+    assert header.split()[1:] == ["<=6", "nodes", "7-9", "nodes", "10-12", "nodes", "13-15", "nodes"]
+    rows = {line.split()[0]: line.split()[1:] for line in rows}
+    long_cells = rows["transitivity/chains_long"]
+    assert long_cells[0] == "-"  # no chain of the long split has 6 nodes or fewer
+    n_by_band = {}
+    for r in records:
+        if r["split"] == "chains_long":
+            n = len(r["nodes"])
+            band = "7-9" if n <= 9 else "10-12" if n <= 12 else "13-15"
+            n_by_band[band] = n_by_band.get(band, 0) + 1
+    assert long_cells[1:] == ["1.000", f"({n_by_band['7-9']})", "0.000", f"({n_by_band['10-12']})",
+                              "0.000", f"({n_by_band['13-15']})"]
+    assert rows["transitivity/mix"][0] == "1.000"
+    assert size_table(None) == ""

@@ -155,7 +155,7 @@ def _resume_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from constraintc.evaluation.report import comparison_table, reasoning_table
+    from constraintc.evaluation.report import comparison_table, reasoning_table, size_table
     from constraintc.train.config import load_config
     from constraintc.train.recipe import FinetuneRecipe
 
@@ -181,6 +181,10 @@ def run(args: argparse.Namespace) -> int:
         if table:
             print(f"evaluation before -> after training ({cfg.model}, rules {cfg.rules}, lambda {cfg.lambda_schedule}):")
             print(table)
+        sizes = size_table(summary["after"])
+        if sizes:
+            print("balanced accuracy after training by graph size (questions in brackets):")
+            print(sizes)
         reasoning = reasoning_table(summary["before"], summary["after"])
         if reasoning:
             print(f"reasoning written by the model (--trace {cfg.trace}, at most {cfg.trace_tokens} tokens), before -> after:")

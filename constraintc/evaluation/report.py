@@ -228,6 +228,28 @@ def comparison_table(before: dict | None, after: dict | None) -> str:
     return "\n".join(lines)
 
 
+def size_table(after: dict | None) -> str:
+    """Balanced accuracy after training per split and graph-size band (``by_graph_size``), each
+    cell with its question count: where a model that transfers to new names still falls off with
+    larger graphs. Empty when no split has a breakdown."""
+    if not after:
+        return ""
+    from constraintc.evaluation.metrics import SIZE_BANDS
+
+    splits = {k: m["by_graph_size"] for k, m in after["splits"].items() if m.get("by_graph_size")}
+    if not splits:
+        return ""
+    bands = [b[2] for b in SIZE_BANDS if any(b[2] in by for by in splits.values())]
+    lines = [f"{'split':<30}" + "".join(f"{band + ' nodes':>16}" for band in bands)]
+    for key, by in splits.items():
+        cells = []
+        for band in bands:
+            m = by.get(band)
+            cells.append(f"{'-':>16}" if m is None else f"{_fmt(m['balanced_accuracy']) + ' (' + str(m['n']) + ')':>16}")
+        lines.append(f"{key:<30}" + "".join(cells))
+    return "\n".join(lines)
+
+
 def reasoning_table(before: dict | None, after: dict | None) -> str:
     """With --trace: the generated answers' balanced accuracy and the traces' validity per split."""
     if not after or not after.get("reasoning"):
