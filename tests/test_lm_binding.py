@@ -75,6 +75,44 @@ def test_full_vocabulary_logits_and_gradients_match(tiny):
     model.zero_grad()
 
 
+@settings(max_examples=6)
+@given(groups=st.lists(group, min_size=1, max_size=3), factors=st.lists(st.floats(1.0, 4.0), min_size=3, max_size=3))
+def test_stretched_positions_match_separate_prompts_at_stretched_positions(tiny, groups, factors):
+    """A stretched row answers each question as the prompt alone does at positions floor(i * f)."""
+    from constraintc.lm.binding import stretch_positions
+
+    model, tok = tiny
+    prompt_groups = [_prompts(e, q) for e, q in groups]
+    f = torch.tensor(factors[: len(groups)], dtype=torch.float64)
+    batch = stretch_positions(pack_groups(tok, prompt_groups), f)
+    packed = packed_answer_logits(model, batch)
+    rows = []
+    for g, prompts in enumerate(prompt_groups):
+        for p in prompts:
+            ids = tok(p)["input_ids"]
+            pos = (torch.arange(len(ids), dtype=torch.float64) * f[g]).floor().long()
+            rows.append(model(input_ids=torch.tensor([ids]), position_ids=pos[None]).logits[0, -1])
+    separate = torch.stack(rows)
+    assert torch.allclose(packed, separate, atol=2e-5), (packed - separate).abs().max()
+    if bool((f > 1.5).any()):  # a stretch the rotary encoding sees changes the answer
+        plain = packed_answer_logits(model, pack_groups(tok, prompt_groups))
+        assert not torch.allclose(packed, plain, atol=1e-4)
+
+
+def test_stretch_by_one_is_the_identity_and_below_one_is_refused(tiny):
+    from constraintc.lm.binding import stretch_positions
+
+    _, tok = tiny
+    batch = pack_groups(tok, [_prompts([("a", "b"), ("b", "c")], [("a", "c"), ("c", "a")])])
+    assert torch.equal(stretch_positions(batch, torch.ones(1)).position_ids, batch.position_ids)
+    doubled = stretch_positions(batch, torch.full((1,), 2.0)).position_ids
+    assert torch.equal(doubled, batch.position_ids * 2)
+    with pytest.raises(ValueError, match=">= 1"):
+        stretch_positions(batch, torch.full((1,), 0.5))
+    with pytest.raises(ValueError, match="factors for 1 rows"):
+        stretch_positions(batch, torch.ones(2))
+
+
 def test_log_probabilities_are_exact_at_extremes(tiny):
     _, tok = tiny
     batch = pack_groups(tok, [_prompts([("a", "b")], [("a", "b"), ("b", "a")])])

@@ -57,9 +57,28 @@ def test_loss_decreases_with_and_without_semantic_loss(tmp_path):
     assert all(r["lambda"] == 1.0 for r in sl_rows)
 
 
+def test_position_stretch_changes_training_and_only_training(tmp_path):
+    """--position-stretch moves the training positions (the loss of step 1 changes); the held-out
+    check of the untrained model, at plain positions, does not change."""
+    over = dict(steps=1, checkpoint_every=100, eval_records=16, eval_every=1, lr=1e-12, warmup_steps=0)
+    _, plain = _run(tmp_path / "plain", **over)
+    _, stretched = _run(tmp_path / "stretched", position_stretch=4.0, **over)
+    assert stretched[0]["loss"] != pytest.approx(plain[0]["loss"], rel=1e-6)
+    assert stretched[0]["heldout_balanced_accuracy"] == plain[0]["heldout_balanced_accuracy"]
+    assert stretched[0]["heldout_yes_rate"] == plain[0]["heldout_yes_rate"]
+
+
+def test_adam_beta2_reaches_the_optimizer(tmp_path):
+    cfg = validate({**SMALL, "output_dir": str(tmp_path), "steps": 1, "adam_beta2": 0.95})
+    recipe = FinetuneRecipe(cfg, progress=False)
+    recipe.setup()
+    assert recipe.optimizer.param_groups[0]["betas"] == (0.9, 0.95)
+
+
 @pytest.mark.slow
 def test_resume_after_interruption_is_exact(tmp_path):
-    over = dict(steps=6, checkpoint_every=3, eval_records=16, eval_every=2, lambda_schedule="adaptive", lambda_up=2.0)
+    over = dict(steps=6, checkpoint_every=3, eval_records=16, eval_every=2, lambda_schedule="adaptive", lambda_up=2.0,
+                position_stretch=3.0)
     _run(tmp_path / "full", **over)
     full_w = load_file(tmp_path / "full" / "model" / "model.safetensors")
 
@@ -81,7 +100,9 @@ def test_resume_after_interruption_is_exact(tmp_path):
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     # with --trace keep: the trace CE's sums and counts go through the same reduction as the rest
-    over = dict(steps=3, checkpoint_every=100, lambda_schedule="constant", lambda_start=0.5, grad_accum=2, trace="keep")
+    # --position-stretch: each graph's factor must not depend on which process or micro-batch has it
+    over = dict(steps=3, checkpoint_every=100, lambda_schedule="constant", lambda_start=0.5, grad_accum=2, trace="keep",
+                position_stretch=3.0)
     one, _ = _run(tmp_path / "one", **over)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -89,6 +110,7 @@ def test_two_processes_match_one(tmp_path):
         "--steps", "3", "--checkpoint-every", "100", "--lambda-schedule", "constant", "--lambda-start", "0.5",
         "--grad-accum", "2", "--train-records", "96", "--eval-records", "0", "--no-final-eval", "--no-plots",
         "--batch-groups", "4", "--warmup-steps", "0", "--lr", "3e-3", "--threads", "1", "--trace", "keep",
+        "--position-stretch", "3",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)

@@ -244,6 +244,27 @@ def pack_groups(
     )
 
 
+def stretch_positions(batch: PackedBatch, factors: torch.Tensor) -> PackedBatch:
+    """The batch with row ``g``'s position ids ``p`` replaced by ``floor(p * factors[g])``.
+
+    A training-time augmentation for length generalisation: with factors >= 1 a short prompt's
+    tokens stand as far apart as a longer prompt's, so relative distances that only long test
+    premises have are seen in training (a deterministic relative of randomized positional
+    encodings, Ruoss et al. 2023); a factor of 1 leaves a row as it is, so plain positions, which
+    evaluation uses, stay in the training distribution. The map is strictly increasing, so the
+    shared prefix and each suffix keep their order and every suffix still restarts where the
+    prefix ends. Padding positions stay 0.
+    """
+    from dataclasses import replace
+
+    if factors.shape != (batch.position_ids.shape[0],):
+        raise ValueError(f"stretch_positions: {tuple(factors.shape)} factors for {batch.position_ids.shape[0]} rows")
+    if bool((factors < 1).any()):
+        raise ValueError("stretch_positions: factors must be >= 1 (positions must stay distinct)")
+    pos = batch.position_ids.to(torch.float64) * factors.to(torch.float64)[:, None]
+    return replace(batch, position_ids=pos.floor().to(batch.position_ids.dtype))
+
+
 def _output_logits(model, hidden: torch.Tensor) -> torch.Tensor:
     logits = model.get_output_embeddings()(hidden)
     cap = getattr(model.config, "final_logit_softcapping", None)

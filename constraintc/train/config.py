@@ -137,6 +137,10 @@ class FinetuneConfig:
                                    minimum=0, metavar="N")
     atoms_per_graph: int = option(12, "query atoms asked per graph (unasked atoms are fair coins); 0: all",
                                   minimum=0, metavar="N")
+    position_stretch: float = option(1.0, "training only: each packed row's position ids are multiplied by a "
+                                          "factor drawn uniformly from [1, X] (floored), so short training "
+                                          "prompts span the distances of longer ones; 1: off",
+                                     minimum=1, metavar="X")
     # optimisation
     steps: int = option(1600, "optimizer steps", above=0)
     batch_groups: int = option(16, "graphs per optimizer step, over all processes", above=0)
@@ -146,6 +150,8 @@ class FinetuneConfig:
     lr_schedule: str = option("cosine", "after the warm-up: constant, or a half cosine down to lr/10 at "
                                         "the last step", choices=("constant", "cosine"))
     weight_decay: float = option(0.0, "AdamW weight decay", minimum=0)
+    adam_beta2: float = option(0.999, "AdamW's second-moment decay (beta2; 0.95-0.98 adapts faster to "
+                                      "changing gradient scales)", minimum=0, below=1)
     max_grad_norm: float = option(1.0, "gradient clipping norm; 0: off", minimum=0)
     seed: int = option(0, "seed of the initialisation, the generated data and the batch order")
     # semantic loss

@@ -164,7 +164,7 @@ class FinetuneRecipe:
             _log(f"training on {where}")
         self._setup_data()
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg))
         self.schedule = LambdaSchedule(
             cfg.lambda_schedule, cfg.steps, cfg.lambda_start, cfg.lambda_end,
@@ -387,10 +387,14 @@ class FinetuneRecipe:
                 self.save_checkpoint()
         bar.close()
 
-    def _forward(self, graphs):
+    def _forward(self, graphs, step: int | None = None):
         """Answer logits of the graphs' questions, (log p, log(1-p)) per question, and the mean
-        token CE of each trace completion (None without a trace mode)."""
-        from constraintc.lm.binding import completion_losses, pack_groups, packed_logits, yes_no_log_probs
+        token CE of each trace completion (None without a trace mode). ``step``: a training step,
+        whose ``--position-stretch`` factors are drawn (one per graph, seeded by the run, the step
+        and the graph: the same on resume and however the batch is split over processes)."""
+        from constraintc.lm.binding import (
+            completion_losses, pack_groups, packed_logits, stretch_positions, yes_no_log_probs,
+        )
         from constraintc.tasks.generate import stable_seed
 
         dtype = next(self.model.parameters()).dtype
@@ -400,7 +404,12 @@ class FinetuneRecipe:
             self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no, dtype=dtype,
             completions=[g.completions for g in graphs] if self.traced else None,
             name_salts=[stable_seed("names", self.cfg.seed, g.group) for g in graphs],
-        ).to(self.device)
+        )
+        if step is not None and self.cfg.position_stretch > 1:
+            u = [random.Random(stable_seed("positions", self.cfg.seed, step, g.group)).random() for g in graphs]
+            factors = 1 + (self.cfg.position_stretch - 1) * torch.tensor(u, dtype=torch.float64)
+            batch = stretch_positions(batch, factors)
+        batch = batch.to(self.device)
         logits, target_logits = packed_logits(self.model, batch)
         log_p, log_q = yes_no_log_probs(logits.double(), batch)
         trace_ce = completion_losses(target_logits, batch) if self.traced else None
@@ -428,7 +437,7 @@ class FinetuneRecipe:
             mine = graphs[start : start + micro][self.rank :: self.world]
             if not mine:
                 continue
-            batch, logits, log_p, log_q, trace_ce = self._forward(mine)
+            batch, logits, log_p, log_q, trace_ce = self._forward(mine, step=step)
             loss, part = loss_step(
                 mine, batch, logits, log_p, log_q, trace_ce, self.constraint,
                 lam=lam if self.semantic else None, n_labelled=n_labelled, n_graphs=n_graphs,
