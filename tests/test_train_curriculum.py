@@ -35,9 +35,9 @@ def test_the_recipe_draws_its_first_batches_from_the_smallest_graphs(tmp_path):
     seen = []
     forward = recipe._forward
 
-    def spy(graphs):
+    def spy(graphs, **kwargs):
         seen.extend(len(g.nodes) for g in graphs)
-        return forward(graphs)
+        return forward(graphs, **kwargs)
 
     recipe._forward = spy
     recipe.train_step(0)
