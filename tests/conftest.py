@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 
 from hypothesis import HealthCheck, settings
 
@@ -31,6 +32,11 @@ def pytest_configure(config):
     _SEED = int(seed)
     # tests that import this module get a second copy of it: the environment carries the seed over
     os.environ["CONSTRAINTC_TEST_SEED"] = str(_SEED)
+    # a shell starts a background job (`pytest ... &` in a script) with SIGINT ignored, and an
+    # ignored signal stays ignored in every child: the Ctrl-C tests would test nothing. Catch it
+    # again here, so that this process and the runs it starts get Python's KeyboardInterrupt.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_report_header(config):
