@@ -17,6 +17,7 @@ from constraintc.evaluation.metrics import (
     classification_metrics,
     compute_report,
     prepare_predictions,
+    end_band,
     link_band,
     size_band,
 )
@@ -196,6 +197,28 @@ def test_link_bands_match_networkx_shortest_paths(seed):
     assert link_band({"task": "transitivity", "edges": "x->y"}) is None
 
 
+@settings(max_examples=60)
+@given(st.integers(0, 10**6))
+def test_end_bands_match_networkx_degrees(seed):
+    import networkx as nx
+
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    n = rng.randint(2, 9)
+    nodes = [f"v{i}" for i in range(n)]
+    edges = [[nodes[i], nodes[j]] for i in range(n) for j in range(i + 1, n) if rng.random() < 0.3]
+    rng.shuffle(edges)
+    g = nx.DiGraph(edges)
+    g.add_nodes_from(nodes)
+    x, y = rng.sample(nodes, 2)
+    at_end = sum(g.in_degree(v) == 0 or g.out_degree(v) == 0 for v in (x, y))
+    record = {"task": "transitivity", "nodes": nodes, "edges": edges, "meta": {"x": x, "y": y}}
+    assert end_band(record) == ["both interior", "one at an end", "both at ends"][at_end]
+    assert end_band({**record, "task": "dsep"}) is None
+    assert end_band({**record, "meta": {"x": x, "y": "nowhere"}}) is None
+    assert end_band({**record, "edges": [["a", "b", "c"]]}) is None
+
+
 def test_breakdowns_count_every_record_once_and_score_like_the_whole(records):
     # per split: the bands partition the records; each band's accuracy is recomputed by hand
     rng = random.Random(5)
@@ -214,6 +237,11 @@ def test_breakdowns_count_every_record_once_and_score_like_the_whole(records):
                 inside = [r for r in members if link_band(r) == band]
                 assert {r["label"] for r in inside} == ({"Yes"} if band.startswith("x->y") else {"No"})
                 assert b["accuracy"] == pytest.approx(sum(preds[r["id"]] == r["label"] for r in inside) / len(inside))
+            assert sum(b["n"] for b in m["by_ends"].values()) == len(members)
+            for band, b in m["by_ends"].items():
+                inside = [r for r in members if end_band(r) == band]
+                assert b["n"] == len(inside)
+                assert b["accuracy"] == pytest.approx(sum(preds[r["id"]] == r["label"] for r in inside) / len(inside))
         else:
-            assert m["by_links"] == {}
+            assert m["by_links"] == {} and m["by_ends"] == {}
     assert set(report["splits"]["transitivity/chains_long"]["by_graph_size"]) == {"7-9", "10-12", "13-15"}

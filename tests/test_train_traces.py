@@ -197,3 +197,32 @@ def test_embedded_tokenizer_reads_every_name_and_every_trace():
     trace = "Trail R0R -> 1da <- Ye is open."
     decoded = tok.restore_names(trace, tok.decode(tok(trace)["input_ids"], skip_special_tokens=True))
     assert check_steps(decoded, {"nodes": ["R0R", "1da", "Ye"], "edges": [["R0R", "1da"], ["Ye", "1da"]], "atom": "dsep(R0R,Ye,{1da})"}) == {"steps": 1, "true": 1, "in_premise": 0}
+
+
+def test_interior_focus_fills_the_atom_budget_with_interior_atoms_first(constraint):
+    import networkx as nx
+
+    from constraintc.logic.atoms import parse_atom
+
+    records = skew_labels(generate("transitivity", "mix", 400, seed=4), 0.75, 0)
+    uniform = build_graphs(records, constraint, format_prompt, all_atoms=True, atoms_per_graph=12)
+    focused = build_graphs(records, constraint, format_prompt, all_atoms=True, atoms_per_graph=12,
+                           atom_focus="interior")
+    assert [g.group for g in uniform] == [g.group for g in focused]
+    more = 0
+    for u, f in zip(uniform, focused):
+        g = nx.DiGraph([tuple(e) for e in f.edges])
+        g.add_nodes_from(f.nodes)
+        inner = {v for v in g if g.in_degree(v) and g.out_degree(v)}  # neither a source nor a sink
+        every = [f"causes({a},{b})" for a in f.nodes for b in f.nodes if a != b]
+        # the records' questions (labelled or not) are the same and come first; the budget is the same
+        from_records = [a for a, rid in zip(f.atoms, f.record_ids) if rid is not None]
+        assert from_records == [a for a, rid in zip(u.atoms, u.record_ids) if rid is not None]
+        assert len(f.atoms) == len(u.atoms) == max(min(12, len(every)), len(from_records))
+        is_inner = lambda a: set(parse_atom(a)[1]) <= inner
+        filled = [a for a, rid in zip(f.atoms, f.record_ids) if rid is None]
+        free_inner = [a for a in every if is_inner(a) and a not in from_records]
+        # interior atoms first: every one of them is asked, or the budget holds nothing else
+        assert set(free_inner) <= set(filled) or all(map(is_inner, filled))
+        more += sum(map(is_inner, filled)) - sum(is_inner(a) for a, rid in zip(u.atoms, u.record_ids) if rid is None)
+    assert more > 0  # and the uniform sample asks fewer of them

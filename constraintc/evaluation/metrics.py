@@ -287,6 +287,7 @@ def _shortcut_answers(record: dict) -> dict[str, str] | None:
 # graph sizes reported apart: the generators' training sizes (<= 6) and three bands above
 SIZE_BANDS = ((0, 6, "<=6"), (7, 9, "7-9"), (10, 12, "10-12"), (13, 15, "13-15"), (16, None, ">=16"))
 LINK_BANDS = ("x->y 1 link", "x->y 2-3 links", "x->y 4-6 links", "x->y 7+ links", "y->x", "unrelated")
+END_BANDS = ("both interior", "one at an end", "both at ends")
 
 
 def size_band(nodes: int) -> str:
@@ -342,16 +343,44 @@ def link_band(record: dict) -> str | None:
     return LINK_BANDS[4] if links(y, x) is not None else LINK_BANDS[5]
 
 
+def end_band(record: dict) -> str | None:
+    """How many of a transitivity question's two nodes sit at an end of the premise graph (a
+    source: no parent; or a sink: no child): ``both interior``, ``one at an end`` or ``both at
+    ends``; ``None`` for a record without ``nodes``, ``edges`` and ``meta.x``/``meta.y`` or of
+    another task. A model that ranks nodes by how close they are to the graph's ends, instead of
+    following the links, answers the end questions and fails the interior ones.
+
+    >>> r = {"task": "transitivity", "nodes": list("abcd"), "edges": [["a", "b"], ["b", "c"], ["c", "d"]],
+    ...      "meta": {"x": "b", "y": "c"}}
+    >>> end_band(r), end_band({**r, "meta": {"x": "a", "y": "c"}}), end_band({**r, "meta": {"x": "d", "y": "a"}})
+    ('both interior', 'one at an end', 'both at ends')
+    """
+    from constraintc.tasks.graphs import interior_nodes
+
+    meta, nodes, edges = record.get("meta"), record.get("nodes"), record.get("edges")
+    if record.get("task") != "transitivity" or not isinstance(meta, dict) or not isinstance(edges, list) \
+            or not isinstance(nodes, list):
+        return None
+    try:
+        inner = interior_nodes(nodes, [(u, v) for u, v in edges])
+    except (TypeError, ValueError):
+        return None
+    x, y = meta.get("x"), meta.get("y")
+    if x not in nodes or y not in nodes:
+        return None
+    return END_BANDS[(x not in inner) + (y not in inner)]
+
+
 def breakdown(records: list[dict], preds: list[str | None], key) -> dict[str, dict]:
     """Per value of ``key(record)`` (records where it is ``None`` left out): n, accuracy,
-    balanced accuracy, yes-rate; in :data:`SIZE_BANDS` / :data:`LINK_BANDS` order."""
+    balanced accuracy, yes-rate; in :data:`SIZE_BANDS` / :data:`LINK_BANDS` / :data:`END_BANDS` order."""
     groups: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
     for r, p in zip(records, preds):
         k = key(r)
         if k is not None:
             groups[k][0].append(r["label"])
             groups[k][1].append(p)
-    order = [b[2] for b in SIZE_BANDS] + list(LINK_BANDS)
+    order = [b[2] for b in SIZE_BANDS] + list(LINK_BANDS) + list(END_BANDS)
     out = {}
     for k in sorted(groups, key=lambda k: (order.index(k) if k in order else len(order), k)):
         m = classification_metrics(*groups[k])
@@ -390,6 +419,7 @@ def split_metrics(
     out["shortcut_gap"] = bacc - best if (best is not None and bacc is not None) else None
     out["by_graph_size"] = breakdown(records, preds, _size_key)
     out["by_links"] = breakdown(records, preds, link_band)
+    out["by_ends"] = breakdown(records, preds, end_band)
     out["traces"] = trace_metrics(records, pred_map)
     return out
 

@@ -87,6 +87,10 @@ def markdown(report: dict, title: str = "constraintc evaluation") -> str:
         if links:
             lines += ["", "by where X and Y stand in the graph, accuracy: "
                       + "; ".join(f"{k}: {_f(b['accuracy'])} ({b['n']})" for k, b in links.items()) + "."]
+        ends = m.get("by_ends") or {}
+        if ends:
+            lines += ["", "by how many of X and Y sit at an end of the graph (no parent or no child), balanced accuracy: "
+                      + "; ".join(f"{k}: {_f(b['balanced_accuracy'])} ({b['n']})" for k, b in ends.items()) + "."]
         if m["pairs"]:
             lines += ["", f"minimal pairs: {m['pairs']}, answer changes on {_f(m['context_sensitivity'])}, "
                       f"both right on {_f(m['pair_accuracy'])}."]

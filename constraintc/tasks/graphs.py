@@ -199,6 +199,20 @@ def d_separated(graph: nx.DiGraph, x: str, y: str, z: list[str] | tuple[str, ...
     return bool(nx.is_d_separator(graph, {x}, {y}, set(z)))
 
 
+def interior_nodes(nodes, edges) -> set[str]:
+    """The nodes with at least one parent and one child: neither a source nor a sink.
+
+    Questions about them cannot be answered from where a node sits at the ends of the graph
+    (a root causes, a leaf is caused); ``constraintc eval`` reports accuracy by ends, docs/evaluation.md.
+
+    >>> sorted(interior_nodes(["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("c", "d")]))
+    ['b', 'c']
+    """
+    has_parent = {v for _, v in edges}
+    has_child = {u for u, _ in edges}
+    return {n for n in nodes if n in has_parent and n in has_child}
+
+
 def first_mention_order(edges: list[tuple[str, str]]) -> list[str]:
     """Node names in the order the premise first mentions them."""
     seen: dict[str, None] = {}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from constraintc.semantic import SemanticLoss
+from constraintc.tasks.graphs import interior_nodes
 
 
 @dataclass
@@ -80,6 +81,20 @@ def skew_labels(records: list[dict], yes_rate: float, seed: int) -> list[dict]:
     return [dict(r, label=None) if i in dropped else r for i, r in enumerate(records)]
 
 
+def atom_nodes(atom: str) -> set[str]:
+    """The node names among an atom's arguments (members of set arguments included).
+
+    >>> sorted(atom_nodes("dsep(a,b,{c})"))
+    ['a', 'b', 'c']
+    """
+    from constraintc.logic.atoms import parse_atom
+
+    out: set[str] = set()
+    for arg in parse_atom(atom)[1]:
+        out |= set(arg) if isinstance(arg, frozenset) else {arg}
+    return out
+
+
 def build_graphs(
     records: list[dict],
     constraint: SemanticLoss,
@@ -91,6 +106,7 @@ def build_graphs(
     check_feasible: bool = True,
     trace: str = "none",
     reasoning_fn=None,
+    atom_focus: str = "uniform",
 ) -> list[Graph]:
     """Group records by graph; with ``all_atoms`` also ask the graph's unlabelled query atoms.
 
@@ -98,7 +114,8 @@ def build_graphs(
     labelled question a completion (:func:`trace_completion`) from the record's ``trace``.
 
     ``atoms_per_graph`` (> 0) caps the questions per graph: labelled ones first, then a seeded
-    sample of the rest. Graphs whose evidence alone contradicts the rules are dropped (their
+    sample of the rest; with ``atom_focus="interior"`` the sample takes the atoms about interior
+    nodes (:func:`constraintc.tasks.graphs.interior_nodes`) first. Graphs whose evidence alone contradicts the rules are dropped (their
     semantic loss would be infinite whatever the model says).
     """
     by_group: dict[str, list[dict]] = {}
@@ -119,7 +136,14 @@ def build_graphs(
             if atoms_per_graph:
                 room = max(atoms_per_graph - len(asked), 0)
                 rng = random.Random(f"{seed}/{group}")
-                rest = rng.sample(rest, min(room, len(rest)))
+                if atom_focus == "interior":
+                    inner = interior_nodes(nodes, edges)
+                    first = [aq for aq in rest if atom_nodes(aq[0]) <= inner]
+                    later = [aq for aq in rest if not atom_nodes(aq[0]) <= inner]
+                    rest = rng.sample(first, min(room, len(first)))
+                    rest += rng.sample(later, min(room - len(rest), len(later)))
+                else:
+                    rest = rng.sample(rest, min(room, len(rest)))
             for a, q in rest:
                 asked[a] = (q, None, None)
         g = Graph(group, nodes, edges)

@@ -342,7 +342,7 @@ class FinetuneRecipe:
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
             all_atoms=self.semantic, atoms_per_graph=cfg.atoms_per_graph, seed=TRAIN_DATA_SEED,
-            trace=cfg.trace, reasoning_fn=self.reasoning_fn,
+            trace=cfg.trace, reasoning_fn=self.reasoning_fn, atom_focus=cfg.atom_focus,
         )
         # CE-only training never needs an unlabelled question: drop graphs with none labelled
         if not self.semantic:
