@@ -105,6 +105,52 @@ def test_transitivity_traces_on_random_dags(seed, n, extra_p):
         check_transitivity(nodes, edges, x, y)
 
 
+@settings(max_examples=60)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 9), extra_p=st.sampled_from([0.0, 0.2, 0.5, 0.9]))
+def test_exhaustive_traces_write_the_whole_search_tree_whatever_y(seed, n, extra_p):
+    print(f"seed={seed} n={n} extra_p={extra_p}")
+    nodes, edges = random_graph(seed, n, extra_p)
+    g = nx.DiGraph(edges)
+    for x in nodes:
+        bodies = set()
+        for y in nodes:
+            if y == x:
+                continue
+            trace = trace_text("transitivity", nodes, edges, x, y, search="exhaustive")
+            assert_clean(trace)
+            parts = sentences(trace)
+            reach = nx.has_path(g, x, y)
+            assert parts[-1] == (f"So {x} causes {y}" if reach else f"So {x} does not cause {y}"), trace
+            bodies.add(tuple(parts[:-1]))
+            # the search until Y is a prefix of it, and the same search when Y is not reached
+            until = sentences(trace_text("transitivity", nodes, edges, x, y))
+            assert parts[: len(until) - 1] == until[:-1] and (reach or until == parts), (trace, until)
+            got = check_steps(trace, record_for("transitivity", nodes, edges, x, y))
+            assert got["steps"] == got["true"], (trace, got)
+        assert len(bodies) == 1  # the steps depend on X alone
+        (body,) = bodies
+        if body == (f"{x} causes nothing",):
+            assert g.out_degree(x) == 0
+            continue
+        heads = {CAUSE.match(t).group(2) for t in body}
+        assert heads == nx.descendants(g, x)  # a spanning tree of X's descendants
+    with pytest.raises(ValueError, match="search must be one of"):
+        trace_text("transitivity", nodes, edges, nodes[0], nodes[1], search="depth_first")
+
+
+def test_cli_and_generator_write_exhaustive_traces(tmp_path, capsys):
+    out = tmp_path / "t.jsonl"
+    assert main(["data", "transitivity", "--n", "8", "--seed", "2", "--traces", "--trace-search", "exhaustive",
+                 "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == generate("transitivity", "train", 8, seed=2, traces=True, trace_search="exhaustive")
+    for r in rows:
+        assert r["trace"] == trace_text("transitivity", r["nodes"], r["edges"], r["meta"]["x"], r["meta"]["y"],
+                                        search="exhaustive")
+    assert main(["data", "dsep", "--n", "2", "--traces", "--trace-search", "exhaustive"]) == 2
+    assert "--trace-search" in capsys.readouterr().err
+
+
 def test_transitivity_trace_examples():
     nodes, edges = ["B", "C", "D", "E"], [("B", "C"), ("C", "D"), ("B", "E")]
     assert trace_text("transitivity", nodes, edges, "B", "C") == "B causes C. So B causes C."

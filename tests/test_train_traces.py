@@ -226,3 +226,19 @@ def test_interior_focus_fills_the_atom_budget_with_interior_atoms_first(constrai
         assert set(free_inner) <= set(filled) or all(map(is_inner, filled))
         more += sum(map(is_inner, filled)) - sum(is_inner(a) for a, rid in zip(u.atoms, u.record_ids) if rid is None)
     assert more > 0  # and the uniform sample asks fewer of them
+
+
+def test_trace_search_reaches_the_training_records_and_is_checked():
+    from constraintc.tasks.traces import trace_text
+    from constraintc.train.records import training_records
+
+    cfg = validate({"trace_search": "exhaustive", "train_records": 40, "label_yes_rate": 0})
+    records = training_records(cfg)
+    assert len(records) == 40
+    for r in records:
+        assert r["trace"] == trace_text("transitivity", r["nodes"], r["edges"], r["meta"]["x"], r["meta"]["y"],
+                                        search="exhaustive")
+    assert any(r["trace"] != trace_text("transitivity", r["nodes"], r["edges"], r["meta"]["x"], r["meta"]["y"])
+               for r in records)
+    with pytest.raises(ConstraintcError, match=r"trace_search='exhaustive': applies to transitivity traces only"):
+        validate({"trace_search": "exhaustive", "task": "dsep"})

@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="add a gold reasoning trace (a short derivation of the label from the premise) to every "
         "record as the field \"trace\" (docs/tasks.md); records are otherwise unchanged",
     )
+    parser.add_argument(
+        "--trace-search",
+        choices=("until_found", "exhaustive"),
+        default="until_found",
+        help="with --traces, transitivity: the breadth-first search stops at the edge that reaches Y "
+        "(until_found, default) or writes every edge of the search tree first (exhaustive)",
+    )
     add_output_file(parser, "output JSONL file (default: stdout)")
     parser.add_argument(
         "--format",
@@ -62,11 +69,14 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 0:
         raise OptionError("--n", args.n, "a non-negative integer")
     splits = [s for s in SPLITS if s != "train"] if args.all_splits else [args.split]
+    if args.trace_search != "until_found" and (not args.traces or args.task != "transitivity"):
+        raise OptionError("--trace-search", args.trace_search, "used with --traces and the transitivity task only (it shapes transitivity traces)")
 
     def records():
         for split in splits:
             yield from iter_records(
-                args.task, split, args.n, args.seed, questions_per_graph=args.questions_per_graph, traces=args.traces
+                args.task, split, args.n, args.seed, questions_per_graph=args.questions_per_graph, traces=args.traces,
+                trace_search=args.trace_search,
             )
 
     to_stdout = args.output in (None, "-")

@@ -216,11 +216,11 @@ class _Graph:
         self._reach: dict[str, set[str]] | None = None
         self._tracer: GraphTracer | None = None
 
-    def trace(self, task: str, x: str, y: str, z: tuple[str, ...]) -> str:
+    def trace(self, task: str, x: str, y: str, z: tuple[str, ...], search: str = "until_found") -> str:
         """The gold reasoning trace (:mod:`constraintc.tasks.traces`) for this question."""
         if self._tracer is None:
             self._tracer = GraphTracer(self.nodes, self.edges)
-        return self._tracer.trace(task, x, y, z)
+        return self._tracer.trace(task, x, y, z, search)
 
     def label(self, task: str, x: str, y: str, z: tuple[str, ...]) -> str:
         if task == "transitivity":
@@ -372,14 +372,16 @@ def _check(task: str, split: str, n: int) -> None:
 
 
 def generate(
-    task: str, split: str, n: int, seed: int = 0, *, questions_per_graph: int = 4, traces: bool = False
+    task: str, split: str, n: int, seed: int = 0, *, questions_per_graph: int = 4, traces: bool = False,
+    trace_search: str = "until_found",
 ) -> list[dict]:
     """``n`` balanced records of ``task`` on ``split``, deterministic in ``seed``.
 
     Each graph contributes ``questions_per_graph`` questions (half Yes, half No) that share a
     ``group`` id; the adversarial split has one question per graph (minimal pairs share ``pair``).
     ``traces=True`` adds a gold reasoning ``trace`` to every record
-    (:func:`constraintc.tasks.traces.trace_text`); everything else stays the same.
+    (:func:`constraintc.tasks.traces.trace_text`, searching as ``trace_search`` says: ``until_found``
+    or ``exhaustive``); everything else stays the same.
 
     >>> recs = generate("transitivity", "train", 4, seed=1)
     >>> sorted(r["label"] for r in recs)
@@ -392,11 +394,13 @@ def generate(
     >>> [{k: v for k, v in r.items() if k != "trace"} for r in with_traces] == generate("dsep", "train", 4, seed=1)
     True
     """
-    return list(iter_records(task, split, n, seed, questions_per_graph=questions_per_graph, traces=traces))
+    return list(iter_records(task, split, n, seed, questions_per_graph=questions_per_graph, traces=traces,
+                             trace_search=trace_search))
 
 
 def iter_records(
-    task: str, split: str, n: int, seed: int = 0, *, questions_per_graph: int = 4, traces: bool = False
+    task: str, split: str, n: int, seed: int = 0, *, questions_per_graph: int = 4, traces: bool = False,
+    trace_search: str = "until_found",
 ) -> Iterator[dict]:
     """The records of :func:`generate`, one at a time (for writing large files)."""
     _check(task, split, n)
@@ -405,7 +409,7 @@ def iter_records(
     rng = random.Random(stable_seed("constraintc.tasks", task, split, seed))
     prefix = f"{task}-{split}-s{seed}"
     if split == "adversarial":
-        yield from _adversarial(rng, task, n, prefix, traces)
+        yield from _adversarial(rng, task, n, prefix, traces, trace_search)
         return
     spec = SPLIT_SPECS[split]
     per_class = questions_per_graph // 2
@@ -430,7 +434,7 @@ def iter_records(
         group = f"{prefix}-g{group_index:06d}"
         group_index += 1
         for q, label in items:
-            trace = g.trace(task, *q) if traces else None
+            trace = g.trace(task, *q, search=trace_search) if traces else None
             yield make_record(task, split, f"{prefix}-{made:06d}", group, g, q, label, trace=trace)
             made += 1
 
@@ -467,7 +471,8 @@ def minimal_pair(rng: random.Random, task: str, g: _Graph, q: tuple[str, str, tu
     return None
 
 
-def _adversarial(rng: random.Random, task: str, n: int, prefix: str, traces: bool = False) -> Iterator[dict]:
+def _adversarial(rng: random.Random, task: str, n: int, prefix: str, traces: bool = False,
+                 trace_search: str = "until_found") -> Iterator[dict]:
     spec = SPLIT_SPECS["adversarial"]
     split = "adversarial"
     n_pairs = n // 4
@@ -490,7 +495,7 @@ def _adversarial(rng: random.Random, task: str, n: int, prefix: str, traces: boo
             meta = {"kind": "minimal_pair"}
             if change is not None:
                 meta.update(change=change[0], edge=list(change[1]))
-            trace = gg.trace(task, *q) if traces else None
+            trace = gg.trace(task, *q, search=trace_search) if traces else None
             rid = f"{prefix}-{made:06d}"
             yield make_record(task, split, rid, f"{prefix}-g{made:06d}", gg, q, label, pair, meta, trace)
             made += 1
@@ -509,7 +514,7 @@ def _adversarial(rng: random.Random, task: str, n: int, prefix: str, traces: boo
         query = Query(task, q[0], q[1], q[2], tuple(g.edges))
         disagree = [s for s in TASK_SHORTCUTS[task] if ("Yes" if SHORTCUTS[s](query) else "No") != label]
         meta = {"kind": "shortcut", "shortcut": target, "disagree": disagree}
-        trace = g.trace(task, *q) if traces else None
+        trace = g.trace(task, *q, search=trace_search) if traces else None
         yield make_record(task, split, f"{prefix}-{made:06d}", f"{prefix}-g{made:06d}", g, q, label, None, meta, trace)
         made += 1
         case += 1

@@ -14,6 +14,11 @@ one sentence per edge of the search tree in the order the search finds them:
 - X does not cause Y: every tree edge (the search exhausts X's descendants), then
   ``So X does not cause Y.``; ``X causes nothing. So X does not cause Y.`` when X has no child.
 
+With ``search="exhaustive"`` a Yes trace, too, writes every tree edge before its conclusion
+(``B causes C. B causes E. C causes D. So B causes D.`` goes on to D's and E's children): the
+steps then depend on X alone, never on Y, so a model trained on them cannot shorten the search by
+writing Y early; the conclusion says whether Y was among the nodes reached.
+
 D-separation, "Are X and Y d-separated given {Z}?": the simple trails between X and Y in the
 skeleton, shortest first, ties broken by the statement indices of their edges (read from X), each
 written with its arrows and judged by the textbook rule (a non-collider in Z blocks; a collider
@@ -42,11 +47,14 @@ from constraintc.tasks.trace_format import (EARLIER_BLOCKED, EVERY_OTHER_BLOCKED
                                             cause_conclusion, cause_step, causes_nothing,
                                             not_joined, separation_conclusion, trail_sentence)
 
-__all__ = ["GraphTracer", "trace_text", "SENTENCE_FORMS", "MAX_TRAILS", "TASKS"]
+__all__ = ["GraphTracer", "trace_text", "SENTENCE_FORMS", "MAX_TRAILS", "TASKS", "SEARCHES"]
 
 MAX_TRAILS = 16  # trails written per d-separation trace (bounds its length; see the module docstring)
 
 TASKS = ("transitivity", "dsep")
+
+# how a transitivity trace searches: stop at the edge that reaches Y, or write the whole search tree
+SEARCHES = ("until_found", "exhaustive")
 
 
 class GraphTracer:
@@ -86,14 +94,17 @@ class GraphTracer:
                 self._skeleton[u].append((index, v))
                 self._skeleton[v].append((index, u))
 
-    def trace(self, task: str, x: str, y: str, z: Sequence[str] = ()) -> str:
-        """The gold trace for the question about ``(x, y[, z])``."""
+    def trace(self, task: str, x: str, y: str, z: Sequence[str] = (), search: str = "until_found") -> str:
+        """The gold trace for the question about ``(x, y[, z])``; ``search`` (transitivity): stop
+        at Y (``until_found``) or write every tree edge first (``exhaustive``)."""
+        if search not in SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
         if x not in self._children or y not in self._children:
             raise ValueError(f"{x!r} and {y!r} must be nodes of the graph {self.nodes}")
         if x == y:
             raise ValueError(f"a question needs two different nodes, got {x!r} twice")
         if task == "transitivity":
-            return self._transitivity(x, y)
+            return self._transitivity(x, y, search == "exhaustive")
         if task == "dsep":
             z = tuple(z)
             if x in z or y in z or not set(z) <= set(self._children):
@@ -103,7 +114,7 @@ class GraphTracer:
 
     # transitivity ---------------------------------------------------------------------------
 
-    def _transitivity(self, x: str, y: str) -> str:
+    def _transitivity(self, x: str, y: str, exhaustive: bool = False) -> str:
         # Breadth-first search from X, writing each tree edge as it is found, up to the edge that
         # reaches Y: every sentence is one lookup in the premise ("which statements start with
         # the node being expanded?") and none needs to know where Y lies, so the same procedure
@@ -118,11 +129,11 @@ class GraphTracer:
                     continue
                 seen.add(v)
                 tree.append((u, v))
-                if v == y:
+                if v == y and not exhaustive:
                     return " ".join([cause_step(a, b) for a, b in tree] + [cause_conclusion(x, y, True)])
                 queue.append(v)
         steps = [cause_step(a, b) for a, b in tree] or [causes_nothing(x)]
-        steps.append(cause_conclusion(x, y, False))
+        steps.append(cause_conclusion(x, y, y in seen))
         return " ".join(steps)
 
     # d-separation -----------------------------------------------------------------------------
@@ -227,9 +238,11 @@ def trace_text(
     x: str,
     y: str,
     z: Sequence[str] = (),
+    search: str = "until_found",
 ) -> str:
     """The gold trace for the question of ``task`` about ``(x, y[, z])`` on the graph ``(nodes,
-    edges)``; deterministic, and consistent with the label networkx gives.
+    edges)``; deterministic, and consistent with the label networkx gives. ``search``: see
+    :meth:`GraphTracer.trace`.
 
     >>> edges = [("B", "C"), ("D", "C"), ("C", "E")]
     >>> trace_text("transitivity", ["B", "C", "D", "E"], edges, "B", "E")
@@ -240,5 +253,7 @@ def trace_text(
     'Trail B -> C <- D is blocked at C, a collider outside {}. So B and D are d-separated given {}.'
     >>> trace_text("dsep", ["B", "C", "D", "E"], edges, "B", "D", ["E"])
     'Trail B -> C <- D is open. So B and D are not d-separated given {E}.'
+    >>> trace_text("transitivity", ["B", "C", "D", "E"], edges, "B", "C", search="exhaustive")
+    'B causes C. C causes E. So B causes C.'
     """
-    return GraphTracer(nodes, edges).trace(task, x, y, z)
+    return GraphTracer(nodes, edges).trace(task, x, y, z, search)

@@ -125,6 +125,10 @@ class FinetuneConfig:
                                 "trace -> 'Answer:' -> answer, with the CE on the trace tokens and the "
                                 "answer (keep) or on the answer only (mask); none: answers only",
                         choices=("none", "keep", "mask"))
+    trace_search: str = option("until_found", "transitivity traces: a breadth-first search from X that stops at "
+                                              "the edge reaching Y (until_found) or writes every edge of the "
+                                              "search tree before concluding (exhaustive: the steps do not "
+                                              "depend on Y)", choices=("until_found", "exhaustive"))
     trace_tokens: int = option(0, "with --trace keep or mask: tokens the final evaluation lets the model "
                                   "reason for before answering; 0: no written reasoning", minimum=0)
     label_yes_rate: float = option(0.75, "drop No labels until this share of labels is Yes; 0 keeps all",
@@ -246,6 +250,8 @@ def validate(values: dict, source: str = "config") -> FinetuneConfig:
         )
     if cfg.lambda_schedule == "adaptive" and not (cfg.lambda_up >= 1 and 0 < cfg.lambda_down <= 1):
         errors.append(f"{source}: lambda_up/lambda_down={cfg.lambda_up!r}/{cfg.lambda_down!r}: expected up >= 1 and 0 < down <= 1")
+    if cfg.trace_search != "until_found" and cfg.task != "transitivity":
+        errors.append(f"{source}: trace_search={cfg.trace_search!r}: applies to transitivity traces only (task={cfg.task!r})")
     if not all(isinstance(t, str) for t in cfg.lora_targets):
         errors.append(f"{source}: lora_targets={cfg.lora_targets!r}: expected a list of module names")
     if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0

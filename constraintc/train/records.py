@@ -25,7 +25,7 @@ def training_records(cfg: FinetuneConfig, log=None) -> list[dict]:
     else:
         records = generate(
             cfg.task, cfg.train_split, cfg.train_records, TRAIN_DATA_SEED,
-            questions_per_graph=cfg.questions_per_graph, traces=traced,
+            questions_per_graph=cfg.questions_per_graph, traces=traced, trace_search=cfg.trace_search,
         )
     if cfg.max_nodes:
         records = [r for r in records if len(r["nodes"]) <= cfg.max_nodes]
