@@ -12,7 +12,8 @@
 2. Lookups (``--lookups``, models trained with reasoning traces). The gold breadth-first trace of
    each question (constraintc.tasks.traces) is fed to the model token by token; at every step
    sentence "U causes V." the probe checks the model's prediction of V after "U causes" (one
-   lookup in the premise) and of U (which node the search expands next).
+   lookup in the premise) and of U (which node the search expands next). As in generation, name
+   tokens the premise does not use are ruled out.
 
 The numbers of docs/finetune.md, "What the model computes", come from this script (seed 0's
 default model; --chains 12).
@@ -136,6 +137,8 @@ def lookup_table(model, tokenizer, sizes, chains: int, seed: int, questions: int
                 batch = pack_groups(tokenizer, [[comps[0].prompt]], completions=[comps])
                 with torch.no_grad():
                     _, logits = packed_logits(model, batch)
+                if hasattr(tokenizer, "unused_slot_ids"):  # as generation does: no name the premise lacks
+                    logits[:, tokenizer.unused_slot_ids(comps[0].prompt)] = float("-inf")
                 pred, target, seq = logits.argmax(-1).tolist(), batch.target_ids.tolist(), batch.target_seq.tolist()
                 for c in range(len(comps)):
                     ids = [t for t, s in zip(target, seq) if s == c]
