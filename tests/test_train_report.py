@@ -2,7 +2,7 @@
 
 from constraintc.evaluation.metrics import compute_report
 from constraintc.tasks import generate
-from constraintc.evaluation.report import comparison_table, size_table
+from constraintc.evaluation.report import comparison_table, ends_table, size_table
 
 
 def test_table_shows_the_best_shortcut_of_every_split():
@@ -40,3 +40,26 @@ def test_size_table_breaks_each_split_down_by_graph_size():
                               "0.000", f"({n_by_band['13-15']})"]
     assert rows["transitivity/mix"][0] == "1.000"
     assert size_table(None) == ""
+
+
+def test_ends_table_shows_a_model_that_ranks_from_the_ends():
+    """Right whenever X or Y is a source or a sink, wrong otherwise: 0 on both interior, 1 elsewhere."""
+    import networkx as nx
+
+    records = generate("transitivity", "chains_long", 120, seed=6) + generate("transitivity", "mix", 80, seed=6)
+    flip = {"Yes": "No", "No": "Yes"}
+
+    def at_end(r, v):
+        g = nx.DiGraph([tuple(e) for e in r["edges"]])
+        return g.in_degree(v) == 0 or g.out_degree(v) == 0
+
+    preds = [{"id": r["id"], "prediction": r["label"] if at_end(r, r["meta"]["x"]) or at_end(r, r["meta"]["y"])
+              else flip[r["label"]]} for r in records]
+    table = ends_table(compute_report(records, preds))
+    header, *rows = table.splitlines()
+    assert header.split() == ["split", "both", "interior", "one", "at", "an", "end", "both", "at", "ends"]
+    rows = {line.split()[0]: line.split()[1:] for line in rows}
+    ends = [at_end(r, r["meta"]["x"]) + at_end(r, r["meta"]["y"]) for r in records if r["split"] == "chains_long"]
+    assert rows["transitivity/chains_long"][:4] == ["0.000", f"({ends.count(0)})", "1.000", f"({ends.count(1)})"]
+    assert rows["transitivity/mix"][2] == "1.000"
+    assert ends_table(None) == ""

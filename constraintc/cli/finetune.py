@@ -155,7 +155,7 @@ def _resume_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from constraintc.evaluation.report import comparison_table, reasoning_table, size_table
+    from constraintc.evaluation.report import comparison_table, ends_table, reasoning_table, size_table
     from constraintc.train.config import load_config
     from constraintc.train.recipe import FinetuneRecipe
 
@@ -185,6 +185,10 @@ def run(args: argparse.Namespace) -> int:
         if sizes:
             print("balanced accuracy after training by graph size (questions in brackets):")
             print(sizes)
+        ends = ends_table(summary["after"])
+        if ends:
+            print("... by how many of the two nodes sit at an end of the graph (no parent or no child):")
+            print(ends)
         reasoning = reasoning_table(summary["before"], summary["after"])
         if reasoning:
             print(f"reasoning written by the model (--trace {cfg.trace}, at most {cfg.trace_tokens} tokens), before -> after:")

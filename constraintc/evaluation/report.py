@@ -232,26 +232,42 @@ def comparison_table(before: dict | None, after: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _breakdown_table(after: dict | None, key: str, bands: list[str], suffix: str = "") -> str:
+    """Balanced accuracy after training per split (rows) and band of ``after``'s ``key`` breakdown
+    (columns), each cell with its question count; empty when no split has the breakdown."""
+    if not after:
+        return ""
+    splits = {k: m[key] for k, m in after["splits"].items() if m.get(key)}
+    if not splits:
+        return ""
+    shown = [b for b in bands if any(b in by for by in splits.values())]
+    width = max(16, max(len(b + suffix) for b in shown) + 2)
+    lines = [f"{'split':<30}" + "".join(f"{band + suffix:>{width}}" for band in shown)]
+    for name, by in splits.items():
+        cells = []
+        for band in shown:
+            m = by.get(band)
+            cells.append(f"{'-':>{width}}" if m is None else f"{_fmt(m['balanced_accuracy']) + ' (' + str(m['n']) + ')':>{width}}")
+        lines.append(f"{name:<30}" + "".join(cells))
+    return "\n".join(lines)
+
+
 def size_table(after: dict | None) -> str:
     """Balanced accuracy after training per split and graph-size band (``by_graph_size``), each
     cell with its question count: where a model that transfers to new names still falls off with
     larger graphs. Empty when no split has a breakdown."""
-    if not after:
-        return ""
     from constraintc.evaluation.metrics import SIZE_BANDS
 
-    splits = {k: m["by_graph_size"] for k, m in after["splits"].items() if m.get("by_graph_size")}
-    if not splits:
-        return ""
-    bands = [b[2] for b in SIZE_BANDS if any(b[2] in by for by in splits.values())]
-    lines = [f"{'split':<30}" + "".join(f"{band + ' nodes':>16}" for band in bands)]
-    for key, by in splits.items():
-        cells = []
-        for band in bands:
-            m = by.get(band)
-            cells.append(f"{'-':>16}" if m is None else f"{_fmt(m['balanced_accuracy']) + ' (' + str(m['n']) + ')':>16}")
-        lines.append(f"{key:<30}" + "".join(cells))
-    return "\n".join(lines)
+    return _breakdown_table(after, "by_graph_size", [b[2] for b in SIZE_BANDS], " nodes")
+
+
+def ends_table(after: dict | None) -> str:
+    """Balanced accuracy after training per split by how many of the question's two nodes sit at
+    an end of the graph (``by_ends``): a model that follows links scores alike in every column,
+    one that ranks nodes from the graph's ends scores at chance on ``both interior``."""
+    from constraintc.evaluation.metrics import END_BANDS
+
+    return _breakdown_table(after, "by_ends", list(END_BANDS))
 
 
 def reasoning_table(before: dict | None, after: dict | None) -> str:
