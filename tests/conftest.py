@@ -85,3 +85,15 @@ def seed_native_cache(root) -> None:
         if record.is_file():
             shutil.copy(lib, dest / lib.name)
             shutil.copy(record, dest / record.name)
+
+
+def load_example(name: str):
+    """The module ``examples/<name>.py`` (examples are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -171,9 +171,8 @@ def test_thresholds_are_configurable(records):
     assert strict["collapsed"] and "(>= 80%)" in strict["collapse_reasons"][0]
 
 
-@settings(max_examples=60)
-@given(st.integers(0, 10**6))
-def test_link_bands_match_networkx_shortest_paths(seed):
+def _question_on_random_dag(seed: int):
+    """A random DAG of 2-9 nodes (edges in random order), its networkx view and two of its nodes."""
     import networkx as nx
 
     print(f"seed={seed}")
@@ -185,6 +184,15 @@ def test_link_bands_match_networkx_shortest_paths(seed):
     g = nx.DiGraph(edges)
     g.add_nodes_from(nodes)
     x, y = rng.sample(nodes, 2)
+    return nodes, edges, g, x, y
+
+
+@settings(max_examples=60)
+@given(st.integers(0, 10**6))
+def test_link_bands_match_networkx_shortest_paths(seed):
+    import networkx as nx
+
+    nodes, edges, g, x, y = _question_on_random_dag(seed)
     band = link_band({"task": "transitivity", "edges": edges, "meta": {"x": x, "y": y}})
     if nx.has_path(g, x, y):
         k = nx.shortest_path_length(g, x, y)
@@ -200,17 +208,7 @@ def test_link_bands_match_networkx_shortest_paths(seed):
 @settings(max_examples=60)
 @given(st.integers(0, 10**6))
 def test_end_bands_match_networkx_degrees(seed):
-    import networkx as nx
-
-    print(f"seed={seed}")
-    rng = random.Random(seed)
-    n = rng.randint(2, 9)
-    nodes = [f"v{i}" for i in range(n)]
-    edges = [[nodes[i], nodes[j]] for i in range(n) for j in range(i + 1, n) if rng.random() < 0.3]
-    rng.shuffle(edges)
-    g = nx.DiGraph(edges)
-    g.add_nodes_from(nodes)
-    x, y = rng.sample(nodes, 2)
+    nodes, edges, g, x, y = _question_on_random_dag(seed)
     at_end = sum(g.in_degree(v) == 0 or g.out_degree(v) == 0 for v in (x, y))
     record = {"task": "transitivity", "nodes": nodes, "edges": edges, "meta": {"x": x, "y": y}}
     assert end_band(record) == ["both interior", "one at an end", "both at ends"][at_end]

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 from constraintc.evaluation.metrics import compute_report
 from constraintc.tasks import generate
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _compare_runs():
-    spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "examples" / "compare_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_example
+
+    return load_example("compare_runs")
 
 
 def _run(path: Path, seed: int, trace: str, answers, outputs=None) -> None:

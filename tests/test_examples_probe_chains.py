@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import re
 from pathlib import Path
@@ -15,14 +14,9 @@ from hypothesis import strategies as st
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _probe():
-    spec = importlib.util.spec_from_file_location("probe_chains", ROOT / "examples" / "probe_chains.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_example  # noqa: E402
 
-
-PROBE = _probe()
+PROBE = load_example("probe_chains")
 PROMPT = re.compile(r"^(?P<premise>.*)\nQuestion: Does (?P<x>\w+) cause (?P<y>\w+)\?\nAnswer:$", re.S)
 
 

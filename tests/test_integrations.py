@@ -21,10 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _example(name: str):
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from conftest import load_example
+
+    return load_example(name)
 
 
 @pytest.fixture(scope="module")
