@@ -23,6 +23,7 @@ import sys
 
 from constraintc.cli.options import add_output_file, check_output_file
 from constraintc.errors import OptionError
+from constraintc.tasks.traces import SEARCHES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--trace-search",
-        choices=("until_found", "exhaustive"),
-        default="until_found",
+        choices=SEARCHES,
+        default=SEARCHES[0],
         help="with --traces, transitivity: the breadth-first search stops at the edge that reaches Y "
         "(until_found, default) or writes every edge of the search tree first (exhaustive)",
     )

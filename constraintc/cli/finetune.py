@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             print(sizes)
         ends = ends_table(summary["after"])
         if ends:
-            print("... by how many of the two nodes sit at an end of the graph (no parent or no child):")
+            print("balanced accuracy after training by how many of the two nodes sit at an end of the graph (no parent or no child):")
             print(ends)
         reasoning = reasoning_table(summary["before"], summary["after"])
         if reasoning:

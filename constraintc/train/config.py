@@ -18,6 +18,7 @@ from pathlib import Path
 
 from constraintc.errors import ConstraintcError
 from constraintc.tasks.generate import SPLITS
+from constraintc.tasks.traces import SEARCHES
 from constraintc.train.schedules import SCHEDULES
 
 
@@ -128,7 +129,7 @@ class FinetuneConfig:
     trace_search: str = option("until_found", "transitivity traces: a breadth-first search from X that stops at "
                                               "the edge reaching Y (until_found) or writes every edge of the "
                                               "search tree before concluding (exhaustive: the steps do not "
-                                              "depend on Y)", choices=("until_found", "exhaustive"))
+                                              "depend on Y)", choices=SEARCHES)
     trace_tokens: int = option(0, "with --trace keep or mask: tokens the final evaluation lets the model "
                                   "reason for before answering; 0: no written reasoning", minimum=0)
     label_yes_rate: float = option(0.75, "drop No labels until this share of labels is Yes; 0 keeps all",
