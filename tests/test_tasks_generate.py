@@ -140,10 +140,10 @@ def test_record_schema_and_consistency(corpus):
 
 SIZES = {
     "length": (7, 15), "branching": (4, 7), "adversarial": (4, 6), "mix": (3, 7), "unseen_names": (3, 7),
-    "mix_pairs": (3, 14),
+    "mix_pairs": (3, 14), "mix_twins": (3, 7),
     "chains_long": (7, 15), "chains_shuffled": (7, 15), "chains_reversed": (5, 12), "branching_large": (5, 12),
 }
-OPEN_NAMES = ("mix", "mix_pairs", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
+OPEN_NAMES = ("mix", "mix_pairs", "mix_twins", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
 
 
 def test_node_counts_and_names_per_split(corpus):
@@ -205,6 +205,28 @@ def test_mix_pairs_tells_two_unrelated_graphs_no_longer_than_mix(corpus):
                     assert r["label"] == "No"
             two = sum(k == 2 for k in graphs_seen.values()) / len(graphs_seen)
             assert share[0] <= two <= share[1], (task, split, two)
+
+
+def test_mix_twins_follow_a_graph_with_one_interior_link_cut(corpus):
+    # about a third of the graphs are the twin of the graph before: the same statements in the
+    # same order but one, whose ends are interior nodes of that graph and no longer connected
+    for task in TASKS:
+        premises = {}
+        for r in corpus[(task, "mix_twins")]:
+            premises.setdefault(r["group"], [tuple(e) for e in r["edges"]])
+        groups = list(premises.values())
+        twins = 0
+        for before, after in zip(groups, groups[1:]):
+            if len(after) != len(before) - 1 or any(e not in before for e in after):
+                continue
+            (cut,) = [e for e in before if e not in after]
+            if [e for e in before if e != cut] != after:
+                continue
+            twins += 1
+            g = nx.DiGraph(before)
+            assert g.in_degree(cut[0]) > 0 and g.out_degree(cut[1]) > 0, (task, cut)
+            assert not nx.has_path(nx.DiGraph(after), *cut)
+        assert 0.2 <= twins / len(groups) <= 0.45, (task, twins, len(groups))
 
 
 def test_every_split_balanced(corpus):

@@ -51,7 +51,7 @@ from constraintc.tasks.traces import GraphTracer
 TASKS = ("transitivity", "dsep")
 SPLITS = (
     "train", "length", "reversed", "shuffled", "branching", "long_names", "adversarial",
-    "mix", "mix_pairs", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names",
+    "mix", "mix_pairs", "mix_twins", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names",
 )
 
 
@@ -80,10 +80,16 @@ class MixSpec:
     from the mixture, names distinct, statements interleaved, each keeping its own order): the
     premise is as long and names as many nodes as a graph twice the size, while no path is longer
     than one component's.
+
+    ``twin_p``: the share of drawn graphs followed by their *twin*: the same premise with one
+    link between two interior nodes left out (a link whose cause has a parent and whose effect a
+    child, and that no other path replaces), so that the answers across the cut flip while the
+    rest of the premise stays word for word.
     """
 
     components: tuple[tuple[float, SplitSpec], ...]
     pair_p: float = 0.0
+    twin_p: float = 0.0
 
     @property
     def nodes(self) -> tuple[int, int]:
@@ -94,7 +100,8 @@ class MixSpec:
 
 
 def _mix(
-    nodes: tuple[int, int], names: tuple[str, ...], chain_nodes: tuple[int, int] = (3, 6), pair_p: float = 0.0
+    nodes: tuple[int, int], names: tuple[str, ...], chain_nodes: tuple[int, int] = (3, 6), pair_p: float = 0.0,
+    twin_p: float = 0.0,
 ) -> MixSpec:
     """The training mixture over every statement order and name style in ``names``: random
     DAGs, chains with some links flipped (axiomatic training's noise), dense DAGs."""
@@ -107,7 +114,7 @@ def _mix(
                 (1.5, SplitSpec(chain_nodes, 0.0, 1.0, order, style, family="chain", flip_p=0.3)),
                 (1.0, SplitSpec((4, min(nodes[1], 6)), 0.55, 0.0, order, style)),
             ]
-    return MixSpec(tuple(parts), pair_p)
+    return MixSpec(tuple(parts), pair_p, twin_p)
 
 
 SPLIT_SPECS: dict[str, SplitSpec] = {
@@ -121,6 +128,8 @@ SPLIT_SPECS: dict[str, SplitSpec] = {
     "mix": _mix((3, 7), ("short", "open_train")),
     # mix, half of its premises telling two unrelated graphs (docs/finetune.md measures it)
     "mix_pairs": _mix((3, 7), ("short", "open_train"), pair_p=0.5),
+    # mix, half of its graphs followed by their twin with one interior link cut (docs/finetune.md)
+    "mix_twins": _mix((3, 7), ("short", "open_train"), twin_p=0.5),
     "chains_long": MixSpec(tuple(
         (1.0, SplitSpec((7, 15), 0.0, 1.0, "topological", style, family="chain")) for style in ("short", "open_train")
     )),
@@ -249,6 +258,20 @@ def _draw_graph(rng: random.Random, spec: SplitSpec | MixSpec) -> _Graph:
     names = graphs.draw_names(rng, n, spec.names)
     edges = [(names[u], names[v]) for u, v in ordered]
     return _Graph(graphs.first_mention_order(edges), edges)
+
+
+def _cut_twin(rng: random.Random, g: _Graph) -> _Graph | None:
+    """``g`` without one link between interior nodes whose removal changes what causes what
+    (:class:`MixSpec` ``twin_p``); None when ``g`` has no such link."""
+    has_parent = {v for _, v in g.edges}
+    has_child = {u for u, _ in g.edges}
+    links = [e for e in g.edges if e[0] in has_parent and e[1] in has_child]
+    rng.shuffle(links)
+    for u, v in links:
+        rest = [e for e in g.edges if e != (u, v)]
+        if not nx.has_path(nx.DiGraph(rest), u, v):
+            return _Graph(graphs.first_mention_order(rest), rest)
+    return None
 
 
 def _draw_pair(rng: random.Random, mix: MixSpec) -> _Graph:
@@ -416,8 +439,14 @@ def iter_records(
     made = 0
     group_index = 0
     extra_yes = rng.random() < 0.5  # which class gets the odd record at the very end
+    twin: _Graph | None = None
     while made < n:
-        g = _draw_graph(rng, spec)
+        if twin is not None:
+            g, twin = twin, None
+        else:
+            g = _draw_graph(rng, spec)
+            if isinstance(spec, MixSpec) and spec.twin_p > 0 and rng.random() < spec.twin_p:
+                twin = _cut_twin(rng, g)
         pos, neg = _questions(rng, task, g, per_class)
         if not pos:
             continue  # a graph with only one answer class cannot be asked about in balance
