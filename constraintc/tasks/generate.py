@@ -263,9 +263,8 @@ def _draw_graph(rng: random.Random, spec: SplitSpec | MixSpec) -> _Graph:
 def _cut_twin(rng: random.Random, g: _Graph) -> _Graph | None:
     """``g`` without one link between interior nodes whose removal changes what causes what
     (:class:`MixSpec` ``twin_p``); None when ``g`` has no such link."""
-    has_parent = {v for _, v in g.edges}
-    has_child = {u for u, _ in g.edges}
-    links = [e for e in g.edges if e[0] in has_parent and e[1] in has_child]
+    inner = graphs.interior_nodes(g.nodes, g.edges)
+    links = [e for e in g.edges if e[0] in inner and e[1] in inner]
     rng.shuffle(links)
     for u, v in links:
         rest = [e for e in g.edges if e != (u, v)]
