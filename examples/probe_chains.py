@@ -107,20 +107,17 @@ def step_positions(ids: list[int], causes: int, stop: int, so: int, nothing: int
             if ids[j] == causes and ids[j + 2] == stop and ids[j + 1] != nothing and (j < 2 or ids[j - 2] != so)]
 
 
-def lookup_table(model, tokenizer, sizes, chains: int, seed: int, questions: int = 4) -> list[dict]:
-    """Teacher-forced accuracy of the trace's names: V after "U causes" (lookups) and U."""
-    import torch
-
-    from constraintc.lm.binding import Completion, pack_groups, packed_logits
+def chain_trace_groups(sizes, chains: int, seed: int, questions: int = 4, search: str = "until_found"):
+    """``(order, nodes, completions)`` per chain: ``questions`` random questions about the chain,
+    each as the reasoning prompt followed by its gold trace (``search``, see
+    :data:`constraintc.tasks.traces.SEARCHES`), ``Answer:`` and the label."""
+    from constraintc.lm.binding import Completion
     from constraintc.tasks.prompts import reasoning_prompt
     from constraintc.tasks.traces import GraphTracer
 
     rng = random.Random(seed)
-    causes, stop, so, nothing = tokenizer.convert_tokens_to_ids(["causes", ".", "So", "nothing"])
-    rows = []
     for order in ORDERS:
         for n in sizes:
-            counts = {"lookup": [0, 0], "subject": [0, 0]}
             for _ in range(chains):
                 nodes = chain(rng, n)
                 edges = list(zip(nodes, nodes[1:]))
@@ -132,24 +129,51 @@ def lookup_table(model, tokenizer, sizes, chains: int, seed: int, questions: int
                     x, y = rng.sample(nodes, 2)
                     label = "Yes" if nodes.index(x) < nodes.index(y) else "No"
                     prompt = reasoning_prompt({"premise": text, "question": f"Does {x} cause {y}?"})
-                    trace = tracer.trace("transitivity", x, y)
+                    trace = tracer.trace("transitivity", x, y, search=search)
                     comps.append(Completion(prompt, f" {trace}\nAnswer:", label))
-                batch = pack_groups(tokenizer, [[comps[0].prompt]], completions=[comps])
-                with torch.no_grad():
-                    _, logits = packed_logits(model, batch)
-                if hasattr(tokenizer, "unused_slot_ids"):  # as generation does: no name the premise lacks
-                    logits[:, tokenizer.unused_slot_ids(comps[0].prompt)] = float("-inf")
-                pred, target, seq = logits.argmax(-1).tolist(), batch.target_ids.tolist(), batch.target_seq.tolist()
-                for c in range(len(comps)):
-                    ids = [t for t, s in zip(target, seq) if s == c]
-                    got = [p for p, s in zip(pred, seq) if s == c]
-                    for j in step_positions(ids, causes, stop, so, nothing):
-                        counts["lookup"][0] += got[j + 1] == ids[j + 1]
-                        counts["lookup"][1] += 1
-                        counts["subject"][0] += got[j - 1] == ids[j - 1]
-                        counts["subject"][1] += 1
-            rows.append({"order": order, "nodes": n, **{k: (a / t if t else None, t) for k, (a, t) in counts.items()}})
-    return rows
+                yield order, n, comps
+
+
+def lookup_counts(model, tokenizer, comps) -> dict[str, list[int]]:
+    """``{"lookup": [right, steps], "subject": [right, steps]}`` of one premise's trace
+    completions ``comps`` (all with the same premise), teacher-forced: at every step sentence
+    "U causes V." whether the model's most likely next token after "U causes" is V (lookup) and
+    before it U (subject). As in generation, name tokens the premise does not use are ruled out."""
+    import torch
+
+    from constraintc.lm.binding import pack_groups, packed_logits
+
+    causes, stop, so, nothing = tokenizer.convert_tokens_to_ids(["causes", ".", "So", "nothing"])
+    counts = {"lookup": [0, 0], "subject": [0, 0]}
+    batch = pack_groups(tokenizer, [[comps[0].prompt]], completions=[comps])
+    with torch.no_grad():
+        _, logits = packed_logits(model, batch)
+    if hasattr(tokenizer, "unused_slot_ids"):
+        logits[:, tokenizer.unused_slot_ids(comps[0].prompt)] = float("-inf")
+    pred, target, seq = logits.argmax(-1).tolist(), batch.target_ids.tolist(), batch.target_seq.tolist()
+    for c in range(len(comps)):
+        ids = [t for t, s in zip(target, seq) if s == c]
+        got = [p for p, s in zip(pred, seq) if s == c]
+        for j in step_positions(ids, causes, stop, so, nothing):
+            counts["lookup"][0] += got[j + 1] == ids[j + 1]
+            counts["lookup"][1] += 1
+            counts["subject"][0] += got[j - 1] == ids[j - 1]
+            counts["subject"][1] += 1
+    return counts
+
+
+def lookup_table(model, tokenizer, sizes, chains: int, seed: int, questions: int = 4) -> list[dict]:
+    """Teacher-forced accuracy of the trace's names: V after "U causes" (lookups) and U."""
+    totals: dict[tuple[str, int], dict[str, list[int]]] = {}
+    for order, n, comps in chain_trace_groups(sizes, chains, seed, questions):
+        row = totals.setdefault((order, n), {"lookup": [0, 0], "subject": [0, 0]})
+        for key, (right, steps) in lookup_counts(model, tokenizer, comps).items():
+            row[key][0] += right
+            row[key][1] += steps
+    return [
+        {"order": order, "nodes": n, **{k: (a / t if t else None, t) for k, (a, t) in counts.items()}}
+        for (order, n), counts in totals.items()
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
