@@ -3,6 +3,7 @@
     python examples/lookup_learning.py                       # 1500 steps, about 5 minutes on 2 cores
     python examples/lookup_learning.py --name-salt graph     # names read the same at every visit
     python examples/lookup_learning.py --seed 1 --output lookups.jsonl
+    python examples/lookup_learning.py --seed 2 --steps 1000 --save runs/lookups-s2   # keep the model
 
 A written breadth-first trace ("B causes C. C causes D. So B causes D.") reaches any depth if
 every step is a lookup: after "U causes" the model must find the statement "U causes V." in the
@@ -70,7 +71,9 @@ def lookup_accuracy(model, tokenizer, groups) -> float | None:
 
 
 def train(args, log=print) -> list[dict]:
-    """Train on traces only; return (and log) one row of lookup accuracies every ``args.every`` steps."""
+    """Train on traces only; return (and log) one row of lookup accuracies every ``args.every``
+    steps; with ``args.save`` the trained model and its tokenizer go to that directory (a model
+    directory that `constraintc finetune --model DIR --finetune full` and the probes read)."""
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
@@ -118,6 +121,9 @@ def train(args, log=print) -> list[dict]:
             rows.append(row)
             log(f"{step:6d} {row['seconds']:7.0f}s  loss {row['trace_loss']:.3f}  " + "  ".join(
                 f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in row["lookup"].items()))
+    if args.save:
+        model.save_pretrained(args.save)
+        tokenizer.save_pretrained(args.save)
     return rows
 
 
@@ -141,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-seed", type=int, default=5, help="seed of the probed chains (default: 5)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default (default: 0)")
     ap.add_argument("--output", default="", help="also write the rows as JSON lines to this file")
+    ap.add_argument("--save", default="", metavar="DIR", help="save the trained model and tokenizer to DIR (a new directory)")
     ap.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = ap.parse_args(argv)
     for name in ("steps", "every", "batch", "records", "heldout", "chains", "warmup"):
@@ -162,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output) if args.output else None
     if out is not None and out.exists():
         print(f"error: --output {args.output!r}: the file exists (choose another name; nothing is overwritten)",
+              file=sys.stderr)
+        return 2
+    if args.save and Path(args.save).exists():
+        print(f"error: --save {args.save!r}: the path exists (choose a new directory; nothing is overwritten)",
               file=sys.stderr)
         return 2
     rows = train(args)

@@ -85,9 +85,9 @@ def test_name_salts_change_at_every_visit_or_never():
 
 
 def test_a_short_run_reports_every_probe_and_never_overwrites(tmp_path, capsys):
-    out = tmp_path / "rows.jsonl"
+    out, saved = tmp_path / "rows.jsonl", tmp_path / "model"
     args = ["--steps", "2", "--every", "1", "--records", "40", "--heldout", "20", "--chains", "1",
-            "--sizes", "4,6", "--threads", "1", "--no-progress", "--output", str(out)]
+            "--sizes", "4,6", "--threads", "1", "--no-progress", "--output", str(out), "--save", str(saved)]
     assert LEARN.main(args) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
@@ -97,9 +97,18 @@ def test_a_short_run_reports_every_probe_and_never_overwrites(tmp_path, capsys):
         assert all(0.0 <= v <= 1.0 for v in r["lookup"].values())
     printed = capsys.readouterr().out
     assert "forward 6" in printed and "loss" in printed
+    # the saved model is the one the last row measured: its lookups, probed again, agree
+    from constraintc.lm import load_model
+
+    model, tok = load_model(str(saved))
+    chains = [c for order, n, c in LEARN.probe_chains.chain_trace_groups([4], 1, seed=5, search="exhaustive")
+              if order == "forward"]
+    assert LEARN.lookup_accuracy(model.eval(), tok, chains) == rows[-1]["lookup"]["forward 4"]
     before = out.read_text()
     assert LEARN.main(args) == 2
     assert "exists" in capsys.readouterr().err and out.read_text() == before
+    assert LEARN.main(args[:-4] + ["--save", str(saved)]) == 2
+    assert "--save" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, said", [
