@@ -1,6 +1,6 @@
 """Can the embedded model learn to look links up? Train it on reasoning traces alone and watch.
 
-    python examples/lookup_learning.py                       # 1500 steps, about 5 minutes on 2 cores
+    python examples/lookup_learning.py                       # 1500 steps, about 5-6 minutes on 2 cores
     python examples/lookup_learning.py --name-salt graph     # names read the same at every visit
     python examples/lookup_learning.py --seed 1 --output lookups.jsonl
     python examples/lookup_learning.py --seed 2 --steps 1000 --save runs/lookups-s2   # keep the model
@@ -128,6 +128,8 @@ def train(args, log=print) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from constraintc.tasks.traces import SEARCHES
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--steps", type=int, default=1500, help="training steps (default: 1500)")
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="initialisation, batch order and name salts (default: 0)")
     ap.add_argument("--name-salt", choices=SALTS, default="visit", help="a fresh name assignment at every visit "
                     "of a graph, or one per graph (default: visit)")
-    ap.add_argument("--search", choices=("exhaustive", "until_found"), default="exhaustive",
+    ap.add_argument("--search", choices=SEARCHES, default="exhaustive",
                     help="the gold traces' search (default: exhaustive)")
     ap.add_argument("--lr", type=float, default=6e-3, help="AdamW learning rate, constant after --warmup steps (default: 6e-3)")
     ap.add_argument("--warmup", type=int, default=50, help="linear learning-rate warm-up steps (default: 50)")
