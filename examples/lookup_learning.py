@@ -52,12 +52,12 @@ def name_salt(mode: str, seed: int, graph: int, step: int) -> int:
 
 def trace_groups(records: list[dict]) -> list[list]:
     """One list of trace completions per graph (records grouped by ``group``, in order)."""
-    from constraintc.lm.binding import Completion
     from constraintc.tasks.prompts import reasoning_prompt
+    from constraintc.train.data import trace_completion
 
     groups: dict = {}
     for r in records:
-        groups.setdefault(r["group"], []).append(Completion(reasoning_prompt(r), f" {r['trace']}\nAnswer:", r["label"]))
+        groups.setdefault(r["group"], []).append(trace_completion(reasoning_prompt(r), r["trace"], r["label"], "keep"))
     return list(groups.values())
 
 

@@ -111,9 +111,9 @@ def chain_trace_groups(sizes, chains: int, seed: int, questions: int = 4, search
     """``(order, nodes, completions)`` per chain: ``questions`` random questions about the chain,
     each as the reasoning prompt followed by its gold trace (``search``, see
     :data:`constraintc.tasks.traces.SEARCHES`), ``Answer:`` and the label."""
-    from constraintc.lm.binding import Completion
     from constraintc.tasks.prompts import reasoning_prompt
     from constraintc.tasks.traces import GraphTracer
+    from constraintc.train.data import trace_completion
 
     rng = random.Random(seed)
     for order in ORDERS:
@@ -130,7 +130,7 @@ def chain_trace_groups(sizes, chains: int, seed: int, questions: int = 4, search
                     label = "Yes" if nodes.index(x) < nodes.index(y) else "No"
                     prompt = reasoning_prompt({"premise": text, "question": f"Does {x} cause {y}?"})
                     trace = tracer.trace("transitivity", x, y, search=search)
-                    comps.append(Completion(prompt, f" {trace}\nAnswer:", label))
+                    comps.append(trace_completion(prompt, trace, label, "keep"))
                 yield order, n, comps
 
 
