@@ -138,6 +138,54 @@ def test_exhaustive_traces_write_the_whole_search_tree_whatever_y(seed, n, extra
         trace_text("transitivity", nodes, edges, nodes[0], nodes[1], search="depth_first")
 
 
+@settings(max_examples=60)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 9), extra_p=st.sampled_from([0.0, 0.2, 0.5, 0.9]))
+def test_expand_traces_expand_every_reached_node_in_turn(seed, n, extra_p):
+    """Oracle: networkx's breadth-first order and the premise's statements, read independently."""
+    print(f"seed={seed} n={n} extra_p={extra_p}")
+    nodes, edges = random_graph(seed, n, extra_p)
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from(edges)
+    for x in nodes:
+        bodies = set()
+        for y in nodes:
+            if y == x:
+                continue
+            trace = trace_text("transitivity", nodes, edges, x, y, search="expand")
+            assert_clean(trace)
+            parts = sentences(trace)
+            assert parts[-1] == (f"So {x} causes {y}" if nx.has_path(g, x, y) else f"So {x} does not cause {y}"), trace
+            got = check_steps(trace, record_for("transitivity", nodes, edges, x, y))
+            stated = sum(not t.endswith(" causes nothing") for t in parts[:-1])
+            assert got["steps"] == got["true"] and got["in_premise"] >= stated, (trace, got)
+            bodies.add(tuple(parts[:-1]))
+        assert len(bodies) == 1  # the steps depend on X alone
+        (body,) = bodies
+        # the subjects, in order: X, then each node in the order a statement first reached it
+        subjects = []
+        for t in body:
+            subject = t.split(" ")[0]
+            if not subjects or subjects[-1] != subject:
+                subjects.append(subject)
+        first_reached = [x]
+        for t in body:
+            match = CAUSE.match(t)
+            if match and match.group(2) != "nothing" and match.group(2) not in first_reached:
+                first_reached.append(match.group(2))
+        assert subjects == first_reached
+        assert set(subjects) == nx.descendants(g, x) | {x}
+        assert sorted(subjects, key=subjects.index) == subjects and len(set(subjects)) == len(subjects)
+        # breadth first: distances from X never decrease
+        dist = nx.single_source_shortest_path_length(g, x)
+        assert [dist[u] for u in subjects] == sorted(dist[u] for u in subjects)
+        # each subject writes its statements in statement order, or "causes nothing" when it has none
+        for u in subjects:
+            said = [t for t in body if t.split(" ")[0] == u]
+            stated = [f"{a} causes {b}" for a, b in edges if a == u]
+            assert said == (stated or [f"{u} causes nothing"]), (u, said, stated)
+
+
 def test_cli_and_generator_write_exhaustive_traces(tmp_path, capsys):
     out = tmp_path / "t.jsonl"
     assert main(["data", "transitivity", "--n", "8", "--seed", "2", "--traces", "--trace-search", "exhaustive",

@@ -19,6 +19,14 @@ With ``search="exhaustive"`` a Yes trace, too, writes every tree edge before its
 steps then depend on X alone, never on Y, so a model trained on them cannot shorten the search by
 writing Y early; the conclusion says whether Y was among the nodes reached.
 
+With ``search="expand"`` every node the search reaches is expanded in the order it was first
+reached (X first): all its statements in statement order (also those to nodes already reached),
+or ``N causes nothing.`` when it has none. Every reached node is the subject of a sentence, so
+which node comes next and when the search ends are written in the trace itself: on a chain the
+next subject is always the last object, and the trace ends right after ``N causes nothing.``
+(``B causes C. C causes D. D causes nothing. So B causes D.``). Like ``exhaustive``, the steps
+depend on X alone.
+
 D-separation, "Are X and Y d-separated given {Z}?": the simple trails between X and Y in the
 skeleton, shortest first, ties broken by the statement indices of their edges (read from X), each
 written with its arrows and judged by the textbook rule (a non-collider in Z blocks; a collider
@@ -53,8 +61,9 @@ MAX_TRAILS = 16  # trails written per d-separation trace (bounds its length; see
 
 TASKS = ("transitivity", "dsep")
 
-# how a transitivity trace searches: stop at the edge that reaches Y, or write the whole search tree
-SEARCHES = ("until_found", "exhaustive")
+# how a transitivity trace searches: stop at the edge that reaches Y, write the whole search tree,
+# or expand every reached node in turn (all its statements, or "N causes nothing.")
+SEARCHES = ("until_found", "exhaustive", "expand")
 
 
 class GraphTracer:
@@ -96,7 +105,8 @@ class GraphTracer:
 
     def trace(self, task: str, x: str, y: str, z: Sequence[str] = (), search: str = "until_found") -> str:
         """The gold trace for the question about ``(x, y[, z])``; ``search`` (transitivity): stop
-        at Y (``until_found``) or write every tree edge first (``exhaustive``)."""
+        at Y (``until_found``), write every tree edge first (``exhaustive``) or every statement
+        of every reached node (``expand``)."""
         if search not in SEARCHES:
             raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
         if x not in self._children or y not in self._children:
@@ -104,6 +114,8 @@ class GraphTracer:
         if x == y:
             raise ValueError(f"a question needs two different nodes, got {x!r} twice")
         if task == "transitivity":
+            if search == "expand":
+                return self._expand(x, y)
             return self._transitivity(x, y, search == "exhaustive")
         if task == "dsep":
             z = tuple(z)
@@ -133,6 +145,21 @@ class GraphTracer:
                     return " ".join([cause_step(a, b) for a, b in tree] + [cause_conclusion(x, y, True)])
                 queue.append(v)
         steps = [cause_step(a, b) for a, b in tree] or [causes_nothing(x)]
+        steps.append(cause_conclusion(x, y, y in seen))
+        return " ".join(steps)
+
+    def _expand(self, x: str, y: str) -> str:
+        # Every reached node in the order it was first reached, each with all its statements
+        # (children in statement order, reached before or not) or "N causes nothing.".
+        order, seen, steps = [x], {x}, []
+        for u in order:  # grows while it is read: breadth-first
+            if not self._children[u]:
+                steps.append(causes_nothing(u))
+            for v in self._children[u]:
+                steps.append(cause_step(u, v))
+                if v not in seen:
+                    seen.add(v)
+                    order.append(v)
         steps.append(cause_conclusion(x, y, y in seen))
         return " ".join(steps)
 

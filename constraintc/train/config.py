@@ -129,7 +129,9 @@ class FinetuneConfig:
     trace_search: str = option("until_found", "transitivity traces: a breadth-first search from X that stops at "
                                               "the edge reaching Y (until_found) or writes every edge of the "
                                               "search tree before concluding (exhaustive: the steps do not "
-                                              "depend on Y)", choices=SEARCHES)
+                                              "depend on Y) or expands every reached node in turn, each "
+                                              "with all its statements or 'N causes nothing.' (expand)",
+                               choices=SEARCHES)
     trace_tokens: int = option(0, "with --trace keep or mask: tokens the final evaluation lets the model "
                                   "reason for before answering; 0: no written reasoning", minimum=0)
     label_yes_rate: float = option(0.75, "drop No labels until this share of labels is Yes; 0 keeps all",
