@@ -136,7 +136,29 @@ def test_final_evaluation_grades_the_models_own_reasoning(tmp_path):
     from constraintc.evaluation.report import reasoning_table
 
     table = reasoning_table(recipe.before, recipe.after)
-    assert "valid traces" in table and "overall" in table
+    assert "valid traces" in table and "overall" in table and "violations" in table
+    # the written answers' rule violations, against a networkx oracle on the same (greedy) answers:
+    # a graph's answers violate the strict-order rules iff the premise plus the Yes answers has a
+    # cycle or reaches a pair answered No
+    import networkx as nx
+
+    from constraintc.evaluation.generation import generate_traces
+    from constraintc.train.records import evaluation_records
+
+    records = evaluation_records(cfg)
+    assert len(records) == traces["n"]
+    rows = generate_traces(recipe.model, recipe.tokenizer, [recipe.reasoning_fn(r) for r in records], 12, batch_size=32)
+    by_group: dict = {}
+    for r, row in zip(records, rows):
+        by_group.setdefault(r["group"], []).append((r, row.get("prediction")))
+    violated = 0
+    for members in by_group.values():
+        g = nx.DiGraph([tuple(e) for e in members[0][0]["edges"]])
+        g.add_edges_from((r["meta"]["x"], r["meta"]["y"]) for r, a in members if a == "Yes")
+        cyclic = not nx.is_directed_acyclic_graph(g)
+        violated += cyclic or any(a == "No" and nx.has_path(g, r["meta"]["x"], r["meta"]["y"]) for r, a in members)
+    got = after["reasoning"]["overall"]["rule_violations"]
+    assert got["checked"] == len(by_group) and got["violated"] == violated, (got, violated)
 
 
 def test_training_data_errors_name_the_file_and_line(tmp_path):

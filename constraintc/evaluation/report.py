@@ -271,13 +271,14 @@ def ends_table(after: dict | None) -> str:
 
 
 def reasoning_table(before: dict | None, after: dict | None) -> str:
-    """With --trace: the generated answers' balanced accuracy and the traces' validity per split."""
+    """With --trace: the generated answers' balanced accuracy and rule violations (share of graphs)
+    and the traces' validity per split."""
     if not after or not after.get("reasoning"):
         return ""
     b_rep = (before or {}).get("reasoning")
     lines = [
         f"{'split':<26}{'n':>5}  {'bal.acc before -> after':>24}  {'valid traces before -> after':>29}  "
-        f"{'sound traces before -> after':>29}  {'step precision after':>20}"
+        f"{'sound traces before -> after':>29}  {'step precision after':>20}  {'violations before -> after':>27}"
     ]
     for key, m in list(after["reasoning"]["splits"].items()) + [("overall", after["reasoning"]["overall"])]:
         b = (b_rep["splits"].get(key) if key != "overall" else b_rep["overall"]) if b_rep else None
@@ -287,5 +288,6 @@ def reasoning_table(before: dict | None, after: dict | None) -> str:
             f"{key:<26}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
             f"  {_fmt(bt.get('valid_rate')):>16} -> {_fmt(t.get('valid_rate')):<9}"
             f"  {_fmt(sound(bt)):>16} -> {_fmt(sound(t)):<9}  {_fmt(t.get('step_precision')):>20}"
+            f"  {_fmt(b and b.get('rule_violation_rate')):>14} -> {_fmt(m.get('rule_violation_rate')):<9}"
         )
     return "\n".join(lines)

@@ -537,7 +537,8 @@ class FinetuneRecipe:
     @torch.no_grad()
     def reasoning_report(self, records: list[dict]) -> dict:
         """Let the model reason (greedy, ``trace_tokens`` tokens at most) after the reasoning prompt,
-        then grade its final answers and its traces (valid / sound, step precision) per split."""
+        then grade its final answers, their rule violations (an answer never reached counts as
+        unasked) and its traces (valid / sound, step precision) per split."""
         from constraintc.evaluation.generation import generate_traces
         from constraintc.evaluation.metrics import compute_report
 
@@ -545,7 +546,8 @@ class FinetuneRecipe:
         rows = generate_traces(
             self.model, self.tokenizer, prompts, self.cfg.trace_tokens, batch_size=32, progress=self.progress
         )
-        return compute_report(records, [{"id": r["id"], **row} for r, row in zip(records, rows)])
+        preds = [{"id": r["id"], **row} for r, row in zip(records, rows)]
+        return compute_report(records, preds, rules=self.constraint, rules_max_nodes=None)
 
     # ------------------------------------------------------------------------------ checkpoints
     def _trainable_state(self) -> dict:
