@@ -4,6 +4,7 @@
     python examples/lookup_learning.py --name-salt graph     # names read the same at every visit
     python examples/lookup_learning.py --seed 1 --output lookups.jsonl
     python examples/lookup_learning.py --seed 2 --steps 1000 --save runs/lookups-s2   # keep the model
+    python examples/lookup_learning.py --search expand --answers   # and the answers it writes itself
 
 A written breadth-first trace ("B causes C. C causes D. So B causes D.") reaches any depth if
 every step is a lookup: after "U causes" the model must find the statement "U causes V." in the
@@ -14,6 +15,10 @@ is trained on the gold traces of the `mix` training graphs only (no direct answe
 loss; token-mean cross-entropy over every trace token), and every --every steps it reports the
 teacher-forced lookup accuracy (examples/probe_chains.py) on held-out `mix` graphs and on
 forward and shuffled chains of --sizes nodes, longer than any training graph.
+
+``--answers`` adds, at the end, the model's own written reasoning on the forward chains: the share
+of right final answers among questions whose answer is Yes and among those whose answer is No (a
+search that stops too early concludes "causes" and gets the No questions wrong).
 
 ``--name-salt`` says how node names meet the model's name tokens: ``visit`` draws a fresh
 assignment at every visit of a graph, ``graph`` gives each graph one assignment for the whole run
@@ -70,6 +75,21 @@ def lookup_accuracy(model, tokenizer, groups) -> float | None:
     return right / steps if steps else None
 
 
+def answer_accuracy(model, tokenizer, groups, max_new_tokens: int) -> dict[str, float | None]:
+    """The model writes its own reasoning (greedy, at most ``max_new_tokens``) after each
+    completion's prompt; the share of right final answers among the questions whose answer is Yes
+    and among those whose answer is No (an answer the model never reached counts as wrong)."""
+    from constraintc.evaluation.generation import generate_traces
+
+    comps = [c for g in groups for c in g]
+    rows = generate_traces(model, tokenizer, [c.prompt for c in comps], max_new_tokens, batch_size=32)
+    out: dict[str, float | None] = {}
+    for label in ("Yes", "No"):
+        got = [row.get("prediction") == label for c, row in zip(comps, rows) if c.answer == label]
+        out[label] = sum(got) / len(got) if got else None
+    return out
+
+
 def train(args, log=print) -> list[dict]:
     """Train on traces only; return (and log) one row of lookup accuracies every ``args.every``
     steps; with ``args.save`` the trained model and its tokenizer go to that directory (a model
@@ -121,10 +141,24 @@ def train(args, log=print) -> list[dict]:
             rows.append(row)
             log(f"{step:6d} {row['seconds']:7.0f}s  loss {row['trace_loss']:.3f}  " + "  ".join(
                 f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in row["lookup"].items()))
+    if args.answers:
+        model.eval()
+        answers = {}
+        for key, groups in probes.items():
+            if key.startswith("forward"):
+                n = int(key.split()[1])
+                answers[key] = answer_accuracy(model, tokenizer, groups, 8 * n + 24)
+        rows[-1]["answers"] = answers
+        log("written answers (Yes / No questions): " + "  ".join(
+            f"{k} {_f(v['Yes'])} / {_f(v['No'])}" for k, v in answers.items()))
     if args.save:
         model.save_pretrained(args.save)
         tokenizer.save_pretrained(args.save)
     return rows
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="5,8,15", help="probed chain sizes, comma-separated (default: 5,8,15)")
     ap.add_argument("--chains", type=int, default=12, help="probed chains per size and order (default: 12)")
     ap.add_argument("--probe-seed", type=int, default=5, help="seed of the probed chains (default: 5)")
+    ap.add_argument("--answers", action="store_true", help="at the end, let the model write its reasoning on the "
+                    "forward chains and report its final answers, Yes and No questions apart")
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default (default: 0)")
     ap.add_argument("--output", default="", help="also write the rows as JSON lines to this file")
     ap.add_argument("--save", default="", metavar="DIR", help="save the trained model and tokenizer to DIR (a new directory)")

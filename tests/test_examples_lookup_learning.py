@@ -61,6 +61,29 @@ def test_the_lookup_count_is_right_for_a_reader_and_zero_for_a_repeater(tokenize
     assert LEARN.lookup_accuracy(NextToken(len(tokenizer), 1), tokenizer, []) is None
 
 
+def test_written_answers_are_counted_per_label(monkeypatch):
+    import constraintc.evaluation.generation as generation
+
+    groups = [c for _, _, c in LEARN.probe_chains.chain_trace_groups([5, 9], 3, seed=2, search="expand")]
+    comps = [c for g in groups for c in g]
+    gold = {c.prompt: c.answer for c in comps}
+    seen = []
+
+    def always_no_but_the_first_yes(model, tokenizer, prompts, max_new_tokens, batch_size=8, progress=False):
+        seen.append(max_new_tokens)
+        first_yes = next(p for p in prompts if gold[p] == "Yes")
+        return [{"output": "", "prediction": "Yes" if p == first_yes else ("No" if i % 2 else None)}
+                for i, p in enumerate(prompts)]
+
+    monkeypatch.setattr(generation, "generate_traces", always_no_but_the_first_yes)
+    got = LEARN.answer_accuracy(None, None, groups, 60)
+    yes = [c for c in comps if c.answer == "Yes"]
+    no = [i for i, c in enumerate(comps) if c.answer == "No"]
+    assert seen == [60]
+    assert got["Yes"] == pytest.approx(1 / len(yes))
+    assert got["No"] == pytest.approx(sum(i % 2 for i in no) / len(no))  # unanswered counts as wrong
+
+
 def test_trace_groups_keep_each_graph_together():
     from constraintc.tasks import generate
 
@@ -87,7 +110,8 @@ def test_name_salts_change_at_every_visit_or_never():
 def test_a_short_run_reports_every_probe_and_never_overwrites(tmp_path, capsys):
     out, saved = tmp_path / "rows.jsonl", tmp_path / "model"
     args = ["--steps", "2", "--every", "1", "--records", "40", "--heldout", "20", "--chains", "1",
-            "--sizes", "4,6", "--threads", "1", "--no-progress", "--output", str(out), "--save", str(saved)]
+            "--sizes", "4,6", "--threads", "1", "--no-progress", "--answers",
+            "--output", str(out), "--save", str(saved)]
     assert LEARN.main(args) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
@@ -95,8 +119,10 @@ def test_a_short_run_reports_every_probe_and_never_overwrites(tmp_path, capsys):
         assert math.isfinite(r["trace_loss"]) and r["trace_loss"] > 0
         assert set(r["lookup"]) == {"mix (held out)", "forward 4", "forward 6", "shuffled 4", "shuffled 6"}
         assert all(0.0 <= v <= 1.0 for v in r["lookup"].values())
+    assert set(rows[-1]["answers"]) == {"forward 4", "forward 6"} and "answers" not in rows[0]
+    assert all(0.0 <= v <= 1.0 for a in rows[-1]["answers"].values() for v in a.values() if v is not None)
     printed = capsys.readouterr().out
-    assert "forward 6" in printed and "loss" in printed
+    assert "forward 6" in printed and "loss" in printed and "written answers" in printed
     # the saved model is the one the last row measured: its lookups, probed again, agree
     from constraintc.lm import load_model
 
