@@ -135,7 +135,7 @@ def test_exhaustive_traces_write_the_whole_search_tree_whatever_y(seed, n, extra
         heads = {CAUSE.match(t).group(2) for t in body}
         assert heads == nx.descendants(g, x)  # a spanning tree of X's descendants
     with pytest.raises(ValueError, match="search must be one of"):
-        trace_text("transitivity", nodes, edges, nodes[0], nodes[1], search="depth_first")
+        trace_text("transitivity", nodes, edges, nodes[0], nodes[1], search="shortest_path")
 
 
 @settings(max_examples=60)
@@ -184,6 +184,45 @@ def test_expand_traces_expand_every_reached_node_in_turn(seed, n, extra_p):
             said = [t for t in body if t.split(" ")[0] == u]
             stated = [f"{a} causes {b}" for a, b in edges if a == u]
             assert said == (stated or [f"{u} causes nothing"]), (u, said, stated)
+
+
+@settings(max_examples=60)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 9), extra_p=st.sampled_from([0.0, 0.2, 0.5, 0.9]))
+def test_depth_first_traces_follow_networkx_depth_first_search(seed, n, extra_p):
+    """Oracle: networkx's labelled depth-first edges (children in statement order)."""
+    print(f"seed={seed} n={n} extra_p={extra_p}")
+    nodes, edges = random_graph(seed, n, extra_p)
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from(edges)  # adjacency in statement order
+    for x in nodes:
+        expected = [f"{x} causes nothing"] if g.out_degree(x) == 0 else []
+        for u, v, kind in nx.dfs_labeled_edges(g, source=x):
+            if kind == "nontree" or (kind == "forward" and u != v):
+                expected.append(f"{u} causes {v}")
+            if kind == "forward" and u != v and g.out_degree(v) == 0:
+                expected.append(f"{v} causes nothing")
+        expanded = sentences(trace_text("transitivity", nodes, edges, x, nodes[0] if x != nodes[0] else nodes[-1],
+                                        search="expand"))[:-1]
+        for y in nodes:
+            if y == x:
+                continue
+            trace = trace_text("transitivity", nodes, edges, x, y, search="depth_first")
+            assert_clean(trace)
+            parts = sentences(trace)
+            assert parts[:-1] == expected, (trace, expected)
+            assert parts[-1] == (f"So {x} causes {y}" if nx.has_path(g, x, y) else f"So {x} does not cause {y}")
+            got = check_steps(trace, record_for("transitivity", nodes, edges, x, y))
+            assert got["steps"] == got["true"], (trace, got)
+        # the same sentences as the breadth-first expansion, in another order
+        assert sorted(expected) == sorted(expanded)
+        # on every step that reaches a new node, that node is the next subject
+        reached = {x}
+        for here, nxt in zip(expected, expected[1:]):
+            obj = here.split(" ")[-1]
+            if obj != "nothing" and obj not in reached:
+                assert nxt.startswith(f"{obj} causes "), (here, nxt)
+            reached.add(obj)
 
 
 def test_cli_and_generator_write_exhaustive_traces(tmp_path, capsys):

@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=SEARCHES[0],
         help="with --traces, transitivity: the breadth-first search stops at the edge that reaches Y "
         "(until_found, default), writes every edge of the search tree first (exhaustive) or expands every "
-        "reached node in turn, with all its statements or 'N causes nothing.' (expand)",
+        "reached node, with all its statements or 'N causes nothing.', breadth first (expand) or depth first "
+        "(depth_first)",
     )
     add_output_file(parser, "output JSONL file (default: stdout)")
     parser.add_argument(

@@ -403,7 +403,7 @@ def generate(
     ``group`` id; the adversarial split has one question per graph (minimal pairs share ``pair``).
     ``traces=True`` adds a gold reasoning ``trace`` to every record
     (:func:`constraintc.tasks.traces.trace_text`, searching as ``trace_search`` says: ``until_found``,
-    ``exhaustive`` or ``expand``); everything else stays the same.
+    ``exhaustive``, ``expand`` or ``depth_first``); everything else stays the same.
 
     >>> recs = generate("transitivity", "train", 4, seed=1)
     >>> sorted(r["label"] for r in recs)

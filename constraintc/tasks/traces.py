@@ -27,6 +27,14 @@ next subject is always the last object, and the trace ends right after ``N cause
 (``B causes C. C causes D. D causes nothing. So B causes D.``). Like ``exhaustive``, the steps
 depend on X alone.
 
+``search="depth_first"`` writes the same sentences in depth-first order: a node's statements in
+statement order, and right after a statement that reaches a new node, that node's own statements
+(``N causes nothing.`` when it has none) before its parent's next one. Then the subject after a
+statement that reaches a new node is always that node, the last name written: on a chain (forward,
+shuffled or reversed statements alike) every step is "the last object is the next subject" and
+one lookup, however long the chain; only a return to an earlier node (after a node without
+children or a statement to a node reached before) needs more than the last sentence.
+
 D-separation, "Are X and Y d-separated given {Z}?": the simple trails between X and Y in the
 skeleton, shortest first, ties broken by the statement indices of their edges (read from X), each
 written with its arrows and judged by the textbook rule (a non-collider in Z blocks; a collider
@@ -62,8 +70,8 @@ MAX_TRAILS = 16  # trails written per d-separation trace (bounds its length; see
 TASKS = ("transitivity", "dsep")
 
 # how a transitivity trace searches: stop at the edge that reaches Y, write the whole search tree,
-# or expand every reached node in turn (all its statements, or "N causes nothing.")
-SEARCHES = ("until_found", "exhaustive", "expand")
+# or expand every reached node (all its statements, or "N causes nothing."): breadth first or depth first
+SEARCHES = ("until_found", "exhaustive", "expand", "depth_first")
 
 
 class GraphTracer:
@@ -106,7 +114,7 @@ class GraphTracer:
     def trace(self, task: str, x: str, y: str, z: Sequence[str] = (), search: str = "until_found") -> str:
         """The gold trace for the question about ``(x, y[, z])``; ``search`` (transitivity): stop
         at Y (``until_found``), write every tree edge first (``exhaustive``) or every statement
-        of every reached node (``expand``)."""
+        of every reached node, breadth first (``expand``) or depth first (``depth_first``)."""
         if search not in SEARCHES:
             raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
         if x not in self._children or y not in self._children:
@@ -116,6 +124,8 @@ class GraphTracer:
         if task == "transitivity":
             if search == "expand":
                 return self._expand(x, y)
+            if search == "depth_first":
+                return self._depth_first(x, y)
             return self._transitivity(x, y, search == "exhaustive")
         if task == "dsep":
             z = tuple(z)
@@ -160,6 +170,34 @@ class GraphTracer:
                 if v not in seen:
                     seen.add(v)
                     order.append(v)
+        steps.append(cause_conclusion(x, y, y in seen))
+        return " ".join(steps)
+
+    def _depth_first(self, x: str, y: str) -> str:
+        # Each node's statements in statement order; a statement reaching a new node is followed
+        # by that node's statements ("N causes nothing." without any) before the next one.
+        steps: list[str] = []
+        seen = {x}
+        stack: list[list] = []  # [node, index of its next statement]
+
+        def enter(u: str) -> None:
+            if not self._children[u]:
+                steps.append(causes_nothing(u))
+            stack.append([u, 0])
+
+        enter(x)
+        while stack:
+            top = stack[-1]
+            u, i = top
+            if i == len(self._children[u]):
+                stack.pop()
+                continue
+            top[1] += 1
+            v = self._children[u][i]
+            steps.append(cause_step(u, v))
+            if v not in seen:
+                seen.add(v)
+                enter(v)
         steps.append(cause_conclusion(x, y, y in seen))
         return " ".join(steps)
 

@@ -129,8 +129,9 @@ class FinetuneConfig:
     trace_search: str = option("until_found", "transitivity traces: a breadth-first search from X that stops at "
                                               "the edge reaching Y (until_found) or writes every edge of the "
                                               "search tree before concluding (exhaustive: the steps do not "
-                                              "depend on Y) or expands every reached node in turn, each "
-                                              "with all its statements or 'N causes nothing.' (expand)",
+                                              "depend on Y) or expands every reached node, each with all its "
+                                              "statements or 'N causes nothing.', breadth first (expand) or "
+                                              "depth first (depth_first)",
                                choices=SEARCHES)
     trace_tokens: int = option(0, "with --trace keep or mask: tokens the final evaluation lets the model "
                                   "reason for before answering; 0: no written reasoning", minimum=0)
