@@ -277,7 +277,7 @@ def reasoning_table(before: dict | None, after: dict | None) -> str:
         return ""
     b_rep = (before or {}).get("reasoning")
     lines = [
-        f"{'split':<26}{'n':>5}  {'bal.acc before -> after':>24}  {'valid traces before -> after':>29}  "
+        f"{'split':<30}{'n':>5}  {'bal.acc before -> after':>24}  {'valid traces before -> after':>29}  "
         f"{'sound traces before -> after':>29}  {'step precision after':>20}  {'violations before -> after':>27}"
     ]
     for key, m in list(after["reasoning"]["splits"].items()) + [("overall", after["reasoning"]["overall"])]:
@@ -285,7 +285,7 @@ def reasoning_table(before: dict | None, after: dict | None) -> str:
         t, bt = m.get("traces") or {}, (b or {}).get("traces") or {}
         sound = lambda tr: tr["sound_traces"] / tr["n"] if tr.get("n") else None  # noqa: E731
         lines.append(
-            f"{key:<26}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
+            f"{key:<30}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
             f"  {_fmt(bt.get('valid_rate')):>16} -> {_fmt(t.get('valid_rate')):<9}"
             f"  {_fmt(sound(bt)):>16} -> {_fmt(sound(t)):<9}  {_fmt(t.get('step_precision')):>20}"
             f"  {_fmt(b and b.get('rule_violation_rate')):>14} -> {_fmt(m.get('rule_violation_rate')):<9}"
