@@ -4,7 +4,8 @@
     python examples/lookup_learning.py --name-salt graph     # names read the same at every visit
     python examples/lookup_learning.py --seed 1 --output lookups.jsonl
     python examples/lookup_learning.py --seed 2 --steps 1000 --save runs/lookups-s2   # keep the model
-    python examples/lookup_learning.py --search expand --answers   # and the answers it writes itself
+    python examples/lookup_learning.py --search depth_first --batch 32 --steps 1250 --answers --save runs/df-s0
+                                        # the search that reads chains of any length; its own answers
 
 A written breadth-first trace ("B causes C. C causes D. So B causes D.") reaches any depth if
 every step is a lookup: after "U causes" the model must find the statement "U causes V." in the
@@ -14,7 +15,8 @@ right on 5-node chains). This script isolates the question: a freshly initialise
 is trained on the gold traces of the `mix` training graphs only (no direct answers, no semantic
 loss; token-mean cross-entropy over every trace token), and every --every steps it reports the
 teacher-forced lookup accuracy (examples/probe_chains.py) on held-out `mix` graphs and on
-forward and shuffled chains of --sizes nodes, longer than any training graph.
+forward and shuffled chains of --sizes nodes, longer than any training graph (the JSON rows of
+--output also carry the share of right subjects: the node each step goes on with).
 
 ``--answers`` adds, at the end, the model's own written reasoning on the forward chains: the share
 of right final answers among questions whose answer is Yes and among those whose answer is No (a
@@ -66,13 +68,21 @@ def trace_groups(records: list[dict]) -> list[list]:
     return list(groups.values())
 
 
+def step_accuracy(model, tokenizer, groups) -> dict[str, float | None]:
+    """Over every step sentence "U causes V." of ``groups``' traces, teacher-forced: the share of
+    right lookups (V after "U causes") and of right subjects (U, the node the search goes on
+    with); None without steps."""
+    total = {"lookup": [0, 0], "subject": [0, 0]}
+    for comps in groups:
+        for key, (right, steps) in probe_chains.lookup_counts(model, tokenizer, comps).items():
+            total[key][0] += right
+            total[key][1] += steps
+    return {key: (right / steps if steps else None) for key, (right, steps) in total.items()}
+
+
 def lookup_accuracy(model, tokenizer, groups) -> float | None:
     """The share of right lookups over every step of ``groups``' traces (None without steps)."""
-    right = steps = 0
-    for comps in groups:
-        r, s = probe_chains.lookup_counts(model, tokenizer, comps)["lookup"]
-        right, steps = right + r, steps + s
-    return right / steps if steps else None
+    return step_accuracy(model, tokenizer, groups)["lookup"]
 
 
 def answer_accuracy(model, tokenizer, groups, max_new_tokens: int) -> dict[str, float | None]:
@@ -135,8 +145,10 @@ def train(args, log=print) -> list[dict]:
             raise RuntimeError(f"step {step}: the trace loss is {loss.item()}")
         if step % args.every == 0 or step == args.steps:
             model.eval()
+            measured = {k: step_accuracy(model, tokenizer, g) for k, g in probes.items()}
             row = {"step": step, "seconds": round(time.time() - start, 1), "trace_loss": loss.item(),
-                   "lookup": {k: lookup_accuracy(model, tokenizer, g) for k, g in probes.items()}}
+                   "lookup": {k: v["lookup"] for k, v in measured.items()},
+                   "subject": {k: v["subject"] for k, v in measured.items()}}
             model.train()
             rows.append(row)
             log(f"{step:6d} {row['seconds']:7.0f}s  loss {row['trace_loss']:.3f}  " + "  ".join(

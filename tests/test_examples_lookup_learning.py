@@ -50,7 +50,8 @@ def test_the_lookup_count_is_right_for_a_reader_and_zero_for_a_repeater(tokenize
     groups = LEARN.trace_groups(generate("transitivity", "mix", 40, 3, traces=True, trace_search="exhaustive"))
     chains = [c for _, _, c in LEARN.probe_chains.chain_trace_groups([6, 11], 2, seed=4, search="exhaustive")]
     for gs in (groups, chains):
-        assert LEARN.lookup_accuracy(NextToken(len(tokenizer), 1), tokenizer, gs) == 1.0
+        assert LEARN.step_accuracy(NextToken(len(tokenizer), 1), tokenizer, gs) == {"lookup": 1.0, "subject": 1.0}
+        assert LEARN.step_accuracy(NextToken(len(tokenizer), 0), tokenizer, gs) == {"lookup": 0.0, "subject": 0.0}
         assert LEARN.lookup_accuracy(NextToken(len(tokenizer), 0), tokenizer, gs) == 0.0
     # the steps counted are the trace's step sentences, one per edge of each written search tree
     steps = sum(LEARN.probe_chains.lookup_counts(NextToken(len(tokenizer), 1), tokenizer, c)["lookup"][1] for c in chains)
@@ -119,6 +120,7 @@ def test_a_short_run_reports_every_probe_and_never_overwrites(tmp_path, capsys):
         assert math.isfinite(r["trace_loss"]) and r["trace_loss"] > 0
         assert set(r["lookup"]) == {"mix (held out)", "forward 4", "forward 6", "shuffled 4", "shuffled 6"}
         assert all(0.0 <= v <= 1.0 for v in r["lookup"].values())
+        assert set(r["subject"]) == set(r["lookup"]) and all(0.0 <= v <= 1.0 for v in r["subject"].values())
     assert set(rows[-1]["answers"]) == {"forward 4", "forward 6"} and "answers" not in rows[0]
     assert all(0.0 <= v <= 1.0 for a in rows[-1]["answers"].values() for v in a.values() if v is not None)
     printed = capsys.readouterr().out
