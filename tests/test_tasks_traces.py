@@ -34,6 +34,31 @@ def random_graph(seed: int, n: int, extra_p: float, names: str = "short"):
     return graphs.first_mention_order(edges), edges
 
 
+def random_digraph(seed: int, n: int, extra_p: float):
+    """:func:`random_graph` (its draw printed) and its networkx graph, adjacency in statement order."""
+    print(f"seed={seed} n={n} extra_p={extra_p}")
+    nodes, edges = random_graph(seed, n, extra_p)
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from(edges)
+    return nodes, edges, g
+
+
+def checked_traces(nodes, edges, g, x, search):
+    """``(y, trace, sentences)`` of every question from ``x``, each trace clean, its conclusion
+    right (networkx reachability) and every step it states true."""
+    for y in nodes:
+        if y == x:
+            continue
+        trace = trace_text("transitivity", nodes, edges, x, y, search=search)
+        assert_clean(trace)
+        parts = sentences(trace)
+        assert parts[-1] == (f"So {x} causes {y}" if nx.has_path(g, x, y) else f"So {x} does not cause {y}"), trace
+        got = check_steps(trace, record_for("transitivity", nodes, edges, x, y))
+        assert got["steps"] == got["true"], (trace, got)
+        yield y, trace, parts
+
+
 def record_for(task, nodes, edges, x, y, z=()):
     return {
         "nodes": list(nodes),
@@ -142,23 +167,12 @@ def test_exhaustive_traces_write_the_whole_search_tree_whatever_y(seed, n, extra
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 9), extra_p=st.sampled_from([0.0, 0.2, 0.5, 0.9]))
 def test_expand_traces_expand_every_reached_node_in_turn(seed, n, extra_p):
     """Oracle: networkx's breadth-first order and the premise's statements, read independently."""
-    print(f"seed={seed} n={n} extra_p={extra_p}")
-    nodes, edges = random_graph(seed, n, extra_p)
-    g = nx.DiGraph()
-    g.add_nodes_from(nodes)
-    g.add_edges_from(edges)
+    nodes, edges, g = random_digraph(seed, n, extra_p)
     for x in nodes:
         bodies = set()
-        for y in nodes:
-            if y == x:
-                continue
-            trace = trace_text("transitivity", nodes, edges, x, y, search="expand")
-            assert_clean(trace)
-            parts = sentences(trace)
-            assert parts[-1] == (f"So {x} causes {y}" if nx.has_path(g, x, y) else f"So {x} does not cause {y}"), trace
-            got = check_steps(trace, record_for("transitivity", nodes, edges, x, y))
+        for y, trace, parts in checked_traces(nodes, edges, g, x, "expand"):
             stated = sum(not t.endswith(" causes nothing") for t in parts[:-1])
-            assert got["steps"] == got["true"] and got["in_premise"] >= stated, (trace, got)
+            assert check_steps(trace, record_for("transitivity", nodes, edges, x, y))["in_premise"] >= stated
             bodies.add(tuple(parts[:-1]))
         assert len(bodies) == 1  # the steps depend on X alone
         (body,) = bodies
@@ -190,11 +204,7 @@ def test_expand_traces_expand_every_reached_node_in_turn(seed, n, extra_p):
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 9), extra_p=st.sampled_from([0.0, 0.2, 0.5, 0.9]))
 def test_depth_first_traces_follow_networkx_depth_first_search(seed, n, extra_p):
     """Oracle: networkx's labelled depth-first edges (children in statement order)."""
-    print(f"seed={seed} n={n} extra_p={extra_p}")
-    nodes, edges = random_graph(seed, n, extra_p)
-    g = nx.DiGraph()
-    g.add_nodes_from(nodes)
-    g.add_edges_from(edges)  # adjacency in statement order
+    nodes, edges, g = random_digraph(seed, n, extra_p)
     for x in nodes:
         expected = [f"{x} causes nothing"] if g.out_degree(x) == 0 else []
         for u, v, kind in nx.dfs_labeled_edges(g, source=x):
@@ -204,16 +214,8 @@ def test_depth_first_traces_follow_networkx_depth_first_search(seed, n, extra_p)
                 expected.append(f"{v} causes nothing")
         expanded = sentences(trace_text("transitivity", nodes, edges, x, nodes[0] if x != nodes[0] else nodes[-1],
                                         search="expand"))[:-1]
-        for y in nodes:
-            if y == x:
-                continue
-            trace = trace_text("transitivity", nodes, edges, x, y, search="depth_first")
-            assert_clean(trace)
-            parts = sentences(trace)
+        for _, trace, parts in checked_traces(nodes, edges, g, x, "depth_first"):
             assert parts[:-1] == expected, (trace, expected)
-            assert parts[-1] == (f"So {x} causes {y}" if nx.has_path(g, x, y) else f"So {x} does not cause {y}")
-            got = check_steps(trace, record_for("transitivity", nodes, edges, x, y))
-            assert got["steps"] == got["true"], (trace, got)
         # the same sentences as the breadth-first expansion, in another order
         assert sorted(expected) == sorted(expanded)
         # on every step that reaches a new node, that node is the next subject
