@@ -121,8 +121,11 @@ def train(args, log=print) -> list[dict]:
     gen = lambda n, seed: generate("transitivity", "mix", n, seed, traces=True, trace_search=args.search)  # noqa: E731
     train_groups = trace_groups(gen(args.records, TRAIN_DATA_SEED))
     probes = {"mix (held out)": trace_groups(gen(args.heldout, HELDOUT_SEED))}
+    forward_sizes: dict[str, int] = {}  # probe key -> nodes of its forward chains (--answers)
     for order, n, comps in probe_chains.chain_trace_groups(args.sizes, args.chains, args.probe_seed, search=args.search):
         probes.setdefault(f"{order} {n}", []).append(comps)
+        if order == "forward":
+            forward_sizes[f"{order} {n}"] = n
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / args.warmup))
     rng = random.Random(args.seed)
@@ -156,10 +159,8 @@ def train(args, log=print) -> list[dict]:
     if args.answers:
         model.eval()
         answers = {}
-        for key, groups in probes.items():
-            if key.startswith("forward"):
-                n = int(key.split()[1])
-                answers[key] = answer_accuracy(model, tokenizer, groups, 8 * n + 24)
+        for key, n in forward_sizes.items():
+            answers[key] = answer_accuracy(model, tokenizer, probes[key], 8 * n + 24)
         rows[-1]["answers"] = answers
         log("written answers (Yes / No questions): " + "  ".join(
             f"{k} {_f(v['Yes'])} / {_f(v['No'])}" for k, v in answers.items()))
