@@ -97,12 +97,89 @@ def test_resume_after_interruption_is_exact(tmp_path):
     assert _metrics(tmp_path / "full") == _metrics(tmp_path / "cut")
 
 
+PRETRAIN = dict(trace="keep", trace_search="depth_first", pretrain_steps=3, pretrain_batch=4, pretrain_lr=1e-2,
+                label_yes_rate=0.75, lr=3e-3)
+
+
+def test_pretrain_stage_trains_traces_then_hands_over_with_fresh_moments(tmp_path):
+    cfg = validate({**SMALL, **PRETRAIN, "output_dir": str(tmp_path), "steps": 2, "checkpoint_every": 100})
+    recipe = FinetuneRecipe(cfg, progress=False)
+    recipe.setup()
+    # the stage's targets keep every label: the No answers --label-yes-rate dropped are traced too
+    gold = [c.answer for g in recipe.pretrain_groups for c in g.completions]
+    kept = [lab for g in recipe.train_graphs for lab in g.labels if lab is not None]
+    assert gold.count("No") == gold.count("Yes") == kept.count("Yes") > kept.count("No")
+    recipe.train(stop_at=3)
+    rows = _metrics(tmp_path)
+    assert [r["stage"] for r in rows] == ["traces"] * 3
+    assert all(r["ce"] is None and r["semantic"] is None and r["trace_ce"] > 0 for r in rows)
+    assert [r["lr"] for r in rows] == pytest.approx([1e-2] * 3)  # no warm-up in SMALL: pretrain_lr from the first step
+    assert all(r["graphs"] == 4 and r["trace_tokens"] > 0 for r in rows)
+    assert {s["step"].item() for s in recipe.optimizer.state.values()} == {3.0}
+    assert (tmp_path / "checkpoints" / "step-000003").is_dir()  # the stage boundary is checkpointed
+    recipe.train()
+    rows = _metrics(tmp_path)
+    assert [r.get("stage") for r in rows] == ["traces"] * 3 + [None] * 2
+    assert rows[3]["ce"] is not None and rows[3]["lr"] == pytest.approx(3e-3)
+    # AdamW's moments restarted at the main recipe's first step: two steps since
+    assert {s["step"].item() for s in recipe.optimizer.state.values()} == {2.0}
+
+
+def test_pretrain_names_are_drawn_per_visit(tmp_path, monkeypatch):
+    """Each visit of a graph in the traces-only stage reads its names through a new salt; the
+    main recipe keeps one salt per graph."""
+    import constraintc.lm.binding as binding
+
+    seen: list[list[int]] = []
+    real = binding.pack_groups
+
+    def spy(*args, **kwargs):
+        seen.append(list(kwargs.get("name_salts") or []))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(binding, "pack_groups", spy)
+    # 24 training graphs, 4 per step: step 6 starts the second epoch
+    over = {**SMALL, **PRETRAIN, "output_dir": str(tmp_path), "steps": 2, "checkpoint_every": 100,
+            "pretrain_steps": 7, "lr": 1e-12, "pretrain_lr": 1e-12}
+    recipe = FinetuneRecipe(validate(over), progress=False)
+    recipe.setup()
+    recipe.train(stop_at=7)
+    assert len(seen) == 7 and len({s for salts in seen for s in salts}) == 28
+    from constraintc.train.data import batch_indices
+
+    again = [i for s in range(6, 7) for i in batch_indices(len(recipe.pretrain_groups), 4, s, 0)]
+    assert set(again) <= set(i for s in range(6) for i in batch_indices(len(recipe.pretrain_groups), 4, s, 0))
+
+
+@pytest.mark.slow
+def test_resume_across_the_stage_boundary_is_exact(tmp_path):
+    over = dict(PRETRAIN, steps=3, checkpoint_every=2, eval_records=16, eval_every=2)
+    _run(tmp_path / "full", **over)
+    full_w = load_file(tmp_path / "full" / "model" / "model.safetensors")
+    cfg = validate({**SMALL, "output_dir": str(tmp_path / "cut"), **over})
+    crashed = FinetuneRecipe(cfg, progress=False)
+    crashed.setup()
+    crashed.train(stop_at=5)  # checkpoints at steps 2 and 3 (the boundary): the newest is kept
+    del crashed
+    import shutil
+
+    shutil.rmtree(tmp_path / "cut" / "checkpoints" / "step-000004")  # resume from the boundary
+    resumed = FinetuneRecipe(cfg, resume="latest", progress=False)
+    resumed.run()
+    assert resumed.step == 6
+    cut_w = load_file(tmp_path / "cut" / "model" / "model.safetensors")
+    for name in full_w:
+        assert torch.equal(full_w[name], cut_w[name]), name
+    assert _metrics(tmp_path / "full") == _metrics(tmp_path / "cut")
+
+
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     # with --trace keep: the trace CE's sums and counts go through the same reduction as the rest
     # --position-stretch: each graph's factor must not depend on which process or micro-batch has it
+    # --pretrain-steps: the traces-only stage's token-mean CE divides by the tokens of the global batch
     over = dict(steps=3, checkpoint_every=100, lambda_schedule="constant", lambda_start=0.5, grad_accum=2, trace="keep",
-                position_stretch=3.0)
+                position_stretch=3.0, pretrain_steps=2, pretrain_batch=4, pretrain_lr=3e-3)
     one, _ = _run(tmp_path / "one", **over)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -110,7 +187,7 @@ def test_two_processes_match_one(tmp_path):
         "--steps", "3", "--checkpoint-every", "100", "--lambda-schedule", "constant", "--lambda-start", "0.5",
         "--grad-accum", "2", "--train-records", "96", "--eval-records", "0", "--no-final-eval", "--no-plots",
         "--batch-groups", "4", "--warmup-steps", "0", "--lr", "3e-3", "--threads", "1", "--trace", "keep",
-        "--position-stretch", "3",
+        "--position-stretch", "3", "--pretrain-steps", "2", "--pretrain-batch", "4", "--pretrain-lr", "3e-3",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
@@ -118,15 +195,21 @@ def test_two_processes_match_one(tmp_path):
     w1 = load_file(tmp_path / "one" / "model" / "model.safetensors")
     w2 = load_file(tmp_path / "two" / "model" / "model.safetensors")
     # Adam divides by sqrt(v): where a gradient entry is tiny, summation-order rounding (one
-    # process sums micro-batches, two sum across ranks) moves the update by up to ~1e-6 here; a
-    # process that missed the other's gradient would be off by ~lr = 3e-3 in most entries
+    # process sums micro-batches, two sum across ranks) moves its update, and five steps carry
+    # that to a few entries (up to ~2e-4 seen); a process that missed the other's gradient would
+    # be off by ~lr = 3e-3 in most entries (a mean near 1e-3)
     for name in w1:
         diff = (w1[name] - w2[name]).abs()
-        assert diff.max() < 1e-4 and diff.mean() < 2e-6, (name, diff.max(), diff.mean())
+        assert diff.max() < 2e-3 and diff.mean() < 2e-6, (name, diff.max(), diff.mean())
     m1, m2 = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert [r.get("stage") for r in m1] == ["traces", "traces", None, None, None]
     for a, b in zip(m1, m2, strict=True):
         for key in ("loss", "ce", "semantic", "trace_ce", "yes_rate", "violation_rate", "grad_norm"):
-            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+            if a[key] is None:
+                assert b[key] is None, key
+            else:
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+        assert a.get("trace_tokens") == b.get("trace_tokens")
     # and the weights moved: the comparison is not between two untouched initialisations
     from constraintc.lm.models import build_embedded_model
     from constraintc.tasks.corpus import task_text

@@ -154,7 +154,16 @@ class FinetuneConfig:
                                           "prompts span the distances of longer ones; 1: off",
                                      minimum=1, metavar="X")
     # optimisation
-    steps: int = option(1600, "optimizer steps", above=0)
+    pretrain_steps: int = option(0, "a first stage of N steps on the gold reasoning traces alone (needs --trace "
+                                    "keep or mask): every training question's trace, its answer included, is the "
+                                    "target (all labels, before --label-yes-rate drops any), each graph reads its "
+                                    "names through a fresh assignment of name tokens at every visit, no direct "
+                                    "answers and no semantic loss; the --steps of the main recipe follow, with "
+                                    "the optimizer's moments reset; 0: none", minimum=0, metavar="N")
+    pretrain_batch: int = option(32, "graphs per step of the traces-only stage, over all processes", above=0)
+    pretrain_lr: float = option(6e-3, "the traces-only stage's AdamW learning rate (after --warmup-steps, "
+                                      "constant)", above=0, expected="a positive learning rate")
+    steps: int = option(1600, "optimizer steps (of the main recipe, after any --pretrain-steps)", above=0)
     batch_groups: int = option(16, "graphs per optimizer step, over all processes", above=0)
     grad_accum: int = option(1, "micro-batches per step (must divide --batch-groups)", above=0)
     lr: float = option(6e-3, "AdamW learning rate", above=0, expected="a positive learning rate")
@@ -251,6 +260,12 @@ def validate(values: dict, source: str = "config") -> FinetuneConfig:
     if cfg.batch_groups % cfg.grad_accum:
         errors.append(
             f"{source}: grad_accum={cfg.grad_accum!r}: must divide batch_groups={cfg.batch_groups!r} (micro-batches of equal size)"
+        )
+    if cfg.pretrain_steps and cfg.trace == "none":
+        errors.append(f"{source}: pretrain_steps={cfg.pretrain_steps!r}: the traces-only stage needs trace = 'keep' or 'mask' (trace='none')")
+    if cfg.pretrain_steps and cfg.pretrain_batch % cfg.grad_accum:
+        errors.append(
+            f"{source}: grad_accum={cfg.grad_accum!r}: must divide pretrain_batch={cfg.pretrain_batch!r} (micro-batches of equal size)"
         )
     if cfg.lambda_schedule == "adaptive" and not (cfg.lambda_up >= 1 and 0 < cfg.lambda_down <= 1):
         errors.append(f"{source}: lambda_up/lambda_down={cfg.lambda_up!r}/{cfg.lambda_down!r}: expected up >= 1 and 0 < down <= 1")

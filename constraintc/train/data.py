@@ -65,6 +65,32 @@ def trace_completion(reasoning_prompt: str, trace: str | None, answer: str, mode
     return Completion(reasoning_prompt, text, answer, "all" if mode == "keep" else "answer")
 
 
+@dataclass
+class TraceGroup:
+    """One graph of the traces-only stage: its ``group`` id and a completion per labelled question."""
+
+    group: str
+    completions: list
+
+
+def trace_groups(records: list[dict], reasoning_fn, mode: str) -> list[TraceGroup]:
+    """The traces-only stage's items: the labelled ``records`` grouped by graph (first appearance
+    order), each question as :func:`trace_completion` of its reasoning prompt
+    (``reasoning_fn(record)``), trace and label in trace ``mode``.
+
+    >>> recs = [{"group": "g", "label": "Yes", "trace": "B causes C."}, {"group": "g", "label": None}]
+    >>> [(t.group, len(t.completions)) for t in trace_groups(recs, lambda r: "Q?\\nReasoning:", "keep")]
+    [('g', 1)]
+    """
+    groups: dict[str, TraceGroup] = {}
+    for r in records:
+        if r.get("label") is None:
+            continue
+        item = groups.setdefault(r["group"], TraceGroup(r["group"], []))
+        item.completions.append(trace_completion(reasoning_fn(r), r.get("trace"), r["label"], mode))
+    return list(groups.values())
+
+
 def skew_labels(records: list[dict], yes_rate: float, seed: int) -> list[dict]:
     """Drop No labels (set ``label`` to None) at random until Yes is ``yes_rate`` of the labels.
 

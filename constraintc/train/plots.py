@@ -18,12 +18,23 @@ def plot_metrics(metrics_path: str | Path, out_path: str | Path) -> Path:
 
     rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
     steps = [r["step"] for r in rows]
+
+    def series(key: str) -> list[float]:  # a value a row lacks (None) is a gap in the line
+        return [float("nan") if r.get(key) is None else r[key] for r in rows]
+
     fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
     ax = axes[0]
-    ax.plot(steps, [r["ce"] for r in rows], label="cross-entropy (labelled)", lw=0.8)
+    ax.plot(steps, series("ce"), label="cross-entropy (labelled)", lw=0.8)
     if any(r.get("semantic") is not None for r in rows):
-        ax.plot(steps, [r["semantic"] for r in rows], label="semantic loss", lw=0.8)
-    ax.plot(steps, [r["loss"] for r in rows], label="total", lw=1.2)
+        ax.plot(steps, series("semantic"), label="semantic loss", lw=0.8)
+    if any(r.get("trace_ce") is not None for r in rows):
+        ax.plot(steps, series("trace_ce"), label="trace cross-entropy", lw=0.8)
+    ax.plot(steps, series("loss"), label="total", lw=1.2)
+    first = [r["step"] for r in rows if r.get("stage") == "traces"]
+    if first:
+        for a in axes:
+            a.axvline(max(first) + 0.5, color="grey", ls=":", lw=0.8)
+        ax.text(max(first), ax.get_ylim()[1], " traces only | main ", ha="center", va="top", fontsize=7)
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
     ax = axes[1]
@@ -31,7 +42,7 @@ def plot_metrics(metrics_path: str | Path, out_path: str | Path) -> Path:
     ax.set_ylabel("lambda(t)")
     ax = axes[2]
     ev = [r for r in rows if "heldout_balanced_accuracy" in r]
-    ax.plot(steps, [r["yes_rate"] for r in rows], label="yes-rate (train batch)", lw=0.6, alpha=0.6)
+    ax.plot(steps, series("yes_rate"), label="yes-rate (train batch)", lw=0.6, alpha=0.6)
     if ev:
         es = [r["step"] for r in ev]
         ax.plot(es, [r["heldout_balanced_accuracy"] for r in ev], "o-", label="held-out balanced accuracy")

@@ -43,21 +43,32 @@ from constraintc.train.schedules import LambdaSchedule
 
 
 def lr_factor(cfg: FinetuneConfig):
-    """The learning-rate multiplier of step ``s``: a linear warm-up over ``warmup_steps``, then
-    constant, or a half cosine from 1 to 0.1 at the last step (``lr_schedule = "cosine"``).
+    """The learning-rate multiplier (of ``cfg.lr``) at global step ``s``. The main recipe's steps:
+    a linear warm-up over ``warmup_steps``, then constant, or a half cosine from 1 to 0.1 at the
+    last step (``lr_schedule = "cosine"``). A traces-only stage (``pretrain_steps``) comes first,
+    with its own warm-up to ``pretrain_lr``, then constant.
 
     >>> from constraintc.train.config import validate
     >>> f = lr_factor(validate({"steps": 100, "warmup_steps": 10, "lr_schedule": "cosine"}))
     >>> round(f(4), 2), f(9), round(f(99), 2)
     (0.5, 1.0, 0.1)
+    >>> g = lr_factor(validate({"steps": 100, "warmup_steps": 10, "lr_schedule": "cosine", "trace": "keep",
+    ...                         "pretrain_steps": 50, "pretrain_lr": 0.012, "lr": 0.006}))
+    >>> g(4), g(49), round(g(54), 2), round(g(149), 2)
+    (1.0, 2.0, 0.5, 0.1)
     """
     warmup, steps, cosine = cfg.warmup_steps, cfg.steps, cfg.lr_schedule == "cosine"
+    first, ratio = cfg.pretrain_steps, cfg.pretrain_lr / cfg.lr
+
+    def ramp(s: int) -> float:
+        return (s + 1) / warmup if warmup and s < warmup else 1.0
 
     def factor(s: int) -> float:
-        if warmup and s < warmup:
-            return (s + 1) / warmup
-        if not cosine:
-            return 1.0
+        if s < first:
+            return ratio * ramp(s)
+        s -= first
+        if not cosine or (warmup and s < warmup):
+            return ramp(s)
         t = (s - warmup) / max(steps - 1 - warmup, 1)
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
 
@@ -230,10 +241,10 @@ class FinetuneRecipe:
                 if self.rank == 0:
                     _log(f"warning: --allow-config-change: resuming with settings that differ from the checkpoint:\n  {listing}")
             run = rundir.read_run(self.out) or {}
-            if point.step >= cfg.steps and run.get("finished"):
+            if point.step >= self.total_steps and run.get("finished"):
                 raise rundir.RunDirError(
                     f"error: --resume: the run in {str(self.out)!r} already finished (step {point.step} of "
-                    f"{cfg.steps}); nothing to resume. Raise --steps (with --allow-config-change) to train on, "
+                    f"{self.total_steps}); nothing to resume. Raise --steps (with --allow-config-change) to train on, "
                     "or start a new run with --overwrite or another --output-dir"
                 )
             if self.rank == 0:
@@ -337,7 +348,17 @@ class FinetuneRecipe:
         self.traced = cfg.trace != "none"
         self.prompt_fn = lambda rec: format_prompt(rec, cfg.prompt_style, self.tokenizer)
         self.reasoning_fn = lambda rec: reasoning_prompt(rec, cfg.prompt_style, self.tokenizer)
-        records = training_records(cfg, log=_log if self.rank == 0 else None)
+        gold: list[dict] = []
+        records = training_records(cfg, log=_log if self.rank == 0 else None, gold=gold)
+        self.pretrain_groups = []
+        if cfg.pretrain_steps:
+            from constraintc.train.data import trace_groups
+
+            self.pretrain_groups = trace_groups(gold, self.reasoning_fn, cfg.trace)
+            if not self.pretrain_groups:
+                raise ConstraintcError(
+                    f"error: pretrain_steps={cfg.pretrain_steps}: no labelled training record to take a trace from"
+                )
         check_rules_fit(cfg, records, self.constraint.queries)
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
@@ -359,37 +380,49 @@ class FinetuneRecipe:
             )
 
     # ------------------------------------------------------------------------------ train
+    @property
+    def total_steps(self) -> int:
+        """Every optimizer step of the run: the traces-only stage's, then the main recipe's."""
+        return self.cfg.pretrain_steps + self.cfg.steps
+
     def train(self, stop_at: int | None = None) -> None:
-        """Run optimizer steps up to ``cfg.steps`` (or ``stop_at``: a simulated interruption)."""
+        """Run optimizer steps up to ``total_steps`` (or ``stop_at``: a simulated interruption)."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        last = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+        total, first = self.total_steps, cfg.pretrain_steps
+        last = total if stop_at is None else min(stop_at, total)
         bar = tqdm(
-            total=cfg.steps, initial=self.step, desc="finetune", unit="step",
+            total=total, initial=self.step, desc="traces only" if self.step < first else "finetune", unit="step",
             disable=not self.progress or self.rank != 0, dynamic_ncols=True,
         )
         while self.step < last:
+            if self.step == first and first:
+                bar.set_description("finetune")
             t0 = time.perf_counter()
             row = self.train_step(self.step)
             row["seconds"] = time.perf_counter() - t0
             self.step += 1
-            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+            # held-out checks (and the adaptive lambda they steer) belong to the main recipe
+            if self.step > first and (self.step % cfg.eval_every == 0 or self.step == total):
                 row.update(self.heldout_metrics())
                 toward = self.constraint.yes if row.get("heldout_yes_rate", 0.0) >= 0.5 else self.constraint.no
                 self.schedule.observe(bool(row.get("heldout_collapsed")), toward_favoured=toward == self.favoured)
             if self.rank == 0:
                 with open(self.out / "metrics.jsonl", "a") as fh:
                     fh.write(json.dumps(row) + "\n")
-                bar.set_postfix(loss=f"{row['loss']:.3f}", lam=f"{row['lambda']:.2f}", yes=f"{row['yes_rate']:.2f}")
+                if self.step <= first:
+                    bar.set_postfix(trace_ce=f"{row['trace_ce']:.3f}")
+                else:
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", lam=f"{row['lambda']:.2f}", yes=f"{row['yes_rate']:.2f}")
             bar.update(1)
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.checkpoint_every == 0 or self.step in (first, total):
                 self.save_checkpoint()
         bar.close()
 
     def _forward(self, graphs, step: int | None = None):
         """Answer logits of the graphs' questions, (log p, log(1-p)) per question, and the mean
-        token CE of each trace completion (None without a trace mode). ``step``: a training step,
+        token CE of each trace completion (None without a trace mode). ``step``: a main-recipe step,
         whose ``--position-stretch`` factors are drawn (one per graph, seeded by the run, the step
         and the graph: the same on resume and however the batch is split over processes)."""
         from constraintc.lm.binding import (
@@ -416,11 +449,19 @@ class FinetuneRecipe:
         return batch, logits, log_p, log_q, trace_ce
 
     def train_step(self, step: int) -> dict:
-        """One optimizer step on global batch ``step``; returns its metrics row."""
+        """One optimizer step on global batch ``step`` (counted over the whole run: the traces-only
+        stage's steps first); returns its metrics row."""
         from constraintc.train.data import batch_indices, curriculum_indices
         from constraintc.train.loss import loss_step
 
         cfg = self.cfg
+        if step < cfg.pretrain_steps:
+            return self._pretrain_step(step)
+        if step == cfg.pretrain_steps and step:
+            # the main recipe starts with fresh AdamW moments (on resume too: the checkpoint at
+            # the stage boundary still holds the traces-only stage's)
+            self.optimizer.state.clear()
+        row_step, step = step, step - cfg.pretrain_steps
         if cfg.curriculum_steps:
             chosen = curriculum_indices(self.train_sizes, cfg.batch_groups, step, cfg.seed, cfg.curriculum_steps)
         else:
@@ -444,6 +485,28 @@ class FinetuneRecipe:
             )
             stats += part
             loss.backward()
+        grad_norm, lr = self._apply_gradients(stats)
+        ce = stats[0].item() / max(n_labelled, 1)
+        sl = stats[1].item() / n_graphs
+        trace = stats[5].item() / max(n_labelled, 1)
+        return {
+            "step": row_step + 1,
+            "loss": ce + trace + (lam * sl if self.semantic else 0.0),
+            "ce": ce,
+            "semantic": sl if self.semantic else None,
+            "lambda": lam,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "yes_rate": stats[3].item() / max(stats[2].item(), 1),
+            "violation_rate": stats[4].item() / n_graphs,
+            "labelled": n_labelled,
+            "questions": int(stats[2].item()),
+            **({"trace_ce": trace} if self.traced else {}),
+        }
+
+    def _apply_gradients(self, stats: torch.Tensor) -> tuple[float, float]:
+        """Sum the gradients (and ``stats``) over the processes, clip, step the optimizer and the
+        learning rate; returns (the gradient norm before clipping, the learning rate used)."""
         dist = _dist()
         if dist:
             for p in self.model.parameters():
@@ -453,27 +516,67 @@ class FinetuneRecipe:
                     dist.all_reduce(p.grad)
             dist.all_reduce(stats)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        ce = stats[0].item() / max(n_labelled, 1)
-        sl = stats[1].item() / n_graphs
-        trace = stats[5].item() / max(n_labelled, 1)
+        return float(grad_norm), lr
+
+    def _pretrain_step(self, step: int) -> dict:
+        """One step of the traces-only stage: the token-mean CE of the gold traces (and answers) of
+        ``pretrain_batch`` graphs, each reading its names through an assignment of name tokens
+        drawn for this visit (seeded by the run, the graph and the step)."""
+        import torch.nn.functional as F
+
+        from constraintc.lm.binding import pack_groups, packed_logits
+        from constraintc.tasks.generate import stable_seed
+        from constraintc.train.data import batch_indices
+
+        cfg = self.cfg
+        items = [self.pretrain_groups[i] for i in batch_indices(len(self.pretrain_groups), cfg.pretrain_batch, step, cfg.seed)]
+        micro = cfg.pretrain_batch // cfg.grad_accum
+        dtype = next(self.model.parameters()).dtype
+        batches = []
+        for start in range(0, len(items), micro):
+            mine = items[start : start + micro][self.rank :: self.world]
+            if mine:
+                batches.append(pack_groups(
+                    self.tokenizer, [[g.completions[0].prompt] for g in mine], self.constraint.yes,
+                    self.constraint.no, dtype=dtype, completions=[g.completions for g in mine],
+                    name_salts=[stable_seed("names", cfg.seed, g.group, "visit", step) for g in mine],
+                ))
+        # the loss is a sum over every target token of the global batch over their count
+        tokens = torch.tensor([float(sum(b.target_ids.numel() for b in batches))], dtype=torch.float64)
+        dist = _dist()
+        if dist:
+            dist.all_reduce(tokens)
+        total = max(tokens.item(), 1.0)
+        stats = torch.zeros(1, dtype=torch.float64)  # the CE summed over this process's tokens
+        self.model.train()
+        for batch in batches:
+            batch = batch.to(self.device)
+            _, target_logits = packed_logits(self.model, batch)
+            ce_sum = F.cross_entropy(target_logits.float(), batch.target_ids, reduction="sum")
+            (ce_sum / total).backward()
+            stats += ce_sum.detach().double().cpu()
+        grad_norm, lr = self._apply_gradients(stats)
+        trace = stats.item() / total
         return {
             "step": step + 1,
-            "loss": ce + trace + (lam * sl if self.semantic else 0.0),
-            "ce": ce,
-            "semantic": sl if self.semantic else None,
-            "lambda": lam,
+            "stage": "traces",
+            "loss": trace,
+            "ce": None,
+            "semantic": None,
+            "lambda": 0.0,
             "lr": lr,
-            "grad_norm": float(grad_norm),
-            "yes_rate": stats[3].item() / max(stats[2].item(), 1),
-            "violation_rate": stats[4].item() / n_graphs,
-            "labelled": n_labelled,
-            "questions": int(stats[2].item()),
-            **({"trace_ce": trace} if self.traced else {}),
+            "grad_norm": grad_norm,
+            "yes_rate": None,
+            "violation_rate": None,
+            "graphs": len(items),
+            "trace_tokens": int(total),
+            "trace_ce": trace,
         }
 
     # ------------------------------------------------------------------------------ metrics

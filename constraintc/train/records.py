@@ -12,9 +12,11 @@ from constraintc.train.config import FinetuneConfig
 TRAIN_DATA_SEED, HELDOUT_SEED, EVAL_SEED = 0, 1, 2
 
 
-def training_records(cfg: FinetuneConfig, log=None) -> list[dict]:
+def training_records(cfg: FinetuneConfig, log=None, gold: list | None = None) -> list[dict]:
     """``--data`` or generated records, filtered by ``max_nodes``, renamed from the name pool,
-    labels skewed to ``label_yes_rate`` (unlabelled questions stay for the semantic loss)."""
+    labels skewed to ``label_yes_rate`` (unlabelled questions stay for the semantic loss).
+    ``gold``, a list, receives the same records before the skew (every label kept: the
+    traces-only stage's targets)."""
     from constraintc.tasks import generate
     from constraintc.tasks.rename import rename_records
     from constraintc.train.data import skew_labels
@@ -31,6 +33,8 @@ def training_records(cfg: FinetuneConfig, log=None) -> list[dict]:
         records = [r for r in records if len(r["nodes"]) <= cfg.max_nodes]
     if cfg.name_pool:
         records = rename_records(records, cfg.name_pool, TRAIN_DATA_SEED)
+    if gold is not None:
+        gold.extend(records)
     records = skew_labels(records, cfg.label_yes_rate, TRAIN_DATA_SEED)
     if traced and log is not None:
         labelled = [r for r in records if r.get("label") is not None]
