@@ -147,7 +147,14 @@ def test_final_evaluation_grades_the_models_own_reasoning(tmp_path):
 
     records = evaluation_records(cfg)
     assert len(records) == traces["n"]
-    rows = generate_traces(recipe.model, recipe.tokenizer, [recipe.reasoning_fn(r) for r in records], 12, batch_size=32)
+    rows = generate_traces(recipe.model, recipe.tokenizer, [recipe.reasoning_fn(r) for r in records], 12, batch_size=32,
+                           yes="Yes", no="No")
+    # consistent answers where any written answer carries its probability (and only then)
+    answered = sum(row["p_yes"] is not None for row in rows)
+    assert ("consistent" in after["reasoning"]) == (answered > 0)
+    if answered:
+        assert after["reasoning"]["consistent"]["mpe"]["answered"] == answered
+        assert after["reasoning"]["consistent"]["mpe"]["overall"]["rule_violation_rate"] == 0.0
     by_group: dict = {}
     for r, row in zip(records, rows):
         by_group.setdefault(r["group"], []).append((r, row.get("prediction")))

@@ -72,7 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--consistent",
         action="store_true",
-        help="with --rules and P(Yes) per answer (--model, or p_yes in --predictions): also answer every "
+        help="with --rules and P(Yes) per answer (--model, written answers of --traces too, or p_yes in "
+        "--predictions): also answer every "
         "graph's questions jointly through the compiled rules (the model's probabilities conditioned on "
         "the rules and the graph: marginals, and the most probable consistent answer set) and report "
         "them beside the raw answers",
@@ -110,8 +111,6 @@ def _check_args(args) -> None:
         raise OptionError("--collapse-threshold", args.collapse_threshold, "a number in (0.5, 1]")
     if args.consistent and args.rules is None:
         raise OptionError("--consistent", True, "--rules too: the rules the answers are conditioned on")
-    if args.consistent and args.traces is not None:
-        raise OptionError("--consistent", True, "P(Yes) per answer; --traces scores written answers, which have none")
     if args.rules_max_nodes < 1:
         raise OptionError("--rules-max-nodes", args.rules_max_nodes, "a positive integer")
     check_output_dir(args.output_dir)

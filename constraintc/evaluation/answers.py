@@ -35,12 +35,15 @@ class Answering:
         """What makes two runs' answers interchangeable (the batch size and device do not)."""
         out = {k: v for k, v in asdict(self).items() if k not in ("batch_size", "device")}
         out["data_sha256"] = hashlib.sha256(Path(data).read_bytes()).hexdigest()
+        if self.traces is not None:  # written answers carry p_yes (predictions saved before did not)
+            out["written_p_yes"] = True
         return out
 
 
 def model_answers(records: list[dict], how: Answering, data: str | Path, out_dir: Path | None = None,
                   progress: bool = True) -> list[dict]:
-    """``{"id", "prediction", "p_yes"}`` (or, with traces, the parsed written answer) for every
+    """``{"id", "prediction", "p_yes"}`` (with traces: the written output, its parsed answer and
+    that answer's ``p_yes``) for every
     record, in order; with ``out_dir``, checkpointed to ``out_dir/predictions.jsonl`` and resumed
     from it. ``data`` is the file the records came from (its digest is part of the fingerprint)."""
     from tqdm.auto import tqdm
@@ -77,7 +80,8 @@ def model_answers(records: list[dict], how: Answering, data: str | Path, out_dir
                 part = todo[start : start + chunk]
                 if how.traces is not None:
                     prompts = [reasoning_prompt(r, how.prompt_style, tokenizer) for r in part]
-                    generated = generate_traces(model, tokenizer, prompts, how.traces, how.batch_size)
+                    generated = generate_traces(model, tokenizer, prompts, how.traces, how.batch_size,
+                                                yes=how.yes, no=how.no)
                     rows = [{"id": r["id"], **g} for r, g in zip(part, generated)]
                 else:
                     prompts = format_prompts(part, how.prompt_style, tokenizer)

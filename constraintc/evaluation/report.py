@@ -272,22 +272,27 @@ def ends_table(after: dict | None) -> str:
 
 def reasoning_table(before: dict | None, after: dict | None) -> str:
     """With --trace: the generated answers' balanced accuracy and rule violations (share of graphs)
-    and the traces' validity per split."""
+    and the traces' validity per split; where the written answers carry ``p_yes``, the balanced
+    accuracy of their most probable consistent answer set after training (0 violations)."""
     if not after or not after.get("reasoning"):
         return ""
     b_rep = (before or {}).get("reasoning")
+    mpe = ((after["reasoning"].get("consistent") or {}).get("mpe")) or {}
     lines = [
         f"{'split':<30}{'n':>5}  {'bal.acc before -> after':>24}  {'valid traces before -> after':>29}  "
         f"{'sound traces before -> after':>29}  {'step precision after':>20}  {'violations before -> after':>27}"
+        + (f"  {'consistent bal.acc after':>24}" if mpe else "")
     ]
     for key, m in list(after["reasoning"]["splits"].items()) + [("overall", after["reasoning"]["overall"])]:
         b = (b_rep["splits"].get(key) if key != "overall" else b_rep["overall"]) if b_rep else None
         t, bt = m.get("traces") or {}, (b or {}).get("traces") or {}
         sound = lambda tr: tr["sound_traces"] / tr["n"] if tr.get("n") else None  # noqa: E731
+        c = (mpe.get("splits") or {}).get(key) if key != "overall" else mpe.get("overall")
         lines.append(
             f"{key:<30}{m['n']:>5}  {_fmt(b and b['balanced_accuracy']):>11} -> {_fmt(m['balanced_accuracy']):<9}"
             f"  {_fmt(bt.get('valid_rate')):>16} -> {_fmt(t.get('valid_rate')):<9}"
             f"  {_fmt(sound(bt)):>16} -> {_fmt(sound(t)):<9}  {_fmt(t.get('step_precision')):>20}"
             f"  {_fmt(b and b.get('rule_violation_rate')):>14} -> {_fmt(m.get('rule_violation_rate')):<9}"
+            + (f"  {_fmt(c and c['balanced_accuracy']):>24}" if mpe else "")
         )
     return "\n".join(lines)

@@ -641,16 +641,26 @@ class FinetuneRecipe:
     def reasoning_report(self, records: list[dict]) -> dict:
         """Let the model reason (greedy, ``trace_tokens`` tokens at most) after the reasoning prompt,
         then grade its final answers, their rule violations (an answer never reached counts as
-        unasked) and its traces (valid / sound, step precision) per split."""
+        unasked) and its traces (valid / sound, step precision) per split; under ``consistent``,
+        the written answers' probabilities conditioned on the rules (marginal and MPE answers, as
+        ``constraintc eval --traces N --consistent`` gives them)."""
+        from constraintc.evaluation.consistent import consistent_report
         from constraintc.evaluation.generation import generate_traces
-        from constraintc.evaluation.metrics import compute_report
+        from constraintc.evaluation.metrics import Thresholds, compute_report
 
         prompts = [self.reasoning_fn(r) for r in records]
         rows = generate_traces(
-            self.model, self.tokenizer, prompts, self.cfg.trace_tokens, batch_size=32, progress=self.progress
+            self.model, self.tokenizer, prompts, self.cfg.trace_tokens, batch_size=32, progress=self.progress,
+            yes=self.constraint.yes, no=self.constraint.no,
         )
         preds = [{"id": r["id"], **row} for r, row in zip(records, rows)]
-        return compute_report(records, preds, rules=self.constraint, rules_max_nodes=None)
+        report = compute_report(records, preds, rules=self.constraint, rules_max_nodes=None)
+        if any(p["p_yes"] is not None for p in preds):
+            # the run's own copy of the rules: what it trained with, whatever the file says now
+            report["consistent"] = consistent_report(
+                records, preds, str(self.out / RULES_COPY), self.cfg.params, Thresholds(), rules_max_nodes=None,
+            )
+        return report
 
     # ------------------------------------------------------------------------------ checkpoints
     def _trainable_state(self) -> dict:
