@@ -24,10 +24,10 @@ def test_the_traces_only_stage_needs_traces_and_whole_micro_batches():
     with pytest.raises(ConfigError) as err:
         validate({"pretrain_steps": 10, "trace": "none"})
     assert "pretrain_steps=10: the traces-only stage needs trace = 'keep' or 'mask'" in str(err.value)
-    with pytest.raises(ConfigError, match=r"grad_accum=3: must divide pretrain_batch=32"):
-        validate({"pretrain_steps": 10, "grad_accum": 3, "batch_groups": 18})
-    # without the stage its batch size is not checked against grad_accum
-    assert validate({"grad_accum": 3, "batch_groups": 18}).pretrain_steps == 0
+    with pytest.raises(ConfigError, match=r"pretrain_accum=3: must divide pretrain_batch=32"):
+        validate({"pretrain_steps": 10, "pretrain_accum": 3})
+    # without the stage its batch size is not checked
+    assert validate({"pretrain_accum": 3}).pretrain_steps == 0
 
 
 def test_file_then_flags(tmp_path):

@@ -97,7 +97,7 @@ def test_resume_after_interruption_is_exact(tmp_path):
     assert _metrics(tmp_path / "full") == _metrics(tmp_path / "cut")
 
 
-PRETRAIN = dict(trace="keep", trace_search="depth_first", pretrain_steps=3, pretrain_batch=4, pretrain_lr=1e-2,
+PRETRAIN = dict(trace="keep", trace_search="depth_first", pretrain_steps=3, pretrain_batch=4, pretrain_accum=2, pretrain_lr=1e-2,
                 label_yes_rate=0.75, lr=3e-3)
 
 
@@ -144,11 +144,37 @@ def test_pretrain_names_are_drawn_per_visit(tmp_path, monkeypatch):
     recipe = FinetuneRecipe(validate(over), progress=False)
     recipe.setup()
     recipe.train(stop_at=7)
-    assert len(seen) == 7 and len({s for salts in seen for s in salts}) == 28
+    assert len(seen) == 14 and len({s for salts in seen for s in salts}) == 28  # two micro-batches a step
     from constraintc.train.data import batch_indices
 
     again = [i for s in range(6, 7) for i in batch_indices(len(recipe.pretrain_groups), 4, s, 0)]
     assert set(again) <= set(i for s in range(6) for i in batch_indices(len(recipe.pretrain_groups), 4, s, 0))
+
+
+def test_pretrain_micro_batches_compute_the_same_step(tmp_path):
+    """--pretrain-accum only regroups the step's graphs (by length): the loss, the gradient norm
+    and the gradient (clipped, as the optimizer gets it) are those of one batch, up to float
+    rounding."""
+    out = {}
+    for accum in (1, 4):
+        over = {**SMALL, **PRETRAIN, "output_dir": str(tmp_path / str(accum)), "steps": 1, "checkpoint_every": 100,
+                "pretrain_steps": 1, "pretrain_accum": accum}
+        recipe = FinetuneRecipe(validate(over), progress=False)
+        recipe.setup()
+        grads: dict = {}
+        model = recipe.model
+        recipe.optimizer.register_step_pre_hook(
+            lambda *_, g=grads, m=model: g.update({n: p.grad.clone() for n, p in m.named_parameters()})
+        )
+        row = recipe.train_step(0)
+        out[accum] = (row, grads)
+    (one, g1), (four, g4) = out[1], out[4]
+    assert one["trace_tokens"] == four["trace_tokens"]
+    assert four["trace_ce"] == pytest.approx(one["trace_ce"], rel=1e-6)
+    assert four["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-5)
+    assert g1.keys() == g4.keys() and len(g1) > 10
+    for name in g1:
+        assert torch.allclose(g1[name], g4[name], rtol=1e-4, atol=1e-7), name
 
 
 @pytest.mark.slow
@@ -179,7 +205,7 @@ def test_two_processes_match_one(tmp_path):
     # --position-stretch: each graph's factor must not depend on which process or micro-batch has it
     # --pretrain-steps: the traces-only stage's token-mean CE divides by the tokens of the global batch
     over = dict(steps=3, checkpoint_every=100, lambda_schedule="constant", lambda_start=0.5, grad_accum=2, trace="keep",
-                position_stretch=3.0, pretrain_steps=2, pretrain_batch=4, pretrain_lr=3e-3)
+                position_stretch=3.0, pretrain_steps=2, pretrain_batch=4, pretrain_accum=2, pretrain_lr=3e-3)
     one, _ = _run(tmp_path / "one", **over)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -187,7 +213,7 @@ def test_two_processes_match_one(tmp_path):
         "--steps", "3", "--checkpoint-every", "100", "--lambda-schedule", "constant", "--lambda-start", "0.5",
         "--grad-accum", "2", "--train-records", "96", "--eval-records", "0", "--no-final-eval", "--no-plots",
         "--batch-groups", "4", "--warmup-steps", "0", "--lr", "3e-3", "--threads", "1", "--trace", "keep",
-        "--position-stretch", "3", "--pretrain-steps", "2", "--pretrain-batch", "4", "--pretrain-lr", "3e-3",
+        "--position-stretch", "3", "--pretrain-steps", "2", "--pretrain-batch", "4", "--pretrain-accum", "2", "--pretrain-lr", "3e-3",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)

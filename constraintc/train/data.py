@@ -72,6 +72,11 @@ class TraceGroup:
     group: str
     completions: list
 
+    @property
+    def length(self) -> int:
+        """Characters of its completions: orders graphs by the length of their packed rows."""
+        return sum(len(c.prompt) + len(c.text) for c in self.completions)
+
 
 def trace_groups(records: list[dict], reasoning_fn, mode: str) -> list[TraceGroup]:
     """The traces-only stage's items: the labelled ``records`` grouped by graph (first appearance

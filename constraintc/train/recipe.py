@@ -527,7 +527,8 @@ class FinetuneRecipe:
     def _pretrain_step(self, step: int) -> dict:
         """One step of the traces-only stage: the token-mean CE of the gold traces (and answers) of
         ``pretrain_batch`` graphs, each reading its names through an assignment of name tokens
-        drawn for this visit (seeded by the run, the graph and the step)."""
+        drawn for this visit (seeded by the run, the graph and the step), in ``pretrain_accum``
+        micro-batches of graphs of similar length."""
         import torch.nn.functional as F
 
         from constraintc.lm.binding import pack_groups, packed_logits
@@ -535,8 +536,10 @@ class FinetuneRecipe:
         from constraintc.train.data import batch_indices
 
         cfg = self.cfg
-        items = [self.pretrain_groups[i] for i in batch_indices(len(self.pretrain_groups), cfg.pretrain_batch, step, cfg.seed)]
-        micro = cfg.pretrain_batch // cfg.grad_accum
+        chosen = batch_indices(len(self.pretrain_groups), cfg.pretrain_batch, step, cfg.seed)
+        # shortest first: each micro-batch is padded to its own longest row
+        items = sorted((self.pretrain_groups[i] for i in chosen), key=lambda g: g.length)
+        micro = cfg.pretrain_batch // cfg.pretrain_accum
         dtype = next(self.model.parameters()).dtype
         batches = []
         for start in range(0, len(items), micro):
