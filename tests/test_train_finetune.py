@@ -117,12 +117,24 @@ def test_pretrain_stage_trains_traces_then_hands_over_with_fresh_moments(tmp_pat
     assert all(r["graphs"] == 4 and r["trace_tokens"] > 0 for r in rows)
     assert {s["step"].item() for s in recipe.optimizer.state.values()} == {3.0}
     assert (tmp_path / "checkpoints" / "step-000003").is_dir()  # the stage boundary is checkpointed
+    # ... and its model saved as a model directory, the weights of that checkpoint
+    from constraintc.lm.models import load_model
+    from constraintc.train.checkpoint import load_checkpoint
+
+    saved, _ = load_model(str(tmp_path / "model-traces"))
+    state = load_checkpoint(tmp_path / "checkpoints" / "step-000003")["model"]
+    own = dict(saved.named_parameters())
+    assert state and all(torch.equal(own[n], t) for n, t in state.items())
     recipe.train()
     rows = _metrics(tmp_path)
     assert [r.get("stage") for r in rows] == ["traces"] * 3 + [None] * 2
     assert rows[3]["ce"] is not None and rows[3]["lr"] == pytest.approx(3e-3)
     # AdamW's moments restarted at the main recipe's first step: two steps since
     assert {s["step"].item() for s in recipe.optimizer.state.values()} == {2.0}
+    # the boundary's checkpoint is never pruned (keep_checkpoints = 2 keeps the newest two others)
+    recipe.cfg.keep_checkpoints = 1
+    recipe.save_checkpoint()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-000003", "step-000005"]
 
 
 def test_pretrain_names_are_drawn_per_visit(tmp_path, monkeypatch):

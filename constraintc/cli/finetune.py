@@ -35,7 +35,8 @@ loss, ce, semantic, lambda, lr, yes_rate, violation_rate, trace_ce with --trace,
 --eval-every steps heldout_balanced_accuracy, heldout_yes_rate, heldout_violation_rate,
 heldout_collapsed), checkpoints/step-N/ (resumable: tensors in safetensors, the rest JSON,
 SHA-256 digests in manifest.json; no pickle), model/ (final weights, LoRA merged;
-`constraintc eval --model DIR` reads it), training.png, eval_before.json / eval_after.json
+`constraintc eval --model DIR` reads it), model-traces/ (with --pretrain-steps: the model at
+the end of the traces-only stage), training.png, eval_before.json / eval_after.json
 (evaluation-suite reports), config.json.
 
 reasoning traces (--trace): with keep or mask, every labelled question is also trained as

@@ -192,7 +192,7 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
-def save_checkpoint(out: Path, step: int, state: dict, keep: int, run_id: str) -> Path:
+def save_checkpoint(out: Path, step: int, state: dict, keep: int, run_id: str, keep_steps: tuple = ()) -> Path:
     """Write ``state`` as checkpoint ``step`` of run ``run_id`` under ``out/checkpoints``; then
     delete this run's checkpoints but the newest ``keep`` (0 keeps all)."""
     from safetensors.torch import save_file
@@ -232,15 +232,18 @@ def save_checkpoint(out: Path, step: int, state: dict, keep: int, run_id: str) -
         tmp.rename(final)  # a checkpoint directory exists only once it is complete
     _fsync_dir(ckpt_root)
     if keep:
-        prune_checkpoints(out, keep, run_id)
+        prune_checkpoints(out, keep, run_id, keep_steps)
     return final
 
 
-def prune_checkpoints(out: Path, keep: int, run_id: str) -> list[Path]:
-    """Delete run ``run_id``'s checkpoints but the newest ``keep``; returns what was deleted.
-    Checkpoints of other runs, unreadable ones and old-format ones are left alone."""
+def prune_checkpoints(out: Path, keep: int, run_id: str, keep_steps: tuple = ()) -> list[Path]:
+    """Delete run ``run_id``'s checkpoints but the newest ``keep`` and those of ``keep_steps``;
+    returns what was deleted. Checkpoints of other runs, unreadable ones and old-format ones are
+    left alone."""
     ours = []
     for step, d in checkpoint_dirs(out):
+        if step in keep_steps:
+            continue
         try:
             if read_manifest(d)["run_id"] == run_id:
                 ours.append(d)

@@ -38,7 +38,7 @@ import torch
 from constraintc.errors import ConstraintcError
 from constraintc.train.config import FinetuneConfig
 from constraintc.train.records import TRAIN_DATA_SEED
-from constraintc.train.rundir import RULES_COPY
+from constraintc.train.rundir import RULES_COPY, TRACES_MODEL
 from constraintc.train.schedules import LambdaSchedule
 
 
@@ -416,6 +416,10 @@ class FinetuneRecipe:
                 else:
                     bar.set_postfix(loss=f"{row['loss']:.3f}", lam=f"{row['lambda']:.2f}", yes=f"{row['yes_rate']:.2f}")
             bar.update(1)
+            if first and self.step == first and self.rank == 0:
+                # the traces-only model as a model directory: `constraintc eval --traces N` reads
+                # it, `constraintc finetune --model DIR --finetune full` starts other recipes from it
+                self.save_model(self.out / TRACES_MODEL)
             if self.step % cfg.checkpoint_every == 0 or self.step in (first, total):
                 self.save_checkpoint()
         bar.close()
@@ -687,7 +691,9 @@ class FinetuneRecipe:
             "rules_sha256": self.rules_sha256,
         }
         try:
-            path = save_checkpoint(self.out, self.step, state, self.cfg.keep_checkpoints, self.run_id)
+            # the traces-only stage's last checkpoint stays: other main recipes can start from it
+            path = save_checkpoint(self.out, self.step, state, self.cfg.keep_checkpoints, self.run_id,
+                                   keep_steps=(self.cfg.pretrain_steps,) if self.cfg.pretrain_steps else ())
         except BaseException:
             # Ctrl-C after the checkpoint's directory was renamed into place (while syncing or
             # pruning): it is complete, and what Ctrl-C prints must name it

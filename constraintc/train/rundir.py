@@ -41,8 +41,9 @@ RUN_FORMAT = "constraintc-run"
 LOCK_FILE = ".lock"
 # what a run writes into its directory; --overwrite deletes these and only these
 RULES_COPY = "rules.rules"  # the rules source the run trained with
+TRACES_MODEL = "model-traces"  # the model at the end of the traces-only stage (--pretrain-steps)
 RUN_FILES = (RUN_FILE, "config.json", "metrics.jsonl", "checkpoints", "model", "eval_before.json",
-             "eval_after.json", "training.png", RULES_COPY)
+             "eval_after.json", "training.png", RULES_COPY, TRACES_MODEL)
 # settings that do not change what is trained: resuming with other values needs no permission
 NOT_TRAINING = ("output_dir", "threads", "device", "plots", "final_eval", "eval_splits", "trace_tokens",
                 "keep_checkpoints", "checkpoint_every")
