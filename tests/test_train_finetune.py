@@ -163,6 +163,30 @@ def test_pretrain_names_are_drawn_per_visit(tmp_path, monkeypatch):
     assert set(again) <= set(i for s in range(6) for i in batch_indices(len(recipe.pretrain_groups), 4, s, 0))
 
 
+@pytest.mark.parametrize("salt", ["graph", "visit"])
+def test_main_recipe_name_salt(tmp_path, monkeypatch, salt):
+    """--name-salt graph: a graph reads the same at every visit; visit: a new assignment each time."""
+    import constraintc.lm.binding as binding
+
+    seen: list[list[int]] = []
+    real = binding.pack_groups
+
+    def spy(*args, **kwargs):
+        seen.append(list(kwargs.get("name_salts") or []))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(binding, "pack_groups", spy)
+    # 24 graphs, 8 a step: steps 3 and 4 revisit the graphs of steps 0 and 1 (a new epoch)
+    over = {**SMALL, "output_dir": str(tmp_path), "steps": 5, "checkpoint_every": 100, "batch_groups": 8,
+            "curriculum_steps": 0, "name_salt": salt, "lr": 1e-12}
+    recipe = FinetuneRecipe(validate(over), progress=False)
+    recipe.setup()
+    recipe.train()
+    salts = [x for step in seen for x in step]
+    assert len(salts) == 40
+    assert len(set(salts)) == (40 if salt == "visit" else 24)
+
+
 def test_pretrain_micro_batches_compute_the_same_step(tmp_path):
     """--pretrain-accum only regroups the step's graphs (by length): the loss, the gradient norm
     and the gradient (clipped, as the optimizer gets it) are those of one batch, up to float

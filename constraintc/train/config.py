@@ -137,6 +137,11 @@ class FinetuneConfig:
                                   "reason for before answering; 0: no written reasoning", minimum=0)
     label_yes_rate: float = option(0.75, "drop No labels until this share of labels is Yes; 0 keeps all",
                                    minimum=0, below=1, expected="0 (keep all labels) or a share in (0, 1)")
+    name_salt: str = option("graph", "how a name-token tokenizer assigns each training graph's names to name "
+                                     "tokens in the main recipe: one assignment per graph for the whole run "
+                                     "(graph), or a new one at every visit (visit: a graph cannot be memorised, "
+                                     "only read; the traces-only stage always does this)",
+                            choices=("graph", "visit"))
     name_pool: int = option(0, "rename each graph's nodes from the first N short names; 0 keeps the names",
                             minimum=0, metavar="N")
     max_nodes: int = option(0, "train only on graphs of at most N nodes; 0: all", minimum=0, metavar="N")

@@ -436,11 +436,14 @@ class FinetuneRecipe:
 
         dtype = next(self.model.parameters()).dtype
         # a name-slot tokenizer gives each training graph its own assignment of names to name
-        # tokens (the same at every visit, so a graph repeats as it does with spelled names)
+        # tokens: the same at every visit (name_salt "graph", so a graph repeats as it does with
+        # spelled names) or drawn per visit ("visit", seeded by the run, the graph and the step)
+        per_visit = step is not None and self.cfg.name_salt == "visit"
         batch = pack_groups(
             self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no, dtype=dtype,
             completions=[g.completions for g in graphs] if self.traced else None,
-            name_salts=[stable_seed("names", self.cfg.seed, g.group) for g in graphs],
+            name_salts=[stable_seed("names", self.cfg.seed, g.group, *(("visit", step) if per_visit else ()))
+                        for g in graphs],
         )
         if step is not None and self.cfg.position_stretch > 1:
             u = [random.Random(stable_seed("positions", self.cfg.seed, step, g.group)).random() for g in graphs]

@@ -279,6 +279,18 @@ def find_resume(spec: str, out: Path) -> ResumePoint:
 
 
 def config_differences(saved: dict, current: dict) -> list[tuple[str, object, object]]:
-    """``(key, saved value, current value)`` for every training setting that differs."""
+    """``(key, saved value, current value)`` for every training setting that differs. A setting
+    the saved config lacks (written before the setting existed) had its default value.
+
+    >>> from constraintc.train.config import FinetuneConfig
+    >>> now = FinetuneConfig(steps=5).to_dict()
+    >>> old = {k: v for k, v in now.items() if k != "name_salt"}
+    >>> config_differences(old, now), config_differences(old, {**now, "name_salt": "visit"})
+    ([], [('name_salt', 'graph', 'visit')])
+    """
+    from constraintc.train.config import FinetuneConfig
+
+    defaults = FinetuneConfig().to_dict()
     keys = [k for k in current if k not in NOT_TRAINING]
-    return [(k, saved.get(k), current[k]) for k in keys if saved.get(k) != current[k]]
+    then = {k: saved.get(k, defaults.get(k)) for k in keys}
+    return [(k, then[k], current[k]) for k in keys if then[k] != current[k]]
