@@ -137,9 +137,9 @@ def test_pretrain_stage_trains_traces_then_hands_over_with_fresh_moments(tmp_pat
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-000003", "step-000005"]
 
 
-def test_pretrain_names_are_drawn_per_visit(tmp_path, monkeypatch):
-    """Each visit of a graph in the traces-only stage reads its names through a new salt; the
-    main recipe keeps one salt per graph."""
+@pytest.fixture
+def salts_seen(monkeypatch) -> list[list[int]]:
+    """The name salts of every pack_groups call from now on, one list per call."""
     import constraintc.lm.binding as binding
 
     seen: list[list[int]] = []
@@ -150,13 +150,19 @@ def test_pretrain_names_are_drawn_per_visit(tmp_path, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(binding, "pack_groups", spy)
+    return seen
+
+
+def test_pretrain_names_are_drawn_per_visit(tmp_path, salts_seen):
+    """Each visit of a graph in the traces-only stage reads its names through a new salt; the
+    main recipe keeps one salt per graph (test_main_recipe_name_salt)."""
     # 24 training graphs, 4 per step: step 6 starts the second epoch
     over = {**SMALL, **PRETRAIN, "output_dir": str(tmp_path), "steps": 2, "checkpoint_every": 100,
             "pretrain_steps": 7, "lr": 1e-12, "pretrain_lr": 1e-12}
     recipe = FinetuneRecipe(validate(over), progress=False)
     recipe.setup()
     recipe.train(stop_at=7)
-    assert len(seen) == 14 and len({s for salts in seen for s in salts}) == 28  # two micro-batches a step
+    assert len(salts_seen) == 14 and len({s for salts in salts_seen for s in salts}) == 28  # two micro-batches a step
     from constraintc.train.data import batch_indices
 
     again = [i for s in range(6, 7) for i in batch_indices(len(recipe.pretrain_groups), 4, s, 0)]
@@ -164,25 +170,15 @@ def test_pretrain_names_are_drawn_per_visit(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("salt", ["graph", "visit"])
-def test_main_recipe_name_salt(tmp_path, monkeypatch, salt):
+def test_main_recipe_name_salt(tmp_path, salts_seen, salt):
     """--name-salt graph: a graph reads the same at every visit; visit: a new assignment each time."""
-    import constraintc.lm.binding as binding
-
-    seen: list[list[int]] = []
-    real = binding.pack_groups
-
-    def spy(*args, **kwargs):
-        seen.append(list(kwargs.get("name_salts") or []))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(binding, "pack_groups", spy)
     # 24 graphs, 8 a step: steps 3 and 4 revisit the graphs of steps 0 and 1 (a new epoch)
     over = {**SMALL, "output_dir": str(tmp_path), "steps": 5, "checkpoint_every": 100, "batch_groups": 8,
             "curriculum_steps": 0, "name_salt": salt, "lr": 1e-12}
     recipe = FinetuneRecipe(validate(over), progress=False)
     recipe.setup()
     recipe.train()
-    salts = [x for step in seen for x in step]
+    salts = [x for step in salts_seen for x in step]
     assert len(salts) == 40
     assert len(set(salts)) == (40 if salt == "visit" else 24)
 
