@@ -438,12 +438,11 @@ class FinetuneRecipe:
         # a name-slot tokenizer gives each training graph its own assignment of names to name
         # tokens: the same at every visit (name_salt "graph", so a graph repeats as it does with
         # spelled names) or drawn per visit ("visit", seeded by the run, the graph and the step)
-        per_visit = step is not None and self.cfg.name_salt == "visit"
+        visit = step if step is not None and self.cfg.name_salt == "visit" else None
         batch = pack_groups(
             self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no, dtype=dtype,
             completions=[g.completions for g in graphs] if self.traced else None,
-            name_salts=[stable_seed("names", self.cfg.seed, g.group, *(("visit", step) if per_visit else ()))
-                        for g in graphs],
+            name_salts=[self._name_salt(g.group, visit) for g in graphs],
         )
         if step is not None and self.cfg.position_stretch > 1:
             u = [random.Random(stable_seed("positions", self.cfg.seed, step, g.group)).random() for g in graphs]
@@ -531,6 +530,13 @@ class FinetuneRecipe:
         self.optimizer.zero_grad(set_to_none=True)
         return float(grad_norm), lr
 
+    def _name_salt(self, group: str, visit: int | None = None) -> int:
+        """The salt of a training graph's name-token assignment: one per graph for the run, or,
+        given ``visit`` (a step), one for that visit."""
+        from constraintc.tasks.generate import stable_seed
+
+        return stable_seed("names", self.cfg.seed, group, *(("visit", visit) if visit is not None else ()))
+
     def _pretrain_step(self, step: int) -> dict:
         """One step of the traces-only stage: the token-mean CE of the gold traces (and answers) of
         ``pretrain_batch`` graphs, each reading its names through an assignment of name tokens
@@ -539,7 +545,6 @@ class FinetuneRecipe:
         import torch.nn.functional as F
 
         from constraintc.lm.binding import pack_groups, packed_logits
-        from constraintc.tasks.generate import stable_seed
         from constraintc.train.data import batch_indices
 
         cfg = self.cfg
@@ -552,10 +557,11 @@ class FinetuneRecipe:
         for start in range(0, len(items), micro):
             mine = items[start : start + micro][self.rank :: self.world]
             if mine:
+                # (the one prompt per row is the shared prefix; its answer position goes unused)
                 batches.append(pack_groups(
                     self.tokenizer, [[g.completions[0].prompt] for g in mine], self.constraint.yes,
                     self.constraint.no, dtype=dtype, completions=[g.completions for g in mine],
-                    name_salts=[stable_seed("names", cfg.seed, g.group, "visit", step) for g in mine],
+                    name_salts=[self._name_salt(g.group, step) for g in mine],
                 ))
         # the loss is a sum over every target token of the global batch over their count
         tokens = torch.tensor([float(sum(b.target_ids.numel() for b in batches))], dtype=torch.float64)
