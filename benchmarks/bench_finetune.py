@@ -46,6 +46,7 @@ def _recipe(model: str, **over):
     values = dict(
         model=model, steps=10_000, eval_records=0, final_eval=False, plots=False,
         lambda_schedule="constant", lambda_start=0.3, warmup_steps=0, output_dir="/tmp/constraintc-bench-ft",
+        threads=torch.get_num_threads(),  # --threads (the recipe would choose its own otherwise)
     )
     values.update(over)
     recipe = FinetuneRecipe(validate(values), progress=False, overwrite=True)  # a scratch directory
