@@ -59,6 +59,23 @@ def test_cli_reports_bad_options_without_traceback(capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "steps=0" in err and "zigzag" in err and "Traceback" not in err
+    # each problem names the flag that gave the value, as it was typed
+    assert "--steps=0: expected a positive number" in err
+    assert "--lambda-schedule='zigzag': expected one of" in err
+
+
+def test_problems_name_the_file_key_or_the_flag_that_gave_the_value(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("steps = -1\nbatch_groups = 16\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, {"grad_accum": 5, "lr": -1.0, "seed": None})
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: 3 invalid settings")
+    assert f"{path}: steps=-1: expected a positive number" in msg
+    assert "--lr=-1.0: expected a positive learning rate" in msg
+    assert "--grad-accum=5: must divide batch_groups=16" in msg  # a check across fields names the flag too
+    with pytest.raises(ConfigError, match=r"^error: 1 invalid setting:\n  --steps=0: expected a positive number$"):
+        load_config(None, {"steps": 0})
 
 
 def test_help_documents_the_flags(capsys):

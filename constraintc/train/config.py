@@ -232,8 +232,10 @@ def _type_ok(value, default) -> bool:
     return isinstance(value, type(default))
 
 
-def validate(values: dict, source: str = "config") -> FinetuneConfig:
+def validate(values: dict, source: str = "config", flags=()) -> FinetuneConfig:
     """A :class:`FinetuneConfig` from ``values``, or a :class:`ConfigError` listing every problem.
+    A problem with a key in ``flags`` (given on the command line) names its flag (``--steps=0``),
+    any other its ``source`` and key (``run.toml: steps=0``).
 
     >>> validate({"steps": 10}).steps
     10
@@ -246,50 +248,57 @@ def validate(values: dict, source: str = "config") -> FinetuneConfig:
     known = options()
     errors: list[str] = []
     clean: dict = {}
+
+    def at(key: str, value) -> str:
+        if key in flags:
+            flag = known[key][1].flag if key in known else None
+            return f"{flag or '--' + key.replace('_', '-')}={value!r}"
+        return f"{source}: {key}={value!r}"
+
     for key, value in values.items():
         if key not in known:
             close = [k for k in known if k.replace("_", "") == key.replace("_", "").replace("-", "")]
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            errors.append(f"{source}: {key}={value!r}: unknown setting{hint}")
+            errors.append(f"{at(key, value)}: unknown setting{hint}")
             continue
         default = getattr(defaults, key)
         if not _type_ok(value, default):
-            errors.append(f"{source}: {key}={value!r}: expected {type(default).__name__}")
+            errors.append(f"{at(key, value)}: expected {type(default).__name__}")
             continue
         if isinstance(default, float):
             value = float(value)
         problem = None if isinstance(value, (list, dict)) else known[key][1].problem(value)
         if problem:
-            errors.append(f"{source}: {key}={value!r}: {problem}")
+            errors.append(f"{at(key, value)}: {problem}")
             continue
         clean[key] = value
     cfg = dataclasses.replace(defaults, **clean)
     # lists, tables and checks across fields, on values that passed the checks above
     if cfg.batch_groups % cfg.grad_accum:
         errors.append(
-            f"{source}: grad_accum={cfg.grad_accum!r}: must divide batch_groups={cfg.batch_groups!r} (micro-batches of equal size)"
+            f"{at('grad_accum', cfg.grad_accum)}: must divide batch_groups={cfg.batch_groups!r} (micro-batches of equal size)"
         )
     if cfg.pretrain_steps and cfg.trace == "none":
-        errors.append(f"{source}: pretrain_steps={cfg.pretrain_steps!r}: the traces-only stage needs trace = 'keep' or 'mask' (trace='none')")
+        errors.append(f"{at('pretrain_steps', cfg.pretrain_steps)}: the traces-only stage needs trace = 'keep' or 'mask' (trace='none')")
     if cfg.pretrain_steps and cfg.pretrain_batch % cfg.pretrain_accum:
         errors.append(
-            f"{source}: pretrain_accum={cfg.pretrain_accum!r}: must divide pretrain_batch={cfg.pretrain_batch!r} (micro-batches of equal size)"
+            f"{at('pretrain_accum', cfg.pretrain_accum)}: must divide pretrain_batch={cfg.pretrain_batch!r} (micro-batches of equal size)"
         )
     if cfg.lambda_schedule == "adaptive" and not (cfg.lambda_up >= 1 and 0 < cfg.lambda_down <= 1):
         errors.append(f"{source}: lambda_up/lambda_down={cfg.lambda_up!r}/{cfg.lambda_down!r}: expected up >= 1 and 0 < down <= 1")
     if cfg.trace_search != "until_found" and cfg.task != "transitivity":
-        errors.append(f"{source}: trace_search={cfg.trace_search!r}: applies to transitivity traces only (task={cfg.task!r})")
+        errors.append(f"{at('trace_search', cfg.trace_search)}: applies to transitivity traces only (task={cfg.task!r})")
     if not all(isinstance(t, str) for t in cfg.lora_targets):
-        errors.append(f"{source}: lora_targets={cfg.lora_targets!r}: expected a list of module names")
+        errors.append(f"{at('lora_targets', cfg.lora_targets)}: expected a list of module names")
     if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
                for k, v in cfg.params.items()):
-        errors.append(f"{source}: params={cfg.params!r}: expected a table of NAME = whole number")
+        errors.append(f"{at('params', cfg.params)}: expected a table of NAME = whole number")
     if not all(isinstance(s, str) for s in cfg.eval_splits):
-        errors.append(f"{source}: eval_splits={cfg.eval_splits!r}: expected a list of split names")
+        errors.append(f"{at('eval_splits', cfg.eval_splits)}: expected a list of split names")
     else:
         unknown = [s for s in cfg.eval_splits if s not in SPLITS]
         if unknown:
-            errors.append(f"{source}: eval_splits={cfg.eval_splits!r}: unknown split {unknown[0]!r}; expected names from {', '.join(SPLITS)}")
+            errors.append(f"{at('eval_splits', cfg.eval_splits)}: unknown split {unknown[0]!r}; expected names from {', '.join(SPLITS)}")
     if errors:
         n = len(errors)
         raise ConfigError(f"{source}: {n} invalid setting{'s' if n > 1 else ''}:\n  " + "\n  ".join(errors))
@@ -312,16 +321,17 @@ def read_config_file(path: str | Path) -> dict:
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None, base: dict | None = None) -> FinetuneConfig:
     """Defaults (or ``base``, e.g. a resumed run's saved config), then the TOML file at
-    ``path``, then ``overrides`` (None values ignored), validated.
+    ``path``, then ``overrides`` (None values ignored; the command line's flags), validated: a
+    problem names the file and key of a value from the file, the flag of a value from ``overrides``.
 
     The file may put settings at the top level or under ``[finetune]``.
     """
     known = {f.name for f in dataclasses.fields(FinetuneConfig)}
     values: dict = {k: v for k, v in (base or {}).items() if k in known}
-    source = "config"
+    source = "error"  # the header of a report of flags' problems alone
     if path is not None:
         source = str(path)
         values.update(read_config_file(path))
-    errors_first = {k: v for k, v in (overrides or {}).items() if v is not None}
-    values.update(errors_first)
-    return validate(values, source)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(given)
+    return validate(values, source, flags=set(given))
