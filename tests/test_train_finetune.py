@@ -209,6 +209,39 @@ def test_pretrain_micro_batches_compute_the_same_step(tmp_path):
         assert torch.allclose(g1[name], g4[name], rtol=1e-4, atol=1e-7), name
 
 
+def test_position_stretch_reaches_the_traces_only_stage(tmp_path, monkeypatch):
+    """--position-stretch stretches the traces-only stage's rows too: each row's position ids
+    are its plain ones times a factor in [1, X] (floored), drawn per graph and step, the same
+    in a second run."""
+    import constraintc.lm.binding as binding
+
+    seen: list[torch.Tensor] = []
+    real = binding.packed_logits
+    monkeypatch.setattr(binding, "packed_logits", lambda model, batch: (seen.append(batch.position_ids.clone()), real(model, batch))[1])
+
+    def first_step(stretch: float) -> tuple[list[torch.Tensor], float]:
+        seen.clear()
+        over = {**SMALL, **PRETRAIN, "output_dir": str(tmp_path / f"{stretch}-{len(runs)}"), "steps": 1,
+                "checkpoint_every": 100, "pretrain_steps": 1, "position_stretch": stretch}
+        recipe = FinetuneRecipe(validate(over), progress=False)
+        recipe.setup()
+        ce = recipe.train_step(0)["trace_ce"]
+        return list(seen), ce
+
+    runs: list = []
+    runs.append(first_step(1.0))
+    runs.append(first_step(3.0))
+    runs.append(first_step(3.0))
+    (plain, plain_ce), (stretched, stretched_ce), (again, again_ce) = runs
+    assert len(plain) == len(stretched) == 2  # two micro-batches
+    for p, s in zip(plain, stretched):
+        ratio = s.max(1).values.double() / p.max(1).values.double()  # the last real position of each row
+        assert bool((s >= p).all()) and bool((ratio >= 1).all()) and bool((ratio <= 3).all())
+        assert bool((s > p).any())
+    assert stretched_ce != pytest.approx(plain_ce, rel=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(stretched, again)) and again_ce == stretched_ce
+
+
 @pytest.mark.slow
 def test_resume_across_the_stage_boundary_is_exact(tmp_path):
     over = dict(PRETRAIN, steps=3, checkpoint_every=2, eval_records=16, eval_every=2)

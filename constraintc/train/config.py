@@ -156,7 +156,8 @@ class FinetuneConfig:
                              choices=("uniform", "interior"))
     position_stretch: float = option(1.0, "training only: each packed row's position ids are multiplied by a "
                                           "factor drawn uniformly from [1, X] (floored), so short training "
-                                          "prompts span the distances of longer ones; 1: off",
+                                          "prompts span the distances of longer ones (in both stages: the "
+                                          "traces-only stage's traces too); 1: off",
                                      minimum=1, metavar="X")
     # optimisation
     pretrain_steps: int = option(0, "a first stage of N steps on the gold reasoning traces alone (needs --trace "

@@ -427,12 +427,8 @@ class FinetuneRecipe:
     def _forward(self, graphs, step: int | None = None):
         """Answer logits of the graphs' questions, (log p, log(1-p)) per question, and the mean
         token CE of each trace completion (None without a trace mode). ``step``: a main-recipe step,
-        whose ``--position-stretch`` factors are drawn (one per graph, seeded by the run, the step
-        and the graph: the same on resume and however the batch is split over processes)."""
-        from constraintc.lm.binding import (
-            completion_losses, pack_groups, packed_logits, stretch_positions, yes_no_log_probs,
-        )
-        from constraintc.tasks.generate import stable_seed
+        whose ``--position-stretch`` factors are drawn (see :meth:`_stretch`)."""
+        from constraintc.lm.binding import completion_losses, pack_groups, packed_logits, yes_no_log_probs
 
         dtype = next(self.model.parameters()).dtype
         # a name-slot tokenizer gives each training graph its own assignment of names to name
@@ -444,15 +440,25 @@ class FinetuneRecipe:
             completions=[g.completions for g in graphs] if self.traced else None,
             name_salts=[self._name_salt(g.group, visit) for g in graphs],
         )
-        if step is not None and self.cfg.position_stretch > 1:
-            u = [random.Random(stable_seed("positions", self.cfg.seed, step, g.group)).random() for g in graphs]
-            factors = 1 + (self.cfg.position_stretch - 1) * torch.tensor(u, dtype=torch.float64)
-            batch = stretch_positions(batch, factors)
+        if step is not None:
+            batch = self._stretch(batch, [g.group for g in graphs], step)
         batch = batch.to(self.device)
         logits, target_logits = packed_logits(self.model, batch)
         log_p, log_q = yes_no_log_probs(logits.double(), batch)
         trace_ce = completion_losses(target_logits, batch) if self.traced else None
         return batch, logits, log_p, log_q, trace_ce
+
+    def _stretch(self, batch, groups: list[str], step: int, stage: tuple = ()):
+        """``batch`` with its rows' position ids stretched by ``--position-stretch`` factors (one
+        per graph, seeded by the run, the stage, the step and the graph: the same on resume and
+        however the batch is split over processes); ``batch`` itself when the option is off."""
+        from constraintc.lm.binding import stretch_positions
+        from constraintc.tasks.generate import stable_seed
+
+        if self.cfg.position_stretch <= 1:
+            return batch
+        u = [random.Random(stable_seed("positions", self.cfg.seed, *stage, step, g)).random() for g in groups]
+        return stretch_positions(batch, 1 + (self.cfg.position_stretch - 1) * torch.tensor(u, dtype=torch.float64))
 
     def train_step(self, step: int) -> dict:
         """One optimizer step on global batch ``step`` (counted over the whole run: the traces-only
@@ -558,11 +564,12 @@ class FinetuneRecipe:
             mine = items[start : start + micro][self.rank :: self.world]
             if mine:
                 # (the one prompt per row is the shared prefix; its answer position goes unused)
-                batches.append(pack_groups(
+                batch = pack_groups(
                     self.tokenizer, [[g.completions[0].prompt] for g in mine], self.constraint.yes,
                     self.constraint.no, dtype=dtype, completions=[g.completions for g in mine],
                     name_salts=[self._name_salt(g.group, step) for g in mine],
-                ))
+                )
+                batches.append(self._stretch(batch, [g.group for g in mine], step, stage=("traces",)))
         # the loss is a sum over every target token of the global batch over their count
         tokens = torch.tensor([float(sum(b.target_ids.numel() for b in batches))], dtype=torch.float64)
         dist = _dist()
