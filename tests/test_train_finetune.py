@@ -287,11 +287,12 @@ def test_two_processes_match_one(tmp_path):
     w2 = load_file(tmp_path / "two" / "model" / "model.safetensors")
     # Adam divides by sqrt(v): where a gradient entry is tiny, summation-order rounding (one
     # process sums micro-batches, two sum across ranks) moves its update, and five steps carry
-    # that to a few entries (up to ~2e-4 seen); a process that missed the other's gradient would
-    # be off by ~lr = 3e-3 in most entries (a mean near 1e-3)
+    # that to a few entries (up to ~4e-4 seen, a mean up to ~2.1e-6 with the traces-only stage's
+    # rows stretched); a process that missed the other's gradient would be off by ~lr = 3e-3 in
+    # most entries (a mean near 1e-3)
     for name in w1:
         diff = (w1[name] - w2[name]).abs()
-        assert diff.max() < 2e-3 and diff.mean() < 2e-6, (name, diff.max(), diff.mean())
+        assert diff.max() < 2e-3 and diff.mean() < 2e-5, (name, diff.max(), diff.mean())
     m1, m2 = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     assert [r.get("stage") for r in m1] == ["traces", "traces", None, None, None]
     for a, b in zip(m1, m2, strict=True):
@@ -299,7 +300,9 @@ def test_two_processes_match_one(tmp_path):
             if a[key] is None:
                 assert b[key] is None, key
             else:
-                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+                # float32 rounding of the two layouts, carried by Adam over five steps: up to ~2e-5
+                # relative (the gradient norm); a lost or doubled gradient is off by tens of percent
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-7), key
         assert a.get("trace_tokens") == b.get("trace_tokens")
     # and the weights moved: the comparison is not between two untouched initialisations
     from constraintc.lm.models import build_embedded_model
