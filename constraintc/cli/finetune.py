@@ -76,9 +76,9 @@ def _comma_list(text: str) -> list[str]:
 
 def flag_of(name: str) -> str:
     """The command-line flag of a config field: ``lambda_start`` -> ``--lambda-start``."""
-    from constraintc.train.config import options
+    from constraintc.train.config import flag_of as config_flag
 
-    return options()[name][1].flag or "--" + name.replace("_", "-")
+    return config_flag(name)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:

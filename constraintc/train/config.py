@@ -218,6 +218,12 @@ def options() -> dict[str, tuple[dataclasses.Field, Option]]:
     return {f.name: (f, f.metadata["option"]) for f in dataclasses.fields(FinetuneConfig)}
 
 
+def flag_of(name: str) -> str:
+    """The command-line flag of a config field: ``lambda_start`` -> ``--lambda-start``."""
+    opt = options().get(name)
+    return (opt[1].flag if opt else None) or "--" + name.replace("_", "-")
+
+
 def default_of(f: dataclasses.Field):
     """A field's default value (a fresh copy for lists and tables)."""
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -252,8 +258,7 @@ def validate(values: dict, source: str = "config", flags=()) -> FinetuneConfig:
 
     def at(key: str, value) -> str:
         if key in flags:
-            flag = known[key][1].flag if key in known else None
-            return f"{flag or '--' + key.replace('_', '-')}={value!r}"
+            return f"{flag_of(key)}={value!r}"
         return f"{source}: {key}={value!r}"
 
     for key, value in values.items():
