@@ -28,6 +28,10 @@ def test_the_traces_only_stage_needs_traces_and_whole_micro_batches():
         validate({"pretrain_steps": 10, "pretrain_accum": 3})
     # without the stage its batch size is not checked
     assert validate({"pretrain_accum": 3}).pretrain_steps == 0
+    with pytest.raises(ConfigError, match=r"pretrain_position_stretch=0.5: expected 0 \(as --position-stretch\) or a factor >= 1"):
+        validate({"pretrain_position_stretch": 0.5})
+    assert validate({"pretrain_position_stretch": 0}).pretrain_position_stretch == 0.0
+    assert validate({"pretrain_position_stretch": 1}).pretrain_position_stretch == 1.0
 
 
 def test_file_then_flags(tmp_path):

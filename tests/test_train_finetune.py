@@ -219,10 +219,10 @@ def test_position_stretch_reaches_the_traces_only_stage(tmp_path, monkeypatch):
     real = binding.packed_logits
     monkeypatch.setattr(binding, "packed_logits", lambda model, batch: (seen.append(batch.position_ids.clone()), real(model, batch))[1])
 
-    def first_step(stretch: float) -> tuple[list[torch.Tensor], float]:
+    def first_step(stretch: float, **extra) -> tuple[list[torch.Tensor], float]:
         seen.clear()
         over = {**SMALL, **PRETRAIN, "output_dir": str(tmp_path / f"{stretch}-{len(runs)}"), "steps": 1,
-                "checkpoint_every": 100, "pretrain_steps": 1, "position_stretch": stretch}
+                "checkpoint_every": 100, "pretrain_steps": 1, "position_stretch": stretch, **extra}
         recipe = FinetuneRecipe(validate(over), progress=False)
         recipe.setup()
         ce = recipe.train_step(0)["trace_ce"]
@@ -240,6 +240,13 @@ def test_position_stretch_reaches_the_traces_only_stage(tmp_path, monkeypatch):
         assert bool((s > p).any())
     assert stretched_ce != pytest.approx(plain_ce, rel=1e-6)
     assert all(torch.equal(a, b) for a, b in zip(stretched, again)) and again_ce == stretched_ce
+    # the stage's own factor: 3 here while the main recipe's is off gives the same rows as 3 in
+    # both; 1 here turns the stage's stretch off whatever the main recipe's
+    runs.append(first_step(1.0, pretrain_position_stretch=3.0))
+    runs.append(first_step(3.0, pretrain_position_stretch=1.0))
+    (own, own_ce), (off, off_ce) = runs[3:]
+    assert all(torch.equal(a, b) for a, b in zip(own, stretched)) and own_ce == stretched_ce
+    assert all(torch.equal(a, b) for a, b in zip(off, plain)) and off_ce == plain_ce
 
 
 @pytest.mark.slow

@@ -156,8 +156,8 @@ class FinetuneConfig:
                              choices=("uniform", "interior"))
     position_stretch: float = option(1.0, "training only: each packed row's position ids are multiplied by a "
                                           "factor drawn uniformly from [1, X] (floored), so short training "
-                                          "prompts span the distances of longer ones (in both stages: the "
-                                          "traces-only stage's traces too); 1: off",
+                                          "prompts span the distances of longer ones (in both stages, unless "
+                                          "--pretrain-position-stretch sets the traces-only stage's own); 1: off",
                                      minimum=1, metavar="X")
     # optimisation
     pretrain_steps: int = option(0, "a first stage of N steps on the gold reasoning traces alone (needs --trace "
@@ -172,6 +172,10 @@ class FinetuneConfig:
                                     "third less time than one padded batch on a CPU thread)", above=0)
     pretrain_lr: float = option(6e-3, "the traces-only stage's AdamW learning rate (after --warmup-steps, "
                                       "constant)", above=0, expected="a positive learning rate")
+    pretrain_position_stretch: float = option(0.0, "the traces-only stage's --position-stretch (its rows' "
+                                                   "position ids times a factor drawn from [1, X]): 1 off, "
+                                                   "0 the same as --position-stretch",
+                                              minimum=0, metavar="X")
     steps: int = option(1600, "optimizer steps (of the main recipe, after any --pretrain-steps)", above=0)
     batch_groups: int = option(16, "graphs per optimizer step, over all processes", above=0)
     grad_accum: int = option(1, "micro-batches per step (must divide --batch-groups)", above=0)
@@ -290,6 +294,9 @@ def validate(values: dict, source: str = "config", flags=()) -> FinetuneConfig:
         errors.append(
             f"{at('pretrain_accum', cfg.pretrain_accum)}: must divide pretrain_batch={cfg.pretrain_batch!r} (micro-batches of equal size)"
         )
+    if 0 < cfg.pretrain_position_stretch < 1:
+        errors.append(f"{at('pretrain_position_stretch', cfg.pretrain_position_stretch)}: expected 0 (as "
+                      f"--position-stretch) or a factor >= 1 (1: off)")
     if cfg.lambda_schedule == "adaptive" and not (cfg.lambda_up >= 1 and 0 < cfg.lambda_down <= 1):
         errors.append(f"{source}: lambda_up/lambda_down={cfg.lambda_up!r}/{cfg.lambda_down!r}: expected up >= 1 and 0 < down <= 1")
     if cfg.trace_search != "until_found" and cfg.task != "transitivity":

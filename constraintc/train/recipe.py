@@ -449,16 +449,20 @@ class FinetuneRecipe:
         return batch, logits, log_p, log_q, trace_ce
 
     def _stretch(self, batch, groups: list[str], step: int, stage: tuple = ()):
-        """``batch`` with its rows' position ids stretched by ``--position-stretch`` factors (one
-        per graph, seeded by the run, the stage, the step and the graph: the same on resume and
-        however the batch is split over processes); ``batch`` itself when the option is off."""
+        """``batch`` with its rows' position ids stretched by ``--position-stretch`` factors (the
+        traces-only stage: ``--pretrain-position-stretch``, unless 0), one per graph, seeded by the
+        run, the stage, the step and the graph: the same on resume and however the batch is split
+        over processes; ``batch`` itself when the stage's option is off."""
         from constraintc.lm.binding import stretch_positions
         from constraintc.tasks.generate import stable_seed
 
-        if self.cfg.position_stretch <= 1:
+        top = self.cfg.position_stretch
+        if stage and self.cfg.pretrain_position_stretch:
+            top = self.cfg.pretrain_position_stretch
+        if top <= 1:
             return batch
         u = [random.Random(stable_seed("positions", self.cfg.seed, *stage, step, g)).random() for g in groups]
-        return stretch_positions(batch, 1 + (self.cfg.position_stretch - 1) * torch.tensor(u, dtype=torch.float64))
+        return stretch_positions(batch, 1 + (top - 1) * torch.tensor(u, dtype=torch.float64))
 
     def train_step(self, step: int) -> dict:
         """One optimizer step on global batch ``step`` (counted over the whole run: the traces-only
