@@ -272,6 +272,32 @@ def test_resume_across_the_stage_boundary_is_exact(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_first_stage_run_alone_then_continued_matches_one_run(tmp_path):
+    """Train the traces-only stage once (``--steps 1``), then continue from its boundary
+    checkpoint with the main recipe's settings (``--allow-config-change``): the same weights and
+    metrics as one run of the whole recipe, so one first stage can serve several second stages
+    (docs/finetune.md measures them this way)."""
+    whole = dict(PRETRAIN, steps=3, checkpoint_every=100, eval_records=16, eval_every=2, pretrain_position_stretch=3.0)
+    _run(tmp_path / "whole", **whole)
+    first = dict(whole, steps=1, position_stretch=3.0, pretrain_position_stretch=0.0)
+    _run(tmp_path / "cut", **first)  # checkpoints: the boundary (step 3) and the end (step 4)
+    cfg = validate({**SMALL, "output_dir": str(tmp_path / "cut"), **whole})
+    boundary = tmp_path / "cut" / "checkpoints" / "step-000003"
+    from constraintc.train.rundir import RunDirError
+
+    with pytest.raises(RunDirError, match="differ from the run's checkpoint"):
+        FinetuneRecipe(cfg, resume=str(boundary), progress=False).setup()
+    second = FinetuneRecipe(cfg, resume=str(boundary), allow_config_change=True, progress=False)
+    second.run()
+    assert second.step == 6
+    a = load_file(tmp_path / "whole" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "model" / "model.safetensors")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert _metrics(tmp_path / "whole") == _metrics(tmp_path / "cut")
+
+
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     # with --trace keep: the trace CE's sums and counts go through the same reduction as the rest
     # --position-stretch: each graph's factor must not depend on which process or micro-batch has it
