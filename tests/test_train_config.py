@@ -32,6 +32,13 @@ def test_the_traces_only_stage_needs_traces_and_whole_micro_batches():
         validate({"pretrain_position_stretch": 0.5})
     assert validate({"pretrain_position_stretch": 0}).pretrain_position_stretch == 0.0
     assert validate({"pretrain_position_stretch": 1}).pretrain_position_stretch == 1.0
+    # waiting for the lookups needs a traces-only stage whose positions are stretched at all
+    stage = {"pretrain_steps": 10, "trace": "keep"}
+    for off in ({**stage, "pretrain_position_stretch": 1}, {**stage}, {"pretrain_position_stretch": 3}):
+        with pytest.raises(ConfigError, match=r"pretrain_stretch_after=0.1: needs a traces-only stage"):
+            validate({**off, "pretrain_stretch_after": 0.1})
+    assert validate({**stage, "pretrain_position_stretch": 3, "pretrain_stretch_after": 0.1}).pretrain_stretch_after == 0.1
+    assert validate({**stage, "position_stretch": 3, "pretrain_stretch_after": 0.1}).pretrain_stretch_after == 0.1
 
 
 def test_file_then_flags(tmp_path):

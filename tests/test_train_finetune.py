@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -247,6 +248,81 @@ def test_position_stretch_reaches_the_traces_only_stage(tmp_path, monkeypatch):
     (own, own_ce), (off, off_ce) = runs[3:]
     assert all(torch.equal(a, b) for a, b in zip(own, stretched)) and own_ce == stretched_ce
     assert all(torch.equal(a, b) for a, b in zip(off, plain)) and off_ce == plain_ce
+
+
+def test_stretch_after_waits_for_the_trace_ce_and_resumes_exactly(tmp_path, monkeypatch):
+    """--pretrain-stretch-after T: the traces-only rows keep plain positions until the mean trace
+    CE of the last LOOKUP_WINDOW steps is below T, then are stretched (the metrics say which); the
+    window and the switch survive a resume; without T every step is stretched."""
+    import constraintc.train.recipe as recipe_mod
+
+    monkeypatch.setattr(recipe_mod, "LOOKUP_WINDOW", 2)
+    over = dict(PRETRAIN, pretrain_steps=6, steps=1, checkpoint_every=100, pretrain_position_stretch=3.0)
+    _, always = _run(tmp_path / "always", **over)
+    assert [r["position_stretch"] for r in always[:6]] == [3.0] * 6
+    # a threshold above every trace CE: the window of 2 is full after step 2, stretched from step 3
+    _, wait = _run(tmp_path / "wait", **over, pretrain_stretch_after=1e9)
+    assert [r["position_stretch"] for r in wait[:6]] == [1.0, 1.0, 3.0, 3.0, 3.0, 3.0]
+    # the first two steps read the same rows as a plain run's, the rest as an always-stretched one's
+    _, plain = _run(tmp_path / "plain", **{**over, "pretrain_position_stretch": 1.0})
+    assert [r["trace_ce"] for r in wait[:2]] == [r["trace_ce"] for r in plain[:2]]
+    assert wait[2]["trace_ce"] != plain[2]["trace_ce"]
+    # a threshold below every trace CE: never stretched
+    _, never = _run(tmp_path / "never", **over, pretrain_stretch_after=1e-9)
+    assert [r["position_stretch"] for r in never[:6]] == [1.0] * 6
+    assert [r["trace_ce"] for r in never[:6]] == [r["trace_ce"] for r in plain[:6]]
+    # interrupted at step 3 and resumed from step 1's checkpoint (the window half full, no switch
+    # yet): the window comes back and the resumed run switches where the whole one did
+    cfg = validate({**SMALL, "output_dir": str(tmp_path / "cut"), **over, "checkpoint_every": 1,
+                    "keep_checkpoints": 0, "pretrain_stretch_after": 1e9})
+    crashed = FinetuneRecipe(cfg, progress=False)
+    crashed.setup()
+    crashed.train(stop_at=3)
+    assert crashed.stretch_from == 2
+    del crashed
+    import shutil
+
+    for step in (2, 3):
+        shutil.rmtree(tmp_path / "cut" / "checkpoints" / f"step-{step:06d}")
+    resumed = FinetuneRecipe(cfg, resume="latest", progress=False)
+    resumed.setup()
+    assert resumed.step == 1 and resumed.stretch_from is None and len(resumed.recent_trace_ce) == 1
+    resumed.train()
+    assert resumed.stretch_from == 2
+    assert _metrics(tmp_path / "cut") == wait
+
+
+def test_the_first_stage_says_whether_its_lookups_came_and_how_to_go_on(tmp_path, monkeypatch, capsys):
+    """After the traces-only stage, finetune says when the windowed trace CE first fell below
+    LOOKUPS_CAME, or warns that it never did and prints a command that trains the stage longer
+    from its end; that command (with a shorter extension) works and continues the stage."""
+    import shlex
+
+    import constraintc.train.recipe as recipe_mod
+    from constraintc.cli import main
+
+    monkeypatch.setattr(recipe_mod, "LOOKUP_WINDOW", 2)
+    flags = ["--train-records", "96", "--eval-records", "0", "--no-final-eval", "--no-plots", "--batch-groups", "4",
+             "--warmup-steps", "0", "--threads", "1", "--no-progress", "--trace", "keep", "--trace-search", "depth_first",
+             "--pretrain-steps", "3", "--pretrain-batch", "4", "--pretrain-accum", "2", "--steps", "1"]
+    monkeypatch.setattr(recipe_mod, "LOOKUPS_CAME", 1e9)  # every window is below it: came at step 2
+    assert main(["finetune", "--output-dir", str(tmp_path / "came"), *flags]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"traces-only stage: the mean trace CE of its last 2 steps is \d+\.\d{3}; its lookups came at step 2", out)
+    monkeypatch.setattr(recipe_mod, "LOOKUPS_CAME", 1e-9)  # none is: a warning with a command
+    assert main(["finetune", "--output-dir", str(tmp_path / "not"), *flags]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("warning: traces-only stage"))
+    assert "its lookups have not come" in line
+    command = shlex.split(line.split("from its end: ", 1)[1])
+    assert command[:3] == ["constraintc", "finetune", "--resume"]
+    assert command[3] == str(tmp_path / "not" / "checkpoints" / "step-000003") and Path(command[3]).is_dir()
+    assert command[4:] == ["--pretrain-steps", "503", "--allow-config-change"]
+    command[5] = "5"  # two more traces-only steps, then the main recipe's one
+    assert main([*command[1:], "--no-progress"]) == 0
+    rows = _metrics(tmp_path / "not")
+    assert [r.get("stage") for r in rows] == ["traces"] * 5 + [None]
+    assert [r["step"] for r in rows] == list(range(1, 7))
 
 
 @pytest.mark.slow

@@ -83,6 +83,40 @@ def test_eval_consistent_with_written_answers(taught, tmp_path, capsys):
         assert part["overall"]["rule_violation_rate"] == 0.0
 
 
+def test_eval_consistent_when_the_model_never_answers(taught, tmp_path, capsys, monkeypatch):
+    """A model whose reasoning never reaches an answer still gets its raw report; --consistent
+    says there is nothing to condition instead of failing. A --predictions file without p_yes
+    stays an error (the user's file lacks what the option needs)."""
+    import constraintc.evaluation.answers as answers
+    from constraintc.cli import main
+    from constraintc.tasks import generate
+    from constraintc.tasks.io import write_jsonl
+
+    real = answers.model_answers
+
+    def never_answered(*args, **kw):  # the model's outputs, cut before any answer
+        return [{**p, "output": "B causes", "prediction": None, "p_yes": None} for p in real(*args, **kw)]
+
+    monkeypatch.setattr(answers, "model_answers", never_answered)
+    model, tok = taught
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    write_jsonl(generate("transitivity", "mix", 8, seed=3), tmp_path / "d.jsonl")
+    code = main(["eval", "--data", str(tmp_path / "d.jsonl"), "--model", str(tmp_path / "m"), "--traces", "8",
+                 "--rules", "transitivity", "--consistent", "--json", "--no-progress"])
+    assert code == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "consistent" not in report and report["overall"]["n"] == 8
+    assert "none of the model's 8 outputs ends in an answer" in captured.err
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"id": r["id"], "prediction": "Yes"}) + "\n"
+                                              for r in generate("transitivity", "mix", 8, seed=3)))
+    code = main(["eval", "--data", str(tmp_path / "d.jsonl"), "--predictions", str(tmp_path / "p.jsonl"),
+                 "--rules", "transitivity", "--consistent"])
+    assert code != 0
+    assert "--consistent" in capsys.readouterr().err
+
+
 def test_finetune_reports_consistent_written_answers(taught, tmp_path):
     """The recipe's final evaluation conditions the written answers on the run's rules, and the
     reasoning table shows their balanced accuracy."""

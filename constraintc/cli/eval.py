@@ -157,7 +157,13 @@ def run(args: argparse.Namespace) -> int:
     )
     report["data"] = args.data
     report["source"] = source
-    if args.consistent:
+    if args.consistent and args.model and not any(p.get("p_yes") is not None for p in predictions):
+        # the model wrote no answer at all (a model not yet trained to answer after its reasoning):
+        # its raw report stands, there is nothing to condition on the rules
+        print(f"note: --consistent: none of the model's {len(predictions)} outputs ends in an answer with "
+              f"P(Yes), so there is nothing to condition on the rules (the report has no 'consistent' part)",
+              file=sys.stderr)
+    elif args.consistent:
         from constraintc.evaluation.consistent import consistent_report
 
         report["consistent"] = consistent_report(records, predictions, args.rules, params, thresholds,

@@ -178,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         raise
     if recipe.rank == 0:
         print(f"model, metrics, checkpoints and plots in {summary['output_dir']}")
+        if summary.get("first_stage"):
+            print(recipe.first_stage_note())
         table = comparison_table(summary["before"], summary["after"])
         if table:
             print(f"evaluation before -> after training ({cfg.model}, rules {cfg.rules}, lambda {cfg.lambda_schedule}):")

@@ -176,6 +176,10 @@ class FinetuneConfig:
                                                    "position ids times a factor drawn from [1, X]): 1 off, "
                                                    "0 the same as --position-stretch",
                                               minimum=0, metavar="X")
+    pretrain_stretch_after: float = option(0.0, "the traces-only stage's position stretch starts only once the mean "
+                                                "trace CE of its last 50 steps is below this value (the lookups "
+                                                "have come: plain positions until then, stretched after); 0: "
+                                                "stretched from the first step", minimum=0, metavar="CE")
     steps: int = option(1600, "optimizer steps (of the main recipe, after any --pretrain-steps)", above=0)
     batch_groups: int = option(16, "graphs per optimizer step, over all processes", above=0)
     grad_accum: int = option(1, "micro-batches per step (must divide --batch-groups)", above=0)
@@ -231,6 +235,12 @@ def flag_of(name: str) -> str:
 def default_of(f: dataclasses.Field):
     """A field's default value (a fresh copy for lists and tables)."""
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def pretrain_stretch(cfg: FinetuneConfig) -> float:
+    """The traces-only stage's position-stretch factor: ``pretrain_position_stretch``, or
+    ``position_stretch`` when that is 0."""
+    return cfg.pretrain_position_stretch or cfg.position_stretch
 
 
 def _type_ok(value, default) -> bool:
@@ -297,6 +307,10 @@ def validate(values: dict, source: str = "config", flags=()) -> FinetuneConfig:
     if 0 < cfg.pretrain_position_stretch < 1:
         errors.append(f"{at('pretrain_position_stretch', cfg.pretrain_position_stretch)}: expected 0 (as "
                       f"--position-stretch) or a factor >= 1 (1: off)")
+    if cfg.pretrain_stretch_after and not (cfg.pretrain_steps and pretrain_stretch(cfg) > 1):
+        errors.append(f"{at('pretrain_stretch_after', cfg.pretrain_stretch_after)}: needs a traces-only stage "
+                      f"(pretrain_steps) with a position stretch above 1 (pretrain_position_stretch, or "
+                      f"position_stretch when that is 0)")
     if cfg.lambda_schedule == "adaptive" and not (cfg.lambda_up >= 1 and 0 < cfg.lambda_down <= 1):
         errors.append(f"{source}: lambda_up/lambda_down={cfg.lambda_up!r}/{cfg.lambda_down!r}: expected up >= 1 and 0 < down <= 1")
     if cfg.trace_search != "until_found" and cfg.task != "transitivity":

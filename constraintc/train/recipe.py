@@ -36,10 +36,19 @@ from pathlib import Path
 import torch
 
 from constraintc.errors import ConstraintcError
-from constraintc.train.config import FinetuneConfig
+from constraintc.train.config import FinetuneConfig, pretrain_stretch
 from constraintc.train.records import TRAIN_DATA_SEED
 from constraintc.train.rundir import RULES_COPY, TRACES_MODEL
 from constraintc.train.schedules import LambdaSchedule
+
+
+# traces-only steps over which the trace CE is averaged: --pretrain-stretch-after compares that
+# mean with its threshold, and the first stage's report with LOOKUPS_CAME
+LOOKUP_WINDOW = 50
+# below this windowed trace CE a traces-only stage's lookups have come (docs/finetune.md: of 24
+# plain first stages on one GPU, the 9 that stayed above it wrote 0.50-0.81 on long chains (mean
+# 0.59), the 15 that fell below it 0.63-0.96 (mean 0.82))
+LOOKUPS_CAME = 0.1
 
 
 def lr_factor(cfg: FinetuneConfig):
@@ -153,6 +162,11 @@ class FinetuneRecipe:
         self.saved_step: int | None = None  # the newest checkpoint of this run
         self.before: dict | None = None
         self.after: dict | None = None
+        # --pretrain-stretch-after: the traces-only steps' trace CE over the last LOOKUP_WINDOW
+        # steps, and the step from which that stage's positions are stretched (None: not yet)
+        self.recent_trace_ce: list[float] = []
+        self.stretch_from: int | None = None
+        self.lookups_step: int | None = None  # the first step whose windowed trace CE was below LOOKUPS_CAME
 
     # ------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -420,6 +434,8 @@ class FinetuneRecipe:
                 # the traces-only model as a model directory: `constraintc eval --traces N` reads
                 # it, `constraintc finetune --model DIR --finetune full` starts other recipes from it
                 self.save_model(self.out / TRACES_MODEL)
+                if not self.quiet:
+                    _log(self.first_stage_note())
             if self.step % cfg.checkpoint_every == 0 or self.step in (first, total):
                 self.save_checkpoint()
         bar.close()
@@ -456,13 +472,37 @@ class FinetuneRecipe:
         from constraintc.lm.binding import stretch_positions
         from constraintc.tasks.generate import stable_seed
 
-        top = self.cfg.position_stretch
-        if stage and self.cfg.pretrain_position_stretch:
-            top = self.cfg.pretrain_position_stretch
+        top = pretrain_stretch(self.cfg) if stage else self.cfg.position_stretch
+        if stage and not self.stretching(step):
+            top = 1.0
         if top <= 1:
             return batch
         u = [random.Random(stable_seed("positions", self.cfg.seed, *stage, step, g)).random() for g in groups]
         return stretch_positions(batch, 1 + (top - 1) * torch.tensor(u, dtype=torch.float64))
+
+    def stretching(self, step: int) -> bool:
+        """Whether traces-only step ``step`` may read stretched positions: always, unless
+        ``--pretrain-stretch-after`` waits for the lookups (then from :attr:`stretch_from` on)."""
+        if not self.cfg.pretrain_stretch_after:
+            return True
+        return self.stretch_from is not None and step >= self.stretch_from
+
+    def _watch_lookups(self, step: int, trace_ce: float) -> None:
+        """Keep the last :data:`LOOKUP_WINDOW` traces-only steps' trace CE; with
+        ``--pretrain-stretch-after T``, the first time their mean is below T the stretch starts
+        at the next step (the same on every process: the trace CE is summed over all of them)."""
+        self.recent_trace_ce = (self.recent_trace_ce + [trace_ce])[-LOOKUP_WINDOW:]
+        if len(self.recent_trace_ce) < LOOKUP_WINDOW:
+            return
+        mean = math.fsum(self.recent_trace_ce) / LOOKUP_WINDOW
+        if self.lookups_step is None and mean < LOOKUPS_CAME:
+            self.lookups_step = step + 1
+        threshold = self.cfg.pretrain_stretch_after
+        if threshold and self.stretch_from is None and mean < threshold:
+            self.stretch_from = step + 1
+            if self.rank == 0 and not self.quiet:
+                _log(f"step {step + 1}: mean trace CE {mean:.3f} over the last {LOOKUP_WINDOW} steps, below "
+                     f"{threshold:g}: positions stretched by [1, {pretrain_stretch(self.cfg):g}] from here")
 
     def train_step(self, step: int) -> dict:
         """One optimizer step on global batch ``step`` (counted over the whole run: the traces-only
@@ -590,6 +630,8 @@ class FinetuneRecipe:
             stats += ce_sum.detach().double().cpu()
         grad_norm, lr = self._apply_gradients(stats)
         trace = stats.item() / total
+        stretch = pretrain_stretch(cfg) if self.stretching(step) else 1.0
+        self._watch_lookups(step, trace)
         return {
             "step": step + 1,
             "stage": "traces",
@@ -604,6 +646,7 @@ class FinetuneRecipe:
             "graphs": len(items),
             "trace_tokens": int(total),
             "trace_ce": trace,
+            "position_stretch": stretch,
         }
 
     # ------------------------------------------------------------------------------ metrics
@@ -709,6 +752,8 @@ class FinetuneRecipe:
             "python_rng": random.getstate(),
             "config": self.cfg.to_dict(),
             "rules_sha256": self.rules_sha256,
+            "lookups": {"recent_trace_ce": list(self.recent_trace_ce), "stretch_from": self.stretch_from,
+                        "came": self.lookups_step},
         }
         try:
             # the traces-only stage's last checkpoint stays: other main recipes can start from it
@@ -767,6 +812,12 @@ class FinetuneRecipe:
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(f"error: {path}: checkpoint does not fit this run ({exc})") from None
         self.step = self.saved_step = int(state["step"])
+        # (checkpoints from before --pretrain-stretch-after hold no window: it fills again)
+        lookups = state.get("lookups") or {}
+        self.recent_trace_ce = [float(x) for x in lookups.get("recent_trace_ce", [])][-LOOKUP_WINDOW:]
+        start, came = lookups.get("stretch_from"), lookups.get("came")
+        self.stretch_from = int(start) if start is not None else None
+        self.lookups_step = int(came) if came is not None else None
         if self.rank == 0:  # drop metrics written after the checkpoint by the interrupted run
             truncate_metrics(self.out / "metrics.jsonl", self.step)
             _log(f"resumed from {path} at step {self.step}")
@@ -810,4 +861,39 @@ class FinetuneRecipe:
         self.setup()
         self.train()
         self.cleanup()
-        return {"before": self.before, "after": self.after, "output_dir": str(self.out)}
+        return {"before": self.before, "after": self.after, "output_dir": str(self.out),
+                "first_stage": self.first_stage_report()}
+
+    def first_stage_report(self) -> dict | None:
+        """The traces-only stage as it ended: its steps, the mean trace CE of its last
+        :data:`LOOKUP_WINDOW` steps and the step at which that mean first fell below
+        :data:`LOOKUPS_CAME` (None: the lookups did not come); None without the stage or before its end."""
+        first = self.cfg.pretrain_steps
+        if not first or self.step < first:
+            return None
+        window = self.recent_trace_ce
+        return {
+            "steps": first,
+            "trace_ce_last_steps": math.fsum(window) / len(window) if window else None,
+            "window": len(window),
+            "lookups_came_at": self.lookups_step,
+            "threshold": LOOKUPS_CAME,
+        }
+
+    def first_stage_note(self) -> str:
+        """One line on the traces-only stage: when its lookups came, or that they did not and how
+        to train the stage longer from its end."""
+        report = self.first_stage_report()
+        if report is None:
+            return ""
+        ce = report["trace_ce_last_steps"]
+        mean = "" if ce is None else f"the mean trace CE of its last {report['window']} steps is {ce:.3f}; "
+        if report["lookups_came_at"] is not None:
+            return (f"traces-only stage: {mean}its lookups came at step {report['lookups_came_at']} "
+                    f"(that mean first below {LOOKUPS_CAME:g})")
+        first = report["steps"]
+        boundary = self.out / "checkpoints" / f"step-{first:06d}"
+        return (f"warning: traces-only stage: {mean}its lookups have not come (that mean never fell below "
+                f"{LOOKUPS_CAME:g}), so its written reasoning will read long chains poorly "
+                f"(docs/finetune.md); to train the stage longer from its end: constraintc finetune --resume "
+                f"{shlex.quote(str(boundary))} --pretrain-steps {first + 500} --allow-config-change")
