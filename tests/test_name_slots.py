@@ -206,7 +206,10 @@ def test_training_graphs_each_keep_their_own_salt_and_checks_use_none(tmp_path):
         recipe.train_step(0)
         first = list(salts)
         salts.clear()
-        recipe.train_step(0)  # the same graphs again: the same names on the same tokens
+        recipe.train_step(0)  # the same graphs again: their token ids come from the recipe's cache
+        assert salts == []
+        recipe._pack_cache.clear()
+        recipe.train_step(0)  # and tokenized again: the same names on the same tokens
         again = list(salts)
         salts.clear()
         recipe.heldout_metrics()
@@ -217,6 +220,44 @@ def test_training_graphs_each_keep_their_own_salt_and_checks_use_none(tmp_path):
     assert again == first and 0 not in first
     assert salts and set(salts) == {0}  # checks read names as evaluation does
     assert tok.name_salt == 0
+
+
+def test_pack_groups_cache_gives_the_same_batch_and_skips_the_tokenizer(embedded, monkeypatch):
+    """A group packed again with the cache is not tokenized again and packs to the same tensors;
+    another salt (or other completions) is another entry."""
+    import dataclasses
+
+    from constraintc.lm.binding import Completion, pack_groups
+
+    _, tok = embedded
+    groups = [["R0R causes x. x causes Q. Does R0R cause Q?", "R0R causes x. x causes Q. Does Q cause x?"],
+              ["b causes c. Does c cause b?"]]
+    comps = [[Completion("R0R causes x. x causes Q. Does R0R cause Q?\nReasoning:", " R0R causes x. x causes Q.\nAnswer:", "Yes")],
+             []]
+    calls = []
+    real = NameSlotTokenizer.slot_text
+    monkeypatch.setattr(NameSlotTokenizer, "slot_text", lambda self, text: (calls.append(text), real(self, text))[1])
+    cache: dict = {}
+
+    def same(a, b):
+        for f in dataclasses.fields(a):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            assert (torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y), f.name
+
+    plain = pack_groups(tok, groups, completions=comps, name_salts=[3, 9])
+    n = len(calls)
+    first = pack_groups(tok, groups, completions=comps, name_salts=[3, 9], cache=cache)
+    assert len(calls) == 2 * n and len([k for k in cache if k[0] != "answer"]) == 2
+    again = pack_groups(tok, groups, completions=comps, name_salts=[3, 9], cache=cache)
+    assert len(calls) == 2 * n  # no tokenizer call
+    same(plain, first)
+    same(plain, again)
+    other = pack_groups(tok, groups, completions=comps, name_salts=[4, 9], cache=cache)
+    assert len([k for k in cache if k[0] != "answer"]) == 3
+    same(pack_groups(tok, groups, completions=comps, name_salts=[4, 9]), other)
+    assert not torch.equal(other.input_ids, plain.input_ids)
+    pack_groups(tok, groups, completions=[[], []], name_salts=[3, 9], cache=cache)
+    assert len([k for k in cache if k[0] != "answer"]) == 4
 
 
 def test_pack_groups_tokenizes_each_group_with_its_salt(embedded):

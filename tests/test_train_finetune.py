@@ -69,6 +69,32 @@ def test_position_stretch_changes_training_and_only_training(tmp_path):
     assert stretched[0]["heldout_yes_rate"] == plain[0]["heldout_yes_rate"]
 
 
+def test_grad_accum_splits_shortest_first_and_keeps_the_step(tmp_path, monkeypatch):
+    """--grad-accum N: the step's graphs go through the model in N micro-batches, shortest first
+    (each padded to its own longest row); the step's losses and gradient norm are those of one
+    batch (every term is a sum over the global batch divided by its count)."""
+    rows, seen = {}, {}
+    over = dict(steps=1, checkpoint_every=100, trace="keep", batch_groups=8, lambda_schedule="constant",
+                lambda_start=0.5, curriculum_steps=0)
+    for accum in (1, 2, 4):
+        cfg = validate({**SMALL, **over, "grad_accum": accum, "output_dir": str(tmp_path / f"a{accum}")})
+        recipe = FinetuneRecipe(cfg, progress=False)
+        recipe.setup()
+        real = recipe._forward
+        calls: list = []
+        monkeypatch.setattr(recipe, "_forward", lambda graphs, step=None: (calls.append([g.length for g in graphs]), real(graphs, step))[1])
+        rows[accum] = recipe.train_step(0)
+        seen[accum] = calls
+    assert [len(c) for c in seen[4]] == [2, 2, 2, 2] and len(seen[2]) == 2 and len(seen[1]) == 1
+    for calls in (seen[2], seen[4]):
+        flat = [n for c in calls for n in c]
+        assert flat == sorted(flat) == sorted(seen[1][0])
+    for accum in (2, 4):
+        for key in ("loss", "ce", "semantic", "trace_ce", "grad_norm", "yes_rate", "violation_rate"):
+            assert rows[accum][key] == pytest.approx(rows[1][key], rel=1e-5, abs=1e-9), (accum, key)
+        assert rows[accum]["questions"] == rows[1]["questions"]
+
+
 def test_adam_beta2_reaches_the_optimizer(tmp_path):
     cfg = validate({**SMALL, "output_dir": str(tmp_path), "steps": 1, "adam_beta2": 0.95})
     recipe = FinetuneRecipe(cfg, progress=False)

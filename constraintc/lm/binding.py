@@ -132,6 +132,7 @@ def pack_groups(
     dtype: torch.dtype = torch.float32,
     completions: list[list[Completion]] | None = None,
     name_salts: list[int] | None = None,
+    cache: dict | None = None,
 ) -> PackedBatch:
     """Pack each group of prompts into one row (shared prefix once, then every suffix).
 
@@ -139,6 +140,10 @@ def pack_groups(
     their suffixes follow the group's question suffixes in the same row. ``name_salts`` (one per
     group) assigns the names of each group to name tokens with its own salt, for a tokenizer
     that reads names by slot (:func:`constraintc.lm.tokenizer.salted_names`; others ignore it).
+    ``cache`` (a dict kept by the caller for one tokenizer) keeps each group's token ids by its
+    salt, prompts and completions, and the answer tokens, so a group packed again is not
+    tokenized again (a training run that revisits the same graphs with the same salts; it grows
+    by one entry per distinct group).
 
     >>> from constraintc.lm import build_tiny_model
     >>> _, tok = build_tiny_model()
@@ -153,10 +158,11 @@ def pack_groups(
     if name_salts is not None and len(name_salts) != len(groups):
         raise ValueError(f"pack_groups: {len(name_salts)} name salts for {len(groups)} groups")
     from constraintc.lm.tokenizer import salted_names
-    ids_cache: dict[str, tuple[int, int]] = {}
+    ids_cache: dict = cache if cache is not None else {}
 
     def answer_ids(text: str) -> tuple[int, int]:
-        key = answer_separator(text)  # prompts ending in whitespace and in text continue differently
+        # prompts ending in whitespace and in text continue differently
+        key = ("answer", answer_separator(text), yes, no)
         if key not in ids_cache:
             ids_cache[key] = answer_token_ids(tokenizer, text, yes, no)
         return ids_cache[key]
@@ -171,9 +177,18 @@ def pack_groups(
     t_rows, t_cols, t_ids, t_seq, c_answer = [], [], [], [], []
     unpacked = 0
     for g, prompts in enumerate(groups):
-        with salted_names(tokenizer, name_salts[g] if name_salts else 0):
-            seqs = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-            comps = [_completion_tokens(tokenizer, c, completion_answer_id) for c in (completions[g] if completions else [])]
+        salt = name_salts[g] if name_salts else 0
+        mine = completions[g] if completions else []
+        key = (salt, tuple(prompts), tuple((c.prompt, c.text, c.answer, c.loss) for c in mine), yes, no)
+        hit = cache.get(key) if cache is not None else None
+        if hit is None:
+            with salted_names(tokenizer, salt):
+                seqs = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+                comps = [_completion_tokens(tokenizer, c, completion_answer_id) for c in mine]
+            hit = (seqs, comps)
+            if cache is not None:
+                cache[key] = hit
+        seqs, comps = hit
         unpacked += sum(len(s) for s in seqs) + sum(len(ids) for ids, _ in comps)
         k = _common_prefix_length(seqs + [ids for ids, _ in comps])
         tokens = list(seqs[0][:k])

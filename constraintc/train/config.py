@@ -182,7 +182,9 @@ class FinetuneConfig:
                                                 "stretched from the first step", minimum=0, metavar="CE")
     steps: int = option(1600, "optimizer steps (of the main recipe, after any --pretrain-steps)", above=0)
     batch_groups: int = option(16, "graphs per optimizer step, over all processes", above=0)
-    grad_accum: int = option(1, "micro-batches per step (must divide --batch-groups)", above=0)
+    grad_accum: int = option(1, "micro-batches per step (must divide --batch-groups): the step's graphs in "
+                                "order of length, each micro-batch padded to its own longest; the same loss",
+                             above=0)
     lr: float = option(6e-3, "AdamW learning rate", above=0, expected="a positive learning rate")
     warmup_steps: int = option(50, "linear learning-rate warm-up steps", minimum=0)
     lr_schedule: str = option("cosine", "after the warm-up: constant, or a half cosine down to lr/10 at "

@@ -34,6 +34,11 @@ class Graph:
     def key(self) -> tuple:
         return (self.nodes, self.edges, self.atoms)
 
+    @property
+    def length(self) -> int:
+        """Characters of its prompts and completions: orders graphs by the length of their packed rows."""
+        return sum(map(len, self.prompts)) + sum(len(c.prompt) + len(c.text) for c in self.completions)
+
 
 # what a training record needs (records from `constraintc data` have all of it)
 TRAINING_FIELDS = ("premise", "nodes", "edges", "atom", "group")

@@ -167,6 +167,7 @@ class FinetuneRecipe:
         self.recent_trace_ce: list[float] = []
         self.stretch_from: int | None = None
         self.lookups_step: int | None = None  # the first step whose windowed trace CE was below LOOKUPS_CAME
+        self._pack_cache: dict = {}  # the training and held-out graphs' token ids (pack_groups)
 
     # ------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -455,6 +456,8 @@ class FinetuneRecipe:
             self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no, dtype=dtype,
             completions=[g.completions for g in graphs] if self.traced else None,
             name_salts=[self._name_salt(g.group, visit) for g in graphs],
+            # one name assignment per graph: its token ids are the same at every visit
+            cache=self._pack_cache if visit is None else None,
         )
         if step is not None:
             batch = self._stretch(batch, [g.group for g in graphs], step)
@@ -523,6 +526,10 @@ class FinetuneRecipe:
         else:
             chosen = batch_indices(len(self.train_graphs), cfg.batch_groups, step, cfg.seed)
         graphs = [self.train_graphs[i] for i in chosen]
+        if cfg.grad_accum > 1:
+            # shortest first: each micro-batch is padded to its own longest row (every loss term
+            # is a sum over the global batch, so the split does not change the loss)
+            graphs.sort(key=lambda g: g.length)
         n_labelled = sum(lab is not None for g in graphs for lab in g.labels)
         n_graphs = len(graphs)
         lam = self.schedule.value(step)
