@@ -1,6 +1,6 @@
 """Table of traces-only first stages: when their lookups came and how their models write.
 
-    python examples/first_stages.py RUNS_DIR [--window 50] [--below 0.1]
+    python examples/first_stages.py RUNS_DIR [--window N] [--below CE]
 
 RUNS_DIR holds run directories named ARM-sSEED (as examples/gpu_first_stages.sh makes them),
 each with the metrics.jsonl of a traces-only stage and, if evaluated, ``eval/report.json`` from
@@ -21,6 +21,8 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from constraintc.train.recipe import LOOKUP_WINDOW, LOOKUPS_CAME
 
 SPLITS = ("mix", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
 
@@ -64,8 +66,10 @@ def _cells(values: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", type=Path, help="directory of ARM-sSEED run directories")
-    ap.add_argument("--window", type=int, default=50, help="traces-only steps per windowed mean (default 50)")
-    ap.add_argument("--below", type=float, default=0.1, help="the windowed trace CE under which the lookups have come")
+    ap.add_argument("--window", type=int, default=LOOKUP_WINDOW,
+                    help=f"traces-only steps per windowed mean (default {LOOKUP_WINDOW}, as finetune's report)")
+    ap.add_argument("--below", type=float, default=LOOKUPS_CAME,
+                    help=f"the windowed trace CE under which the lookups have come (default {LOOKUPS_CAME:g})")
     args = ap.parse_args(argv)
     runs = sorted(p for p in args.runs.iterdir() if (p / "metrics.jsonl").is_file())
     if not runs:

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The traces-only first stage of examples/configs/finetune_two_stage.toml over several seeds on
-# one GPU, two ways side by side (docs/finetune.md, "Stretching once the lookups have come"):
+# one GPU, two ways side by side (docs/finetune.md, "One GPU, 24 first stages"):
 #
 #   plain:   plain positions throughout (the file as it is);
 #   after:   plain positions until the mean trace CE of the last 50 steps falls below 0.1 (the
 #            lookups have come), then positions stretched by [1, 3] (--pretrain-stretch-after).
 #
-# Both arms of a seed are the same run until the switch, so the difference is what the stretch
-# does after the lookups came. Steps:
+# Both arms of a seed compute the same steps until the switch (bit for bit on a CPU; on a GPU,
+# which is not bit-reproducible, they drift apart and may switch at other steps). Steps:
 #   1. calibration: every run for 30 traces-only steps (this also proves the CUDA path); their
 #      median seconds a step under that load sets how many steps fit TRAIN_SECONDS (a multiple of
 #      250, at most 2500);
@@ -37,7 +37,11 @@ export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 # start every run of the grid: ARM SEED STEPS DIR
 start() {
     local arm=$1 seed=$2 steps=$3 dir=$4 extra=()
-    [ "$arm" = after ] && extra=(--pretrain-position-stretch 3 --pretrain-stretch-after 0.1)
+    case "$arm" in
+        plain) ;;
+        after) extra=(--pretrain-position-stretch 3 --pretrain-stretch-after 0.1) ;;
+        *) echo "error: ARMS: unknown arm '$arm' (expected plain and/or after)" >&2; return 2 ;;
+    esac
     constraintc finetune --config "$cfg" --seed "$seed" --pretrain-steps "$steps" --steps 1 \
         --no-final-eval --no-plots --no-progress --threads 1 --checkpoint-every 250 --pretrain-accum "${ACCUM:-4}" \
         --output-dir "$dir/$arm-s$seed" "${extra[@]}" > "$dir/$arm-s$seed.log" 2>&1 &
@@ -45,7 +49,7 @@ start() {
 grid() {  # STEPS DIR: all runs at once, wait for them
     local pids=(); mkdir -p "$2"
     for seed in ${seeds//,/ }; do
-        for arm in ${ARMS:-plain after}; do start "$arm" "$seed" "$1" "$2"; pids+=($!); done
+        for arm in ${ARMS:-plain after}; do start "$arm" "$seed" "$1" "$2" || exit 2; pids+=($!); done
     done
     local failed=0
     for p in "${pids[@]}"; do wait "$p" || failed=$((failed + 1)); done

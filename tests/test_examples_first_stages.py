@@ -76,6 +76,9 @@ def test_gpu_first_stages_runs_both_arms_and_evaluates_them(tmp_path):
         assert re.search(rf"^\| {arm}-s0 \| 3 \| \d+\.\d{{3}} \| - \| - \| - \| \d\.\d{{3}} \|", proc.stdout, re.M), proc.stdout
     assert "plain: lookups came in 0 of 1 runs; mean of 1 evaluated" in proc.stdout
     assert "after: lookups came in 0 of 1 runs; mean of 1 evaluated" in proc.stdout
+    unknown = subprocess.run([str(ROOT / "examples" / "gpu_first_stages.sh"), str(tmp_path / "y"), str(data), "0", "0"],
+                             capture_output=True, text=True, timeout=60, env=dict(env, ARMS="stretched"))
+    assert unknown.returncode == 2 and "unknown arm 'stretched'" in unknown.stderr
     missing = subprocess.run([str(ROOT / "examples" / "gpu_first_stages.sh"), str(tmp_path / "x"), str(tmp_path / "none.jsonl")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no data file" in missing.stderr
