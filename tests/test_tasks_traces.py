@@ -517,3 +517,149 @@ def test_every_sentence_form_is_one_the_checker_reads():
         if sentence in (EVERY_OTHER_BLOCKED, EARLIER_BLOCKED):
             continue  # says nothing checkable
         assert any(p.search(sentence) for p in (CAUSAL_STEP, TRAIL_CLAIM, SEPARATION, NOT_JOINED_CLAIM)), sentence
+
+
+# d-separation as a reachability search (bayes_ball) ----------------------------------------------
+
+MOVE_SENTENCE = re.compile(r"^([A-Za-z]+) (->|<-) ([A-Za-z]+)$")
+
+
+def check_bayes_ball(nodes, edges, g, x, y, z):
+    """One search trace: clean, its conclusion networkx's, every stated step true, and the search
+    itself replayed: each move leaves the state being expanded along a premise statement the
+    state allows, first entries are expanded at once (depth first) and nothing is expanded twice."""
+    trace = trace_text("dsep", nodes, edges, x, y, z, search="bayes_ball")
+    assert_clean(trace)
+    separated = nx.is_d_separator(g, {x}, {y}, set(z))
+    zs = "{" + ", ".join(sorted(z)) + "}"
+    parts = sentences(trace)
+    assert parts[-1] == f"So {x} and {y} are {'' if separated else 'not '}d-separated given {zs}", trace
+    got = check_steps(trace, record_for("dsep", nodes, edges, x, y, z))
+    assert got["steps"] == got["true"] >= 1, (trace, got)
+
+    def allowed(v, down):  # the moves a state allows, in statement order
+        if v in z:
+            return [(p, False) for p in g.predecessors(v)] if down else []
+        if down:
+            return [(c, True) for c in g.successors(v)]
+        return [(b if a == v else a, a == v) for a, b in dict.fromkeys(edges) if v in (a, b)]
+
+    body = parts[:-1]
+    if body and body[0] == f"{x} and {y} are not joined by any trail":
+        assert g.degree(x) == 0 and separated
+        body = body[1:]
+    stack = [[x, False, allowed(x, False), 0]]
+    seen = {(x, False)}
+    i = 0
+    while i < len(body):
+        while stack and stack[-1][3] == len(stack[-1][2]):
+            stack.pop()
+        assert stack, trace  # a sentence after the search was exhausted
+        top = stack[-1]
+        m = MOVE_SENTENCE.match(body[i])
+        assert m and m.group(1) == top[0], (trace, body[i])
+        other, down = m.group(3), m.group(2) == "->"
+        assert (other, down) == top[2][top[3]], (trace, body[i])
+        top[3] += 1
+        i += 1
+        if other == y:
+            assert i == len(body) and not separated, trace
+            return trace
+        if (other, down) in seen:
+            continue
+        seen.add((other, down))
+        if other in z:
+            assert body[i] == f"{other} is given", trace
+            i += 1
+        elif down and g.out_degree(other) == 0:
+            assert body[i] == f"{other} causes nothing", trace
+            i += 1
+        stack.append([other, down, allowed(other, down), 0])
+    assert all(t[3] == len(t[2]) for t in stack) and separated, trace  # exhausted
+    return trace
+
+
+@settings(max_examples=60)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 9), extra_p=st.sampled_from([0.0, 0.2, 0.5, 0.9]))
+def test_bayes_ball_traces_decide_d_separation_as_networkx_does(seed, n, extra_p):
+    nodes, edges, g = random_digraph(seed, n, extra_p)
+    rng = random.Random(seed)
+    questions = list(all_questions("dsep", nodes, max_z=3))
+    for x, y, z in rng.sample(questions, min(40, len(questions))):
+        check_bayes_ball(nodes, edges, g, x, y, z)
+
+
+@settings(max_examples=40)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(3, 9), extra_p=st.sampled_from([0.0, 0.3, 0.9]))
+def test_bayes_ball_steps_depend_on_x_and_z_until_y_is_reached(seed, n, extra_p):
+    """Two questions with the same X and Z write the same search until one of them reaches its Y:
+    the trace of the one reached later (or never) starts with the other's moves."""
+    nodes, edges, g = random_digraph(seed, n, extra_p)
+    rng = random.Random(seed)
+    x = rng.choice(nodes)
+    rest = [v for v in nodes if v != x]
+    z = tuple(rng.sample(rest, rng.randint(0, min(2, len(rest) - 1))))
+    bodies = {y: sentences(trace_text("dsep", nodes, edges, x, y, z, search="bayes_ball"))[:-1]
+              for y in rest if y not in z}
+    for a, b in [(a, b) for a in bodies for b in bodies if a != b]:
+        short, long_ = sorted((bodies[a], bodies[b]), key=len)
+        assert long_[:len(short)] == short, (x, z, a, b)
+
+
+def test_bayes_ball_trace_examples():
+    nodes = ["A", "B", "C", "D", "E"]
+    edges = [("A", "C"), ("B", "C"), ("C", "D"), ("D", "E")]
+    t = lambda x, y, z=(): trace_text("dsep", nodes, edges, x, y, z, search="bayes_ball")  # noqa: E731
+    # a collider outside Z stops the search going down: A reaches only C, D and E
+    assert t("A", "B") == "A -> C. C -> D. D -> E. E causes nothing. So A and B are d-separated given {}."
+    # a descendant of the collider in Z turns the search up, through C to B
+    assert t("A", "B", ("D",)) == ("A -> C. C -> D. D is given. D <- C. C <- A. C <- B. "
+                                   "So A and B are not d-separated given {D}.")
+    # a chain node in Z blocks: the search turns up at C and its moves up stop at the start
+    assert t("A", "E", ("C",)) == "A -> C. C is given. C <- A. C <- B. B -> C. So A and E are d-separated given {C}."
+    assert t("E", "A", ("D",)) == "E <- D. D is given. So E and A are d-separated given {D}."
+    assert trace_text("dsep", ["A", "B", "C"], [("B", "C")], "A", "B", search="bayes_ball") == (
+        "A and B are not joined by any trail. So A and B are d-separated given {}.")
+    with pytest.raises(ValueError, match="a dsep trace's search must be one of until_found, bayes_ball"):
+        trace_text("dsep", nodes, edges, "A", "B", search="depth_first")
+    with pytest.raises(ValueError, match="a transitivity trace's search must be one of"):
+        trace_text("transitivity", nodes, edges, "A", "B", search="bayes_ball")
+
+
+def test_bayes_ball_sentences_need_no_new_words():
+    """The search writes only words the embedded tokenizer's corpus already has: a new word would
+    renumber its vocabulary (words by frequency) and change every trained run."""
+    from constraintc.tasks.corpus import task_text
+    from constraintc.tasks.trace_format import SEARCH_FORMS
+
+    corpus = task_text(per_task=40, traces=True)
+    known = {w for text in corpus.texts for w in re.findall(r"->|<-|\w+|[^\w\s]", text)}
+    assert not any(form in corpus.texts for form in SEARCH_FORMS)  # not added, so nothing renumbers
+    written = list(SEARCH_FORMS) + [r["trace"] for r in generate("dsep", "mix", 60, seed=5, traces=True,
+                                                                 trace_search="bayes_ball")]
+    names = {n for r in generate("dsep", "mix", 60, seed=5) for n in r["nodes"]} | {"B", "C", "D"}
+    words = {w for text in written for w in re.findall(r"->|<-|\w+|[^\w\s]", text)} - names
+    assert words <= known, words - known
+    assert {"->", "<-", "is", "given"} <= words
+
+
+def test_check_steps_judges_search_moves_and_given_claims():
+    rec = record_for("dsep", ["B", "C", "D"], [("B", "C"), ("D", "C")], "B", "D", ("C",))
+    assert check_steps("B -> C. C is given. C <- D.", rec) == {"steps": 3, "true": 3, "in_premise": 2}
+    # a move against the statement's direction, along no statement, and a node not given
+    assert check_steps("C -> B. B <- D. D is given.", rec) == {"steps": 3, "true": 0, "in_premise": 0}
+    # spaced out as a word-level tokenizer decodes it; a trail's arrows are not moves
+    assert check_steps("B -> C . C is given . C <- D .", rec)["true"] == 3
+    assert check_steps("Trail B -> C <- D is open.", rec) == {"steps": 1, "true": 1, "in_premise": 0}
+
+
+def test_cli_writes_search_traces_and_refuses_a_search_of_the_other_task(tmp_path, capsys):
+    out = tmp_path / "d.jsonl"
+    assert main(["data", "dsep", "--n", "6", "--seed", "2", "--traces", "--trace-search", "bayes_ball",
+                 "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == generate("dsep", "train", 6, seed=2, traces=True, trace_search="bayes_ball")
+    assert all(not r["trace"].startswith("Trail") for r in rows)
+    for task, search in (("transitivity", "bayes_ball"), ("dsep", "depth_first")):
+        assert main(["data", task, "--n", "2", "--traces", "--trace-search", search]) == 2
+        assert "--trace-search" in capsys.readouterr().err

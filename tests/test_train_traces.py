@@ -269,5 +269,13 @@ def test_trace_search_reaches_the_training_records_and_is_checked():
                                         search="exhaustive")
     assert any(r["trace"] != trace_text("transitivity", r["nodes"], r["edges"], r["meta"]["x"], r["meta"]["y"])
                for r in records)
-    with pytest.raises(ConstraintcError, match=r"trace_search='exhaustive': applies to transitivity traces only"):
+    with pytest.raises(ConstraintcError, match=r"trace_search=.exhaustive.: a dsep trace searches as one of until_found, bayes_ball"):
         validate({"trace_search": "exhaustive", "task": "dsep"})
+    with pytest.raises(ConstraintcError, match=r"trace_search='bayes_ball': a transitivity trace searches as one of"):
+        validate({"trace_search": "bayes_ball"})
+    cfg = validate({"trace_search": "bayes_ball", "task": "dsep", "rules": "dsep", "train_records": 24})
+    records = training_records(cfg)
+    assert len(records) == 24
+    for r in records:
+        assert r["trace"] == trace_text("dsep", r["nodes"], r["edges"], r["meta"]["x"], r["meta"]["y"],
+                                        r["meta"]["z"], search="bayes_ball")

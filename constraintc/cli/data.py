@@ -23,7 +23,7 @@ import sys
 
 from constraintc.cli.options import add_output_file, check_output_file
 from constraintc.errors import OptionError
-from constraintc.tasks.traces import SEARCHES
+from constraintc.tasks.traces import SEARCHES, searches_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --traces, transitivity: the breadth-first search stops at the edge that reaches Y "
         "(until_found, default), writes every edge of the search tree first (exhaustive) or expands every "
         "reached node, with all its statements or 'N causes nothing.', breadth first (expand) or depth first "
-        "(depth_first)",
+        "(depth_first); dsep: the trails between X and Y (until_found, default) or a reachability search "
+        "from X over node and direction, depth first (bayes_ball)",
     )
     add_output_file(parser, "output JSONL file (default: stdout)")
     parser.add_argument(
@@ -72,8 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 0:
         raise OptionError("--n", args.n, "a non-negative integer")
     splits = [s for s in SPLITS if s != "train"] if args.all_splits else [args.split]
-    if args.trace_search != "until_found" and (not args.traces or args.task != "transitivity"):
-        raise OptionError("--trace-search", args.trace_search, "used with --traces and the transitivity task only (it shapes transitivity traces)")
+    if args.trace_search != "until_found" and not args.traces:
+        raise OptionError("--trace-search", args.trace_search, "used with --traces (it shapes the traces)")
+    if args.trace_search not in searches_for(args.task):
+        raise OptionError("--trace-search", args.trace_search,
+                          f"for {args.task} traces one of {', '.join(searches_for(args.task))}")
 
     def records():
         for split in splits:

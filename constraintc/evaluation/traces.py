@@ -17,7 +17,9 @@ reasoning whose two names are nodes of the record's graph is checked against the
 (reachability: an indirect cause is a true cause). Every d-separation trail claim,
 ``Trail X -> B <- Y is open.`` or ``Trail X -> B <- Y is blocked at B...``, is a step too: it is
 true when the trail is a simple trail of the graph with exactly those arrow directions and the
-claim holds given the record's conditioning set (see :func:`check_steps`). So are the
+claim holds given the record's conditioning set (see :func:`check_steps`). So are a reachability
+search's moves, ``B -> C.`` (true when B causes C is a premise statement) and ``C <- D.`` (D causes
+C), and ``C is given.`` (C is in the conditioning set); and the
 conclusions ``X and Y are (not) d-separated given {Z}`` (judged by ``nx.is_d_separator`` with the
 set the sentence names) and ``X and Y are not joined by any trail`` (the skeleton has no path). A
 *sound* trace is valid, states at least one step, and every step is true. The sentences and the
@@ -30,7 +32,8 @@ import re
 
 import networkx as nx
 
-from constraintc.tasks.trace_format import CAUSAL_STEP, CAUSES, NOT_JOINED_CLAIM, SEPARATION, TRAIL_CLAIM, TRAIL_TOKEN
+from constraintc.tasks.trace_format import (CAUSAL_STEP, CAUSES, DOWN, GIVEN_CLAIM, MOVE, NOT_JOINED_CLAIM, SEPARATION,
+                                            TRAIL_CLAIM, TRAIL_TOKEN)
 
 STATUSES = ("valid", "empty", "missing", "truncated")
 
@@ -166,6 +169,8 @@ def check_steps(reasoning: str | None, record: dict) -> dict:
     {'steps': 2, 'true': 1, 'in_premise': 0}
     >>> check_steps("So B and D are d - separated given { } . B and D are d-separated given {C}.", rec)
     {'steps': 2, 'true': 1, 'in_premise': 0}
+    >>> check_steps("B -> C. C is given. C <- D. D -> B.", rec)
+    {'steps': 4, 'true': 2, 'in_premise': 2}
     """
     out = {"steps": 0, "true": 0, "in_premise": 0}
     if not reasoning:
@@ -196,6 +201,20 @@ def check_steps(reasoning: str | None, record: dict) -> dict:
         skeleton = graph.to_undirected() if skeleton is None else skeleton
         out["steps"] += 1
         out["true"] += not nx.has_path(skeleton, x, y)
+    for a, arrow, b in MOVE.findall(reasoning):
+        if a not in nodes or b not in nodes or a == b:
+            continue
+        holds = ((a, b) if arrow == DOWN else (b, a)) in edges
+        out["steps"] += 1
+        out["true"] += holds
+        out["in_premise"] += holds
+    given = GIVEN_CLAIM.findall(reasoning)
+    if given:
+        z = set(conditioning_set(record))
+        for v in given:
+            if v in nodes:
+                out["steps"] += 1
+                out["true"] += v in z
     claims = TRAIL_CLAIM.findall(reasoning)
     if claims:
         z = set(conditioning_set(record))

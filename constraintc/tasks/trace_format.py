@@ -12,6 +12,8 @@ The grammar, one sentence each (names are words; a set is ``{B, C}``)::
     unjoined    := X "and" Y "are not joined by any trail."
     separation  := ["So"] X "and" Y "are" ["not"] "d-separated given" SET "."
     cap         := "Every other trail is blocked too." | "Other trails before it are blocked too."
+    move        := N ("->" | "<-") M "."        (reachability search: down to a child, up to a parent)
+    given       := N "is given."
 
 The patterns read what a model writes as well as what the writer writes: any white space,
 spaces around punctuation (``d - separated given { C , E }``, as a word-level tokenizer decodes
@@ -46,6 +48,8 @@ SEPARATED = "d-separated given"
 NOT_JOINED = "are not joined by any trail"
 EVERY_OTHER_BLOCKED = "Every other trail is blocked too."
 EARLIER_BLOCKED = "Other trails before it are blocked too."
+DOWN, UP = ARROWS  # a search move to a child (N -> M: N causes M) or to a parent (N <- M: M causes N)
+IS_GIVEN = "is given"
 
 
 def set_text(z: Sequence[str]) -> str:
@@ -80,6 +84,17 @@ def trail_sentence(trail: str, block: tuple[str, bool] | None, z: Sequence[str])
     return f"{TRAIL} {trail} is {BLOCKED_AT} {node}, {reason} {set_text(z)}."
 
 
+def move_step(node: str, other: str, down: bool) -> str:
+    """A reachability-search move from ``node`` along one premise statement: down to its child
+    ``other`` (``node -> other.``) or up to its parent ``other`` (``node <- other.``); the
+    node moved to is always the last name written."""
+    return f"{node} {DOWN if down else UP} {other}."
+
+
+def given_step(node: str) -> str:
+    return f"{node} {IS_GIVEN}."
+
+
 def not_joined(x: str, y: str) -> str:
     return f"{x} and {y} {NOT_JOINED}."
 
@@ -111,6 +126,10 @@ TRAIL_CLAIM = re.compile(
 TRAIL_TOKEN = re.compile(rf"{_ARROW}|\w+")
 # (X, Y, "not " or "", the set's members)
 SEPARATION = re.compile(rf"\b(\w+)\s+and\s+(\w+)\s+are\s+(not\s+)?{_words(SEPARATED)}\s*{_SET}")
+# (N, arrow, M): a search move; a trail's arrows are never followed by a period, so trails do not match
+MOVE = re.compile(rf"\b{_NAME}\s*({_ARROW})\s*{_NAME}\s*\.")
+# (N,)
+GIVEN_CLAIM = re.compile(rf"\b{_NAME}\s+{_words(IS_GIVEN)}\s*\.")
 # (X, Y)
 NOT_JOINED_CLAIM = re.compile(rf"\b(\w+)\s+and\s+(\w+)\s+{_words(NOT_JOINED)}")
 
@@ -128,4 +147,12 @@ SENTENCE_FORMS = (
     not_joined("B", "D"),
     separation_conclusion("B", "D", (), True),
     separation_conclusion("B", "D", ("C",), False),
+)
+# The reachability search's sentences use only words of the forms above (its arrows, "is",
+# "given", "causes nothing"), so they need no vocabulary of their own and are not added: a new
+# word would renumber the embedded tokenizer's vocabulary and change every trained run.
+SEARCH_FORMS = (
+    " ".join([move_step("B", "C", True), given_step("C"), move_step("C", "D", False),
+              separation_conclusion("B", "D", ("C",), False)]),
+    " ".join([move_step("B", "C", True), causes_nothing("C"), separation_conclusion("B", "D", (), True)]),
 )

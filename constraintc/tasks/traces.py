@@ -48,6 +48,26 @@ Separated: every trail, then ``So X and Y are d-separated given {Z}.`` (``X and 
 by any trail.`` first when there is none). Not separated: the trails up to and including the first
 open one, then ``So X and Y are not d-separated given {Z}.``
 
+With ``search="bayes_ball"`` a d-separation trace is a reachability search instead (Shachter's
+Bayes-ball), depth first from X, over states "node, and whether the search came down to it from a
+parent or up to it from a child"; X is entered as if from a child. Entering a state writes the
+move along one premise statement, with the node moved to last: ``B -> C.`` (down: B causes C) or
+``B <- A.`` (up: A causes B). A state entered for the first time is then expanded, its moves
+written in statement order, each followed at once by the expansion of the state it enters:
+
+- a node in Z: ``C is given.``; came down, the search turns up to every parent (``C <- D.``);
+  came up, it stops there;
+- came down to a node outside Z: down to every child, or ``C causes nothing.`` when it has none;
+- came up to a node outside Z (and X itself): along every statement that names it, down to its
+  children and up to its parents.
+
+A move into a state entered before is written and not expanded. The search ends at the first move
+that reaches Y (``So X and Y are not d-separated given {Z}.``) or when every state is expanded
+(``So X and Y are d-separated given {Z}.``; ``X and Y are not joined by any trail.`` first when no
+statement names X). Y is reached exactly when an active trail joins X and Y (tested against
+networkx). Every step is one lookup in the premise (the statements that name the last node
+written), and the steps depend on X and Z, never on where Y lies, until Y is reached.
+
 At most :data:`MAX_TRAILS` blocked trails are written. When more trails come first, a separated
 trace says ``Every other trail is blocked too.`` before its conclusion, and a not-separated trace
 writes ``Other trails before it are blocked too.`` (when it skipped some) and then its first open
@@ -60,10 +80,11 @@ from collections import deque
 from typing import Iterator, Sequence
 
 from constraintc.tasks.trace_format import (EARLIER_BLOCKED, EVERY_OTHER_BLOCKED, SENTENCE_FORMS,
-                                            cause_conclusion, cause_step, causes_nothing,
-                                            not_joined, separation_conclusion, trail_sentence)
+                                            cause_conclusion, cause_step, causes_nothing, given_step,
+                                            move_step, not_joined, separation_conclusion, trail_sentence)
 
-__all__ = ["GraphTracer", "trace_text", "SENTENCE_FORMS", "MAX_TRAILS", "TASKS", "SEARCHES"]
+__all__ = ["GraphTracer", "trace_text", "SENTENCE_FORMS", "MAX_TRAILS", "TASKS", "SEARCHES", "DSEP_SEARCHES",
+           "searches_for"]
 
 MAX_TRAILS = 16  # trails written per d-separation trace (bounds its length; see the module docstring)
 
@@ -71,7 +92,20 @@ TASKS = ("transitivity", "dsep")
 
 # how a transitivity trace searches: stop at the edge that reaches Y, write the whole search tree,
 # or expand every reached node (all its statements, or "N causes nothing."): breadth first or depth first
-SEARCHES = ("until_found", "exhaustive", "expand", "depth_first")
+SEARCHES = ("until_found", "exhaustive", "expand", "depth_first", "bayes_ball")
+# how a d-separation trace searches: the trails between X and Y (``until_found``, the default) or a
+# reachability search from X (``bayes_ball``)
+DSEP_SEARCHES = ("until_found", "bayes_ball")
+TRANSITIVITY_SEARCHES = ("until_found", "exhaustive", "expand", "depth_first")
+
+
+def searches_for(task: str) -> tuple[str, ...]:
+    """The ``search`` values a trace of ``task`` accepts.
+
+    >>> searches_for("dsep")
+    ('until_found', 'bayes_ball')
+    """
+    return DSEP_SEARCHES if task == "dsep" else TRANSITIVITY_SEARCHES
 
 
 class GraphTracer:
@@ -84,7 +118,7 @@ class GraphTracer:
     'Trail B -> C -> D is blocked at C, which is in {C}. So B and D are d-separated given {C}.'
     """
 
-    __slots__ = ("nodes", "edges", "_children", "_parents", "_skeleton", "_edge_set")
+    __slots__ = ("nodes", "edges", "_children", "_parents", "_skeleton", "_edge_set", "_incident")
 
     def __init__(self, nodes: Sequence[str], edges: Sequence[Sequence[str]]):
         self.nodes = list(nodes)
@@ -98,6 +132,8 @@ class GraphTracer:
         # skeleton: node -> [(statement index, neighbour)] in statement order, first statement wins
         self._skeleton: dict[str, list[tuple[int, str]]] = {n: [] for n in self.nodes}
         self._edge_set: set[tuple[str, str]] = set()
+        # node -> [(other end, whether it is a child)] for every statement that names it, in order
+        self._incident: dict[str, list[tuple[str, bool]]] = {n: [] for n in self.nodes}
         linked: set[frozenset] = set()
         for index, (u, v) in enumerate(self.edges):
             if (u, v) in self._edge_set:
@@ -105,6 +141,8 @@ class GraphTracer:
             self._edge_set.add((u, v))
             self._children[u].append(v)
             self._parents[v].append(u)
+            self._incident[u].append((v, True))
+            self._incident[v].append((u, False))
             pair = frozenset((u, v))
             if pair not in linked:
                 linked.add(pair)
@@ -114,9 +152,10 @@ class GraphTracer:
     def trace(self, task: str, x: str, y: str, z: Sequence[str] = (), search: str = "until_found") -> str:
         """The gold trace for the question about ``(x, y[, z])``; ``search`` (transitivity): stop
         at Y (``until_found``), write every tree edge first (``exhaustive``) or every statement
-        of every reached node, breadth first (``expand``) or depth first (``depth_first``)."""
-        if search not in SEARCHES:
-            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
+        of every reached node, breadth first (``expand``) or depth first (``depth_first``);
+        (d-separation): the trails (``until_found``) or a reachability search (``bayes_ball``)."""
+        if task in TASKS and search not in searches_for(task):
+            raise ValueError(f"a {task} trace's search must be one of {', '.join(searches_for(task))}, got {search!r}")
         if x not in self._children or y not in self._children:
             raise ValueError(f"{x!r} and {y!r} must be nodes of the graph {self.nodes}")
         if x == y:
@@ -131,7 +170,7 @@ class GraphTracer:
             z = tuple(z)
             if x in z or y in z or not set(z) <= set(self._children):
                 raise ValueError(f"conditioning set {z} must be nodes of the graph other than {x!r} and {y!r}")
-            return self._dsep(x, y, z)
+            return self._bayes_ball(x, y, z) if search == "bayes_ball" else self._dsep(x, y, z)
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
 
     # transitivity ---------------------------------------------------------------------------
@@ -202,6 +241,45 @@ class GraphTracer:
         return " ".join(steps)
 
     # d-separation -----------------------------------------------------------------------------
+
+    def _bayes_ball(self, x: str, y: str, z: tuple[str, ...]) -> str:
+        # Depth first over (node, came down); each frame: [node, came down, its moves, next move].
+        given = set(z)
+
+        def moves(v: str, down: bool) -> list[tuple[str, bool]]:
+            if v in given:
+                return [(p, False) for p in self._parents[v]] if down else []
+            if down:
+                return [(c, True) for c in self._children[v]]
+            return self._incident[v]
+
+        steps: list[str] = []
+        if not self._incident[x]:
+            steps.append(not_joined(x, y))
+        seen = {(x, False)}
+        stack: list[list] = [[x, False, moves(x, False), 0]]
+        while stack:
+            top = stack[-1]
+            v, _, options, i = top
+            if i == len(options):
+                stack.pop()
+                continue
+            top[3] += 1
+            other, down = options[i]
+            steps.append(move_step(v, other, down))
+            if other == y:
+                steps.append(separation_conclusion(x, y, z, False))
+                return " ".join(steps)
+            if (other, down) in seen:
+                continue
+            seen.add((other, down))
+            if other in given:
+                steps.append(given_step(other))
+            elif down and not self._children[other]:
+                steps.append(causes_nothing(other))
+            stack.append([other, down, moves(other, down), 0])
+        steps.append(separation_conclusion(x, y, z, True))
+        return " ".join(steps)
 
     def trails(self, x: str, y: str) -> Iterator[list[str]]:
         """The simple trails from ``x`` to ``y`` in the skeleton, shortest first, then by the

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from constraintc.errors import ConstraintcError
 from constraintc.tasks.generate import SPLITS
-from constraintc.tasks.traces import SEARCHES
+from constraintc.tasks.traces import SEARCHES, searches_for
 from constraintc.train.schedules import SCHEDULES
 
 
@@ -131,7 +131,9 @@ class FinetuneConfig:
                                               "search tree before concluding (exhaustive: the steps do not "
                                               "depend on Y) or expands every reached node, each with all its "
                                               "statements or 'N causes nothing.', breadth first (expand) or "
-                                              "depth first (depth_first)",
+                                              "depth first (depth_first); d-separation traces: the trails "
+                                              "between X and Y (until_found) or a reachability search from X "
+                                              "over node and direction, depth first (bayes_ball)",
                                choices=SEARCHES)
     trace_tokens: int = option(0, "with --trace keep or mask: tokens the final evaluation lets the model "
                                   "reason for before answering; 0: no written reasoning", minimum=0)
@@ -315,8 +317,9 @@ def validate(values: dict, source: str = "config", flags=()) -> FinetuneConfig:
                       f"position_stretch when that is 0)")
     if cfg.lambda_schedule == "adaptive" and not (cfg.lambda_up >= 1 and 0 < cfg.lambda_down <= 1):
         errors.append(f"{source}: lambda_up/lambda_down={cfg.lambda_up!r}/{cfg.lambda_down!r}: expected up >= 1 and 0 < down <= 1")
-    if cfg.trace_search != "until_found" and cfg.task != "transitivity":
-        errors.append(f"{at('trace_search', cfg.trace_search)}: applies to transitivity traces only (task={cfg.task!r})")
+    if cfg.trace_search not in searches_for(cfg.task):
+        errors.append(f"{at('trace_search', cfg.trace_search)}: a {cfg.task} trace searches as one of "
+                      f"{', '.join(searches_for(cfg.task))}")
     if not all(isinstance(t, str) for t in cfg.lora_targets):
         errors.append(f"{at('lora_targets', cfg.lora_targets)}: expected a list of module names")
     if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0

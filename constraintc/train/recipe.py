@@ -901,6 +901,7 @@ class FinetuneRecipe:
         first = report["steps"]
         boundary = self.out / "checkpoints" / f"step-{first:06d}"
         return (f"warning: traces-only stage: {mean}its lookups have not come (that mean never fell below "
-                f"{LOOKUPS_CAME:g}), so its written reasoning will read long chains poorly "
+                f"{LOOKUPS_CAME:g}), so its written reasoning will follow long searches "
+                f"(long chains, large graphs) poorly "
                 f"(docs/finetune.md); to train the stage longer from its end: constraintc finetune --resume "
                 f"{shlex.quote(str(boundary))} --pretrain-steps {first + 500} --allow-config-change")
