@@ -164,6 +164,28 @@ def test_pretrain_stage_trains_traces_then_hands_over_with_fresh_moments(tmp_pat
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-000003", "step-000005"]
 
 
+def test_dsep_search_traces_train_in_the_traces_only_stage(tmp_path):
+    """d-separation with --trace-search bayes_ball: the stage's completions are the written
+    searches of the training records, and both stages train."""
+    from constraintc.tasks.traces import trace_text
+    from constraintc.train.records import training_records
+
+    over = {**SMALL, **PRETRAIN, "task": "dsep", "rules": "dsep", "params": {"cond_size": 3}, "trace_search": "bayes_ball",
+            "output_dir": str(tmp_path), "steps": 1, "checkpoint_every": 100, "label_yes_rate": 0.5}
+    recipe = FinetuneRecipe(validate(over), progress=False)
+    recipe.setup()
+    texts = {c.text for g in recipe.pretrain_groups for c in g.completions}
+    labelled: list[dict] = []
+    training_records(validate(over), gold=labelled)
+    searches = {f" {trace_text('dsep', r['nodes'], r['edges'], r['meta']['x'], r['meta']['y'], r['meta']['z'], search='bayes_ball')}\nAnswer:"
+                for r in labelled}
+    assert texts == searches and not any(t.lstrip().startswith("Trail") for t in texts)
+    recipe.train()
+    rows = _metrics(tmp_path)
+    assert [r.get("stage") for r in rows] == ["traces"] * 3 + [None]
+    assert all(r["trace_ce"] > 0 for r in rows) and rows[-1]["semantic"] is not None
+
+
 @pytest.fixture
 def salts_seen(monkeypatch) -> list[list[int]]:
     """The name salts of every pack_groups call from now on, one list per call."""
