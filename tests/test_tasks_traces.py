@@ -227,16 +227,21 @@ def test_depth_first_traces_follow_networkx_depth_first_search(seed, n, extra_p)
             reached.add(obj)
 
 
-def test_cli_and_generator_write_exhaustive_traces(tmp_path, capsys):
+@pytest.mark.parametrize("task,search,other", [("transitivity", "exhaustive", "dsep"), ("dsep", "bayes_ball", "transitivity")])
+def test_cli_and_generator_write_searched_traces(tmp_path, capsys, task, search, other):
     out = tmp_path / "t.jsonl"
-    assert main(["data", "transitivity", "--n", "8", "--seed", "2", "--traces", "--trace-search", "exhaustive",
-                 "-o", str(out)]) == 0
+    assert main(["data", task, "--n", "8", "--seed", "2", "--traces", "--trace-search", search, "-o", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert rows == generate("transitivity", "train", 8, seed=2, traces=True, trace_search="exhaustive")
+    assert rows == generate(task, "train", 8, seed=2, traces=True, trace_search=search)
     for r in rows:
-        assert r["trace"] == trace_text("transitivity", r["nodes"], r["edges"], r["meta"]["x"], r["meta"]["y"],
-                                        search="exhaustive")
-    assert main(["data", "dsep", "--n", "2", "--traces", "--trace-search", "exhaustive"]) == 2
+        meta = r["meta"]
+        assert r["trace"] == trace_text(task, r["nodes"], r["edges"], meta["x"], meta["y"], meta.get("z") or (),
+                                        search=search)
+    assert rows != generate(task, "train", 8, seed=2, traces=True)  # not the default search
+    # the other task's traces do not search this way; the search needs --traces
+    assert main(["data", other, "--n", "2", "--traces", "--trace-search", search]) == 2
+    assert "--trace-search" in capsys.readouterr().err
+    assert main(["data", task, "--n", "2", "--trace-search", search]) == 2
     assert "--trace-search" in capsys.readouterr().err
 
 
@@ -651,15 +656,3 @@ def test_check_steps_judges_search_moves_and_given_claims():
     # spaced out as a word-level tokenizer decodes it; a trail's arrows are not moves
     assert check_steps("B -> C . C is given . C <- D .", rec)["true"] == 3
     assert check_steps("Trail B -> C <- D is open.", rec) == {"steps": 1, "true": 1, "in_premise": 0}
-
-
-def test_cli_writes_search_traces_and_refuses_a_search_of_the_other_task(tmp_path, capsys):
-    out = tmp_path / "d.jsonl"
-    assert main(["data", "dsep", "--n", "6", "--seed", "2", "--traces", "--trace-search", "bayes_ball",
-                 "-o", str(out)]) == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert rows == generate("dsep", "train", 6, seed=2, traces=True, trace_search="bayes_ball")
-    assert all(not r["trace"].startswith("Trail") for r in rows)
-    for task, search in (("transitivity", "bayes_ball"), ("dsep", "depth_first")):
-        assert main(["data", task, "--n", "2", "--traces", "--trace-search", search]) == 2
-        assert "--trace-search" in capsys.readouterr().err
