@@ -175,7 +175,7 @@ def _f(value: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from constraintc.tasks.traces import SEARCHES
+    from constraintc.tasks.traces import TRANSITIVITY_SEARCHES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="initialisation, batch order and name salts (default: 0)")
     ap.add_argument("--name-salt", choices=SALTS, default="visit", help="a fresh name assignment at every visit "
                     "of a graph, or one per graph (default: visit)")
-    ap.add_argument("--search", choices=SEARCHES, default="exhaustive",
+    ap.add_argument("--search", choices=TRANSITIVITY_SEARCHES, default="exhaustive",
                     help="the gold traces' search (default: exhaustive)")
     ap.add_argument("--lr", type=float, default=6e-3, help="AdamW learning rate, constant after --warmup steps (default: 6e-3)")
     ap.add_argument("--warmup", type=int, default=50, help="linear learning-rate warm-up steps (default: 50)")

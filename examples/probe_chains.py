@@ -110,7 +110,7 @@ def step_positions(ids: list[int], causes: int, stop: int, so: int, nothing: int
 def chain_trace_groups(sizes, chains: int, seed: int, questions: int = 4, search: str = "until_found"):
     """``(order, nodes, completions)`` per chain: ``questions`` random questions about the chain,
     each as the reasoning prompt followed by its gold trace (``search``, see
-    :data:`constraintc.tasks.traces.SEARCHES`), ``Answer:`` and the label."""
+    :data:`constraintc.tasks.traces.TRANSITIVITY_SEARCHES`), ``Answer:`` and the label."""
     from constraintc.tasks.prompts import reasoning_prompt
     from constraintc.tasks.traces import GraphTracer
     from constraintc.train.data import trace_completion

@@ -83,8 +83,8 @@ from constraintc.tasks.trace_format import (EARLIER_BLOCKED, EVERY_OTHER_BLOCKED
                                             cause_conclusion, cause_step, causes_nothing, given_step,
                                             move_step, not_joined, separation_conclusion, trail_sentence)
 
-__all__ = ["GraphTracer", "trace_text", "SENTENCE_FORMS", "MAX_TRAILS", "TASKS", "SEARCHES", "DSEP_SEARCHES",
-           "searches_for"]
+__all__ = ["GraphTracer", "trace_text", "SENTENCE_FORMS", "MAX_TRAILS", "TASKS", "SEARCHES",
+           "TRANSITIVITY_SEARCHES", "DSEP_SEARCHES", "searches_for"]
 
 MAX_TRAILS = 16  # trails written per d-separation trace (bounds its length; see the module docstring)
 
@@ -92,11 +92,12 @@ TASKS = ("transitivity", "dsep")
 
 # how a transitivity trace searches: stop at the edge that reaches Y, write the whole search tree,
 # or expand every reached node (all its statements, or "N causes nothing."): breadth first or depth first
-SEARCHES = ("until_found", "exhaustive", "expand", "depth_first", "bayes_ball")
+TRANSITIVITY_SEARCHES = ("until_found", "exhaustive", "expand", "depth_first")
 # how a d-separation trace searches: the trails between X and Y (``until_found``, the default) or a
 # reachability search from X (``bayes_ball``)
 DSEP_SEARCHES = ("until_found", "bayes_ball")
-TRANSITIVITY_SEARCHES = ("until_found", "exhaustive", "expand", "depth_first")
+# every search of either task (an option's choices; :func:`searches_for` says which a task takes)
+SEARCHES = TRANSITIVITY_SEARCHES + DSEP_SEARCHES[1:]
 
 
 def searches_for(task: str) -> tuple[str, ...]:
