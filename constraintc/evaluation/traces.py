@@ -208,16 +208,13 @@ def check_steps(reasoning: str | None, record: dict) -> dict:
         out["steps"] += 1
         out["true"] += holds
         out["in_premise"] += holds
-    given = GIVEN_CLAIM.findall(reasoning)
-    if given:
-        z = set(conditioning_set(record))
-        for v in given:
-            if v in nodes:
-                out["steps"] += 1
-                out["true"] += v in z
+    z = set(conditioning_set(record))
+    for v in GIVEN_CLAIM.findall(reasoning):
+        if v in nodes:
+            out["steps"] += 1
+            out["true"] += v in z
     claims = TRAIL_CLAIM.findall(reasoning)
     if claims:
-        z = set(conditioning_set(record))
         openers = set(z)
         for v in z:
             if v in graph:
