@@ -39,6 +39,11 @@ def test_the_traces_only_stage_needs_traces_and_whole_micro_batches():
             validate({**off, "pretrain_stretch_after": 0.1})
     assert validate({**stage, "pretrain_position_stretch": 3, "pretrain_stretch_after": 0.1}).pretrain_stretch_after == 0.1
     assert validate({**stage, "position_stretch": 3, "pretrain_stretch_after": 0.1}).pretrain_stretch_after == 0.1
+    # the decay is a part of the stage, at most all of it
+    with pytest.raises(ConfigError, match=r"pretrain_decay_steps=11: the decay is part of the traces-only stage: "
+                                          r"expected at most pretrain_steps=10"):
+        validate({**stage, "pretrain_decay_steps": 11})
+    assert validate({**stage, "pretrain_decay_steps": 10}).pretrain_decay_steps == 10
 
 
 def test_file_then_flags(tmp_path):

@@ -128,6 +128,17 @@ PRETRAIN = dict(trace="keep", trace_search="depth_first", pretrain_steps=3, pret
                 label_yes_rate=0.75, lr=3e-3)
 
 
+def test_pretrain_decay_lowers_the_stage_learning_rate_to_a_tenth_then_hands_over(tmp_path):
+    cfg = validate({**SMALL, **PRETRAIN, "pretrain_steps": 4, "pretrain_decay_steps": 3, "output_dir": str(tmp_path),
+                    "steps": 1, "checkpoint_every": 100})
+    recipe = FinetuneRecipe(cfg, progress=False)
+    recipe.setup()
+    recipe.train()
+    lrs = [r["lr"] for r in _metrics(tmp_path)]
+    # constant, then a half cosine over the last 3 steps: 1, 0.55, 0.1 of pretrain_lr; the main recipe's lr after
+    assert lrs == pytest.approx([1e-2, 1e-2, 5.5e-3, 1e-3, 3e-3])
+
+
 def test_pretrain_stage_trains_traces_then_hands_over_with_fresh_moments(tmp_path):
     cfg = validate({**SMALL, **PRETRAIN, "output_dir": str(tmp_path), "steps": 2, "checkpoint_every": 100})
     recipe = FinetuneRecipe(cfg, progress=False)

@@ -24,6 +24,9 @@ chains_long      7-15   linear chains, causal order, names as in mix (longer tha
 chains_reversed  5-12   linear chains stated in exactly reverse causal order
 chains_shuffled  7-15   linear chains stated in random order (no positional cue left)
 branching_large  5-12   dense DAGs, larger than any mix graph
+mix_large        3-12   mix on larger graphs: random DAGs, chains and dense DAGs of up to 12
+                        nodes (a larger training mixture; its graphs are as large as
+                        branching_large's)
 unseen_names     3-7    mix graphs named only from the held-out part of the open names
 ===============  =====  ======================================================================
 
@@ -51,7 +54,7 @@ from constraintc.tasks.traces import GraphTracer
 TASKS = ("transitivity", "dsep")
 SPLITS = (
     "train", "length", "reversed", "shuffled", "branching", "long_names", "adversarial",
-    "mix", "mix_pairs", "mix_twins", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names",
+    "mix", "mix_pairs", "mix_twins", "mix_large", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names",
 )
 
 
@@ -101,7 +104,7 @@ class MixSpec:
 
 def _mix(
     nodes: tuple[int, int], names: tuple[str, ...], chain_nodes: tuple[int, int] = (3, 6), pair_p: float = 0.0,
-    twin_p: float = 0.0,
+    twin_p: float = 0.0, dense_nodes: tuple[int, int] | None = None,
 ) -> MixSpec:
     """The training mixture over every statement order and name style in ``names``: random
     DAGs, chains with some links flipped (axiomatic training's noise), dense DAGs."""
@@ -112,7 +115,7 @@ def _mix(
                 (3.0, SplitSpec(nodes, 0.2, 0.4, order, style)),
                 (1.5, SplitSpec(chain_nodes, 0.0, 1.0, order, style, family="chain")),
                 (1.5, SplitSpec(chain_nodes, 0.0, 1.0, order, style, family="chain", flip_p=0.3)),
-                (1.0, SplitSpec((4, min(nodes[1], 6)), 0.55, 0.0, order, style)),
+                (1.0, SplitSpec(dense_nodes or (4, min(nodes[1], 6)), 0.55, 0.0, order, style)),
             ]
     return MixSpec(tuple(parts), pair_p, twin_p)
 
@@ -130,6 +133,9 @@ SPLIT_SPECS: dict[str, SplitSpec] = {
     "mix_pairs": _mix((3, 7), ("short", "open_train"), pair_p=0.5),
     # mix, half of its graphs followed by their twin with one interior link cut (docs/finetune.md)
     "mix_twins": _mix((3, 7), ("short", "open_train"), twin_p=0.5),
+    # mix on graphs of 3-12 nodes (chains and dense DAGs too): a larger training mixture, for
+    # searches whose lookups must work in long premises (docs/finetune.md, dsep)
+    "mix_large": _mix((3, 12), ("short", "open_train"), chain_nodes=(3, 12), dense_nodes=(4, 12)),
     "chains_long": MixSpec(tuple(
         (1.0, SplitSpec((7, 15), 0.0, 1.0, "topological", style, family="chain")) for style in ("short", "open_train")
     )),

@@ -173,7 +173,11 @@ class FinetuneConfig:
                                     "graphs in order of length, each micro-batch padded to its own longest (4: a "
                                     "third less time than one padded batch on a CPU thread)", above=0)
     pretrain_lr: float = option(6e-3, "the traces-only stage's AdamW learning rate (after --warmup-steps, "
-                                      "constant)", above=0, expected="a positive learning rate")
+                                      "constant until --pretrain-decay-steps)", above=0,
+                                expected="a positive learning rate")
+    pretrain_decay_steps: int = option(0, "the traces-only stage's last N steps lower its learning rate along a "
+                                          "half cosine from --pretrain-lr to a tenth of it (the last step's); "
+                                          "0: constant to the end of the stage", minimum=0, metavar="N")
     pretrain_position_stretch: float = option(0.0, "the traces-only stage's --position-stretch (its rows' "
                                                    "position ids times a factor drawn from [1, X]): 1 off, "
                                                    "0 the same as --position-stretch",
@@ -308,6 +312,9 @@ def validate(values: dict, source: str = "config", flags=()) -> FinetuneConfig:
         errors.append(
             f"{at('pretrain_accum', cfg.pretrain_accum)}: must divide pretrain_batch={cfg.pretrain_batch!r} (micro-batches of equal size)"
         )
+    if cfg.pretrain_decay_steps > cfg.pretrain_steps:
+        errors.append(f"{at('pretrain_decay_steps', cfg.pretrain_decay_steps)}: the decay is part of the traces-only "
+                      f"stage: expected at most pretrain_steps={cfg.pretrain_steps!r}")
     if 0 < cfg.pretrain_position_stretch < 1:
         errors.append(f"{at('pretrain_position_stretch', cfg.pretrain_position_stretch)}: expected 0 (as "
                       f"--position-stretch) or a factor >= 1 (1: off)")

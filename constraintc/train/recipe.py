@@ -55,7 +55,8 @@ def lr_factor(cfg: FinetuneConfig):
     """The learning-rate multiplier (of ``cfg.lr``) at global step ``s``. The main recipe's steps:
     a linear warm-up over ``warmup_steps``, then constant, or a half cosine from 1 to 0.1 at the
     last step (``lr_schedule = "cosine"``). A traces-only stage (``pretrain_steps``) comes first,
-    with its own warm-up to ``pretrain_lr``, then constant.
+    with its own warm-up to ``pretrain_lr``, then constant, its last ``pretrain_decay_steps`` a half
+    cosine down to a tenth of ``pretrain_lr``.
 
     >>> from constraintc.train.config import validate
     >>> f = lr_factor(validate({"steps": 100, "warmup_steps": 10, "lr_schedule": "cosine"}))
@@ -65,15 +66,23 @@ def lr_factor(cfg: FinetuneConfig):
     ...                         "pretrain_steps": 50, "pretrain_lr": 0.012, "lr": 0.006}))
     >>> g(4), g(49), round(g(54), 2), round(g(149), 2)
     (1.0, 2.0, 0.5, 0.1)
+    >>> h = lr_factor(validate({"steps": 100, "warmup_steps": 0, "trace": "keep", "pretrain_steps": 50,
+    ...                         "pretrain_decay_steps": 21, "pretrain_lr": 0.012, "lr": 0.006}))
+    >>> h(28), h(29), round(h(39), 2), round(h(49), 2), h(50)
+    (2.0, 2.0, 1.1, 0.2, 1.0)
     """
     warmup, steps, cosine = cfg.warmup_steps, cfg.steps, cfg.lr_schedule == "cosine"
     first, ratio = cfg.pretrain_steps, cfg.pretrain_lr / cfg.lr
+    decay = cfg.pretrain_decay_steps
 
     def ramp(s: int) -> float:
         return (s + 1) / warmup if warmup and s < warmup else 1.0
 
     def factor(s: int) -> float:
         if s < first:
+            if decay and s >= first - decay:  # the stage's last `decay` steps: 1 at the first, 0.1 at the last
+                t = (s - (first - decay)) / max(decay - 1, 1)
+                return ratio * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * t)))
             return ratio * ramp(s)
         s -= first
         if not cosine or (warmup and s < warmup):
