@@ -112,7 +112,7 @@ def test_labels_match_independent_relabelling(corpus):
         for r in records:
             assert r["label"] == independent_label(r), r
             checked += 1
-    assert checked == 400 * len(TASKS) * len(SPLITS)  # 5,600 records
+    assert checked == 400 * len(TASKS) * len(SPLITS)  # 12,800 records
 
 
 def test_record_schema_and_consistency(corpus):
@@ -140,10 +140,10 @@ def test_record_schema_and_consistency(corpus):
 
 SIZES = {
     "length": (7, 15), "branching": (4, 7), "adversarial": (4, 6), "mix": (3, 7), "unseen_names": (3, 7),
-    "mix_pairs": (3, 14), "mix_twins": (3, 7),
+    "mix_pairs": (3, 14), "mix_twins": (3, 7), "mix_large": (3, 12),
     "chains_long": (7, 15), "chains_shuffled": (7, 15), "chains_reversed": (5, 12), "branching_large": (5, 12),
 }
-OPEN_NAMES = ("mix", "mix_pairs", "mix_twins", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
+OPEN_NAMES = ("mix", "mix_pairs", "mix_twins", "mix_large", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
 
 
 def test_node_counts_and_names_per_split(corpus):
