@@ -273,8 +273,11 @@ class SemanticLoss(torch.nn.Module):
             except KeyError:
                 raise ConstraintcError(f"error: atom {a!r} names a node outside the graph's nodes {nodes}") from None
             if key not in valid:
+                params = ", ".join(f"{k}={v!r}" for k, v in sorted(self.program.params.items()))
+                hint = (f" (these rules' parameters: {params}; a larger value is given as params={{...}}, "
+                        "--param NAME=VALUE on the command line)" if params else "")
                 raise ConstraintcError(f"error: atom {a!r} is not a query atom of {self.rules} over nodes {nodes}: "
-                                       "its arity, its query's 'where' or a rules parameter too small excludes it")
+                                       f"its arity, its query's 'where' or a rules parameter too small excludes it{hint}")
             if (pred, args) in seen:
                 raise ConstraintcError(f"error: atom {a!r} is asked twice about one graph")
             seen.add((pred, args))

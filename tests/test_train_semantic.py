@@ -115,3 +115,18 @@ def test_unknown_atom_is_a_clear_error(rc):
         rc.log_wmc([(["B", "C"], [], ["causes(B,B)"])], [torch.zeros(1)], [torch.zeros(1)])
     with pytest.raises(ConstraintcError, match="no query predicate 'dsep'.*made for"):
         rc.log_wmc([(["B", "C"], [], ["dsep(B,C,{})"])], [torch.zeros(1)], [torch.zeros(1)])
+
+
+
+def test_an_atom_a_parameter_excludes_names_the_parameters():
+    from constraintc import SemanticLoss
+    from constraintc.errors import ConstraintcError
+
+    atom = "dsep(B,F,{C,D,E})"  # three conditioning nodes; the dsep library rules default to cond_size=2
+    graph = (["B", "C", "D", "E", "F"], [("B", "C"), ("C", "F")], [atom])
+    with pytest.raises(ConstraintcError, match=r"rules parameter too small excludes it \(these rules' parameters: "
+                                               r"cond_size=2; .*--param NAME=VALUE"):
+        SemanticLoss("dsep").log_wmc([graph], [torch.zeros(1)], [torch.zeros(1)])
+    # ... and with the parameter raised the atom is asked: the graph fixes its answer (C blocks B -> C -> F)
+    lw = SemanticLoss("dsep", {"cond_size": 3}).log_wmc([graph], [torch.zeros(1)], [torch.full((1,), -math.inf)])
+    assert lw[0].item() == 0.0
