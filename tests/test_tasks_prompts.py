@@ -83,3 +83,14 @@ def test_cli_data_writes_the_same_records_as_the_api(tmp_path):
         [sys.executable, "-m", "constraintc", "data", "dsep", "--n", "-3"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "--n=-3" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_data_help_describes_every_split():
+    import re
+
+    from constraintc.cli import data
+    from constraintc.tasks import SPLITS
+
+    described = data.__doc__.split("splits:")[1].split("examples:")[0]
+    # each split named as a word of the description (not just inside another name: mix in mix_large)
+    assert [s for s in SPLITS if not re.search(rf"(?<![\w]){s}(?![\w])", described)] == []
