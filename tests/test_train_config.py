@@ -44,6 +44,18 @@ def test_the_traces_only_stage_needs_traces_and_whole_micro_batches():
                                           r"expected at most pretrain_steps=10"):
         validate({**stage, "pretrain_decay_steps": 11})
     assert validate({**stage, "pretrain_decay_steps": 10}).pretrain_decay_steps == 10
+    # a stage that ends on another split: both settings or neither, within the stage, generated data
+    with pytest.raises(ConfigError, match=r"pretrain_then_steps=4: expected together with pretrain_then_split"):
+        validate({**stage, "pretrain_then_steps": 4})
+    with pytest.raises(ConfigError, match=r"pretrain_then_steps=0: expected together with pretrain_then_split"):
+        validate({**stage, "pretrain_then_split": "mix_large"})
+    with pytest.raises(ConfigError, match=r"pretrain_then_steps=11: the steps are part of the traces-only stage"):
+        validate({**stage, "pretrain_then_split": "mix_large", "pretrain_then_steps": 11})
+    with pytest.raises(ConfigError, match=r"pretrain_then_split='mix_large': a generated split; with --data"):
+        validate({**stage, "pretrain_then_split": "mix_large", "pretrain_then_steps": 4, "data": "x.jsonl"})
+    with pytest.raises(ConfigError, match=r"pretrain_then_split='adversarial'"):
+        validate({**stage, "pretrain_then_split": "adversarial", "pretrain_then_steps": 4})
+    assert validate({**stage, "pretrain_then_split": "mix_large", "pretrain_then_steps": 4}).pretrain_then_steps == 4
 
 
 def test_file_then_flags(tmp_path):

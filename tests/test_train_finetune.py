@@ -407,6 +407,38 @@ def test_resume_across_the_stage_boundary_is_exact(tmp_path):
 
 
 @pytest.mark.slow
+def test_pretrain_then_split_is_the_stage_resumed_on_that_split(tmp_path):
+    """A traces-only stage whose last steps read another split (pretrain_then_split) trains the
+    weights of the stage run on --train-split, then resumed with that split as --train-split (the
+    protocol docs/finetune.md measured the dsep search file's larger-graph ending with)."""
+    from constraintc.train.checkpoint import load_checkpoint
+
+    over = {**SMALL, **PRETRAIN, "steps": 1, "checkpoint_every": 1}
+    one = FinetuneRecipe(validate({**over, "pretrain_steps": 3, "pretrain_then_split": "length",
+                                   "pretrain_then_steps": 2, "output_dir": str(tmp_path / "one")}), progress=False)
+    one.setup()
+    # the later graphs are the length split's: longer traces than any of the mix graphs'
+    assert min(g.length for g in one.pretrain_then_groups) > 0
+    assert max(g.length for g in one.pretrain_then_groups) > max(g.length for g in one.pretrain_groups)
+    one.train(stop_at=3)
+    first = FinetuneRecipe(validate({**over, "pretrain_steps": 1, "output_dir": str(tmp_path / "two")}), progress=False)
+    first.setup()
+    first.train(stop_at=1)
+    del first
+    then = validate({**over, "pretrain_steps": 3, "train_split": "length", "output_dir": str(tmp_path / "two")})
+    resumed = FinetuneRecipe(then, resume="latest", progress=False, allow_config_change=True)
+    resumed.setup()
+    assert resumed.step == 1
+    resumed.train(stop_at=3)
+    a = load_checkpoint(tmp_path / "one" / "checkpoints" / "step-000003")["model"]
+    b = load_checkpoint(tmp_path / "two" / "checkpoints" / "step-000003")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # ... step for step, the learning rate included: the resumed step 2 takes this run's rate (the
+    # checkpoint's schedule had handed over to the main recipe's --lr there)
+    assert _metrics(tmp_path / "one") == _metrics(tmp_path / "two")
+
+
+@pytest.mark.slow
 def test_a_first_stage_run_alone_then_continued_matches_one_run(tmp_path):
     """Train the traces-only stage once (``--steps 1``), then continue from its boundary
     checkpoint with the main recipe's settings (``--allow-config-change``): the same weights and

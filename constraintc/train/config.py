@@ -178,6 +178,13 @@ class FinetuneConfig:
     pretrain_decay_steps: int = option(0, "the traces-only stage's last N steps lower its learning rate along a "
                                           "half cosine from --pretrain-lr to a tenth of it (the last step's); "
                                           "0: constant to the end of the stage", minimum=0, metavar="N")
+    pretrain_then_split: str = option("", "the traces-only stage's last --pretrain-then-steps steps draw their "
+                                          "graphs from this generated split instead of --train-split (as many "
+                                          "records, the same seed and trace search): a stage that ends on larger "
+                                          "graphs (mix_large); the main recipe trains on --train-split; '': none",
+                                      choices=("",) + _TRAIN_SPLITS)
+    pretrain_then_steps: int = option(0, "how many of the traces-only stage's last steps read "
+                                         "--pretrain-then-split", minimum=0, metavar="N")
     pretrain_position_stretch: float = option(0.0, "the traces-only stage's --position-stretch (its rows' "
                                                    "position ids times a factor drawn from [1, X]): 1 off, "
                                                    "0 the same as --position-stretch",
@@ -315,6 +322,15 @@ def validate(values: dict, source: str = "config", flags=()) -> FinetuneConfig:
     if cfg.pretrain_decay_steps > cfg.pretrain_steps:
         errors.append(f"{at('pretrain_decay_steps', cfg.pretrain_decay_steps)}: the decay is part of the traces-only "
                       f"stage: expected at most pretrain_steps={cfg.pretrain_steps!r}")
+    if bool(cfg.pretrain_then_split) != bool(cfg.pretrain_then_steps):
+        errors.append(f"{at('pretrain_then_steps', cfg.pretrain_then_steps)}: expected together with "
+                      f"pretrain_then_split (now {cfg.pretrain_then_split!r}): both or neither")
+    elif cfg.pretrain_then_steps > cfg.pretrain_steps:
+        errors.append(f"{at('pretrain_then_steps', cfg.pretrain_then_steps)}: the steps are part of the traces-only "
+                      f"stage: expected at most pretrain_steps={cfg.pretrain_steps!r}")
+    elif cfg.pretrain_then_split and cfg.data:
+        errors.append(f"{at('pretrain_then_split', cfg.pretrain_then_split)}: a generated split; with --data "
+                      "the records are yours (leave it out)")
     if 0 < cfg.pretrain_position_stretch < 1:
         errors.append(f"{at('pretrain_position_stretch', cfg.pretrain_position_stretch)}: expected 0 (as "
                       f"--position-stretch) or a factor >= 1 (1: off)")

@@ -24,6 +24,7 @@ pickle); which run an output directory holds, and where a resume starts, is
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -383,6 +384,17 @@ class FinetuneRecipe:
                 raise ConstraintcError(
                     f"error: pretrain_steps={cfg.pretrain_steps}: no labelled training record to take a trace from"
                 )
+        self.pretrain_then_groups = []
+        if cfg.pretrain_steps and cfg.pretrain_then_steps:
+            from constraintc.train.data import trace_groups
+
+            then: list[dict] = []
+            training_records(dataclasses.replace(cfg, train_split=cfg.pretrain_then_split), gold=then)
+            self.pretrain_then_groups = trace_groups(then, self.reasoning_fn, cfg.trace)
+            if not self.pretrain_then_groups:
+                raise ConstraintcError(
+                    f"error: pretrain_then_split={cfg.pretrain_then_split!r}: no labelled record to take a trace from"
+                )
         check_rules_fit(cfg, records, self.constraint.queries)
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
@@ -607,16 +619,20 @@ class FinetuneRecipe:
         """One step of the traces-only stage: the token-mean CE of the gold traces (and answers) of
         ``pretrain_batch`` graphs, each reading its names through an assignment of name tokens
         drawn for this visit (seeded by the run, the graph and the step), in ``pretrain_accum``
-        micro-batches of graphs of similar length."""
+        micro-batches of graphs of similar length. The stage's last ``pretrain_then_steps`` steps
+        draw from ``pretrain_then_split``'s graphs."""
         import torch.nn.functional as F
 
         from constraintc.lm.binding import pack_groups, packed_logits
         from constraintc.train.data import batch_indices
 
         cfg = self.cfg
-        chosen = batch_indices(len(self.pretrain_groups), cfg.pretrain_batch, step, cfg.seed)
+        groups = self.pretrain_groups
+        if cfg.pretrain_then_steps and step >= cfg.pretrain_steps - cfg.pretrain_then_steps:
+            groups = self.pretrain_then_groups
+        chosen = batch_indices(len(groups), cfg.pretrain_batch, step, cfg.seed)
         # shortest first: each micro-batch is padded to its own longest row
-        items = sorted((self.pretrain_groups[i] for i in chosen), key=lambda g: g.length)
+        items = sorted((groups[i] for i in chosen), key=lambda g: g.length)
         micro = cfg.pretrain_batch // cfg.pretrain_accum
         dtype = next(self.model.parameters()).dtype
         batches = []
@@ -828,6 +844,13 @@ class FinetuneRecipe:
         except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(f"error: {path}: checkpoint does not fit this run ({exc})") from None
         self.step = self.saved_step = int(state["step"])
+        # the learning rate from here on is this run's (--allow-config-change may have changed --lr
+        # or the schedule): the checkpoint's optimizer holds the rate its own schedule set for this step
+        factor = lr_factor(self.cfg)(self.step)
+        self.lr_scheduler.base_lrs = [self.cfg.lr for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = self.cfg.lr, self.cfg.lr * factor
+        self.lr_scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         # (checkpoints from before --pretrain-stretch-after hold no window: it fills again)
         lookups = state.get("lookups") or {}
         self.recent_trace_ce = [float(x) for x in lookups.get("recent_trace_ce", [])][-LOOKUP_WINDOW:]
