@@ -375,10 +375,10 @@ class FinetuneRecipe:
         self.reasoning_fn = lambda rec: reasoning_prompt(rec, cfg.prompt_style, self.tokenizer)
         gold: list[dict] = []
         records = training_records(cfg, log=_log if self.rank == 0 else None, gold=gold)
+        from constraintc.train.data import trace_groups
+
         self.pretrain_groups = []
         if cfg.pretrain_steps:
-            from constraintc.train.data import trace_groups
-
             self.pretrain_groups = trace_groups(gold, self.reasoning_fn, cfg.trace)
             if not self.pretrain_groups:
                 raise ConstraintcError(
@@ -386,8 +386,6 @@ class FinetuneRecipe:
                 )
         self.pretrain_then_groups = []
         if cfg.pretrain_steps and cfg.pretrain_then_steps:
-            from constraintc.train.data import trace_groups
-
             then: list[dict] = []
             training_records(dataclasses.replace(cfg, train_split=cfg.pretrain_then_split), gold=then)
             self.pretrain_then_groups = trace_groups(then, self.reasoning_fn, cfg.trace)
