@@ -304,6 +304,27 @@ class SemanticLoss(torch.nn.Module):
             return []
         return [list(part.names) for part in plan.parts]
 
+    def decided(self, nodes, edges, atoms) -> list[bool | None] | None:
+        """What the rules say of each of ``atoms`` once the graph is evidence: True or False
+        where they force the atom's value, None where they leave it free; None in place of the
+        list when the graph does not decide the rules' atoms (their loss then needs a circuit).
+        Rules without a given edge relation decide nothing from a graph (None).
+
+        >>> chain = (["a", "b", "c"], [("a", "b"), ("b", "c")])
+        >>> SemanticLoss("dsep").decided(*chain, ["dsep(a,c,{})", "dsep(a,c,{b})"])
+        [False, True]
+        >>> SemanticLoss("transitivity").decided(["a", "b", "c"], [("a", "b")], ["causes(a,c)"]) is None
+        True
+        """
+        nodes, edges = self._check_graph(nodes, edges)
+        asked = self._asked(nodes, atoms)
+        if self.edge_pred is None:
+            return None
+        values = self._decide(nodes, edges, asked)
+        if values == "infeasible":
+            raise ConstraintcError(f"error: the graph's edges {edges} contradict the rules {self.rules!r}")
+        return None if values is None else [None if v is None else bool(v) for v in values]
+
     def strategy(self, nodes, edges=()) -> str:
         """How graphs like this one are computed: ``schema``, ``subsets``, ``labels``,
         ``instance``, or ``infeasible`` (the edges alone contradict the rules)."""

@@ -257,6 +257,54 @@ def test_interior_focus_fills_the_atom_budget_with_interior_atoms_first(constrai
     assert more > 0  # and the uniform sample asks fewer of them
 
 
+def test_balanced_focus_asks_as_many_true_as_false_atoms_networkx_checked():
+    import networkx as nx
+
+    from constraintc.logic.atoms import parse_atom
+
+    dsep = SemanticLoss("dsep", {"cond_size": 2})
+    records = generate("dsep", "mix", 120, seed=3)
+
+    def truth(g, atom):  # the oracle: networkx's d-separation on the record's graph
+        dag = nx.DiGraph([tuple(e) for e in g.edges])
+        dag.add_nodes_from(g.nodes)
+        x, y, z = parse_atom(atom)[1]
+        return nx.is_d_separator(dag, {x}, {y}, set(z))
+
+    uniform = build_graphs(records, dsep, format_prompt, all_atoms=True, atoms_per_graph=16, seed=1)
+    balanced = build_graphs(records, dsep, format_prompt, all_atoms=True, atoms_per_graph=16, seed=1,
+                            atom_focus="balanced")
+    again = build_graphs(records, dsep, format_prompt, all_atoms=True, atoms_per_graph=16, seed=1,
+                         atom_focus="balanced")
+    assert [g.atoms for g in balanced] == [g.atoms for g in again]  # seeded
+    assert [g.group for g in uniform] == [g.group for g in balanced]
+    shares = {}
+    for name, graphs in (("uniform", uniform), ("balanced", balanced)):
+        yes = total = 0
+        for g in graphs:
+            filled = [a for a, rid in zip(g.atoms, g.record_ids) if rid is None]
+            values = [truth(g, a) for a in filled]
+            assert dsep.decided(g.nodes, g.edges, filled) == values  # the rules agree with networkx
+            yes, total = yes + sum(values), total + len(values)
+            if name == "balanced":
+                every = [a for a in dsep.graph_atoms(g.nodes, g.edges).atoms if a not in g.atoms]
+                left = {v: sum(truth(g, a) == v for a in every) for v in (True, False)}
+                n_yes = sum(values)
+                # as even as the graph allows: a lopsided fill only when the other side ran out
+                assert abs(2 * n_yes - len(values)) <= 1 or left[n_yes * 2 < len(values)] == 0, (g.group, n_yes, left)
+                assert len(g.atoms) == len(next(u for u in uniform if u.group == g.group).atoms)
+        shares[name] = yes / total
+    assert shares["uniform"] < 0.3 < 0.4 < shares["balanced"] <= 0.5, shares
+    # transitivity: an open-world graph decides no atom, so the balanced fill is the uniform one
+    trans = SemanticLoss("transitivity")
+    t_records = generate("transitivity", "branching", 40, seed=2)
+    t_uniform = build_graphs(t_records, trans, format_prompt, all_atoms=True, atoms_per_graph=12)
+    t_balanced = build_graphs(t_records, trans, format_prompt, all_atoms=True, atoms_per_graph=12,
+                              atom_focus="balanced")
+    undecided = [i for i, g in enumerate(t_uniform) if trans.decided(g.nodes, g.edges, g.atoms[:1]) is None]
+    assert undecided and all(t_uniform[i].atoms == t_balanced[i].atoms for i in undecided)
+
+
 def test_trace_search_reaches_the_training_records_and_is_checked():
     from constraintc.tasks.traces import trace_text
     from constraintc.train.records import training_records

@@ -153,9 +153,11 @@ class FinetuneConfig:
     atoms_per_graph: int = option(12, "query atoms asked per graph (unasked atoms are fair coins); 0: all",
                                   minimum=0, metavar="N")
     atom_focus: str = option("uniform", "which unlabelled atoms fill a graph's --atoms-per-graph: uniform (a "
-                                        "seeded sample of all) or interior (atoms whose nodes all have a "
-                                        "parent and a child in the graph first, then the rest)",
-                             choices=("uniform", "interior"))
+                                        "seeded sample of all), interior (atoms whose nodes all have a "
+                                        "parent and a child in the graph first, then the rest) or balanced "
+                                        "(as many atoms the rules make true given the graph as false, "
+                                        "then free ones; uniform where the graph decides no atom)",
+                             choices=("uniform", "interior", "balanced"))
     position_stretch: float = option(1.0, "training only: each packed row's position ids are multiplied by a "
                                           "factor drawn uniformly from [1, X] (floored), so short training "
                                           "prompts span the distances of longer ones (in both stages, unless "

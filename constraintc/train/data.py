@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from constraintc.errors import ConstraintcError
 from constraintc.semantic import SemanticLoss
 from constraintc.tasks.graphs import interior_nodes
 
@@ -151,7 +152,8 @@ def build_graphs(
 
     ``atoms_per_graph`` (> 0) caps the questions per graph: labelled ones first, then a seeded
     sample of the rest; with ``atom_focus="interior"`` the sample takes the atoms about interior
-    nodes (:func:`constraintc.tasks.graphs.interior_nodes`) first. Graphs whose evidence alone contradicts the rules are dropped (their
+    nodes (:func:`constraintc.tasks.graphs.interior_nodes`) first, with ``"balanced"`` as many
+    atoms the rules make true (the graph as evidence, :meth:`SemanticLoss.decided`) as false. Graphs whose evidence alone contradicts the rules are dropped (their
     semantic loss would be infinite whatever the model says).
     """
     by_group: dict[str, list[dict]] = {}
@@ -178,6 +180,8 @@ def build_graphs(
                     later = [aq for aq in rest if not atom_nodes(aq[0]) <= inner]
                     rest = rng.sample(first, min(room, len(first)))
                     rest += rng.sample(later, min(room - len(rest), len(later)))
+                elif atom_focus == "balanced":
+                    rest = _balanced_sample(constraint, nodes, edges, rest, room, rng)
                 else:
                     rest = rng.sample(rest, min(room, len(rest)))
             for a, q in rest:
@@ -198,6 +202,37 @@ def build_graphs(
         constraint.log_wmc([(g.nodes, g.edges, []) for g in graphs], [torch.zeros(0)] * len(graphs), [torch.zeros(0)] * len(graphs))
     ) if graphs else torch.zeros(0, dtype=torch.bool)
     return [g for g, ok in zip(graphs, feasible.tolist()) if ok]
+
+
+def _balanced_sample(constraint: SemanticLoss, nodes, edges, rest, room: int, rng: random.Random):
+    """``room`` of ``rest`` (pairs of atom and question) with as many atoms the rules (given the
+    graph) make true as false, then atoms they leave free; a seeded uniform sample when the graph
+    does not decide the rules' atoms. Atoms are decided in a seeded order, a few times the room
+    at a time, until both halves are full (a graph may have thousands of atoms, and deciding
+    one can take milliseconds)."""
+    try:
+        decides = constraint.decided(nodes, edges, [rest[0][0]]) is not None if rest else False
+    except ConstraintcError:  # the graph contradicts the rules: build_graphs drops it
+        decides = False
+    if not decides:
+        return rng.sample(rest, min(room, len(rest)))
+    order = rng.sample(rest, len(rest))
+    pools: dict[bool | None, list] = {True: [], False: [], None: []}
+    chunk, half = max(2 * room, 16), room // 2
+    for i in range(0, len(order), chunk):
+        part = order[i : i + chunk]
+        values = constraint.decided(nodes, edges, [a for a, _ in part])
+        for aq, v in zip(part, values):
+            pools[v].append(aq)
+        if len(pools[True]) >= room - half and len(pools[False]) >= room - half:
+            break
+    yes, no, free = pools[True], pools[False], pools[None]
+    n_yes = min(len(yes), max(half, room - len(no)))
+    n_no = min(len(no), room - n_yes)
+    picked = yes[:n_yes] + no[:n_no]
+    picked += free[: room - len(picked)]
+    rng.shuffle(picked)
+    return picked
 
 
 def batch_indices(n: int, batch: int, step: int, seed: int) -> list[int]:
