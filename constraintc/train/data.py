@@ -153,8 +153,9 @@ def build_graphs(
     ``atoms_per_graph`` (> 0) caps the questions per graph: labelled ones first, then a seeded
     sample of the rest; with ``atom_focus="interior"`` the sample takes the atoms about interior
     nodes (:func:`constraintc.tasks.graphs.interior_nodes`) first, with ``"balanced"`` as many
-    atoms the rules make true (the graph as evidence, :meth:`SemanticLoss.decided`) as false. Graphs whose evidence alone contradicts the rules are dropped (their
-    semantic loss would be infinite whatever the model says).
+    atoms the rules make true (the graph as evidence, :meth:`SemanticLoss.decided`) as false.
+    Graphs whose evidence alone contradicts the rules are dropped (their semantic loss would be
+    infinite whatever the model says).
     """
     by_group: dict[str, list[dict]] = {}
     for r in records:
