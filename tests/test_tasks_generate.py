@@ -112,7 +112,7 @@ def test_labels_match_independent_relabelling(corpus):
         for r in records:
             assert r["label"] == independent_label(r), r
             checked += 1
-    assert checked == 400 * len(TASKS) * len(SPLITS)  # 12,800 records
+    assert checked == 400 * len(TASKS) * len(SPLITS)  # 13,600 records
 
 
 def test_record_schema_and_consistency(corpus):
@@ -140,10 +140,10 @@ def test_record_schema_and_consistency(corpus):
 
 SIZES = {
     "length": (7, 15), "branching": (4, 7), "adversarial": (4, 6), "mix": (3, 7), "unseen_names": (3, 7),
-    "mix_pairs": (3, 14), "mix_twins": (3, 7), "mix_large": (3, 12),
+    "mix_pairs": (3, 14), "mix_twins": (3, 7), "mix_large": (3, 12), "mix_wide": (3, 15),
     "chains_long": (7, 15), "chains_shuffled": (7, 15), "chains_reversed": (5, 12), "branching_large": (5, 12),
 }
-OPEN_NAMES = ("mix", "mix_pairs", "mix_twins", "mix_large", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
+OPEN_NAMES = ("mix", "mix_pairs", "mix_twins", "mix_large", "mix_wide", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
 
 
 def test_node_counts_and_names_per_split(corpus):
@@ -167,6 +167,22 @@ def test_node_counts_and_names_per_split(corpus):
             assert all(name_is_heldout(n) == (split == "unseen_names") for n in names if len(n) > 1 or split == "unseen_names")
         else:
             assert lengths == {1}
+
+
+def test_mix_wide_has_long_premises_but_no_dense_graph_beyond_8_nodes(corpus):
+    # mix_wide's graphs beyond 8 nodes are its sparse DAGs: premises as long as branching_large's
+    # come only at a much lower density, so branching_large's dense graphs of 9-12 nodes stay unseen
+    def density(r):
+        n = len(r["nodes"])
+        return len(r["edges"]) / (n * (n - 1) / 2)
+
+    for task in TASKS:
+        wide = {r["group"]: r for r in corpus[(task, "mix_wide")]}.values()
+        dense = {r["group"]: r for r in corpus[(task, "branching_large")]}.values()
+        big = [r for r in wide if len(r["nodes"]) > 8]
+        assert big and max(len(r["edges"]) for r in wide) >= 25, task
+        assert sum(map(density, big)) / len(big) < 0.45 < 0.55 < sum(map(density, dense)) / len(dense), task
+        assert max(len(r["nodes"]) for r in wide if density(r) > 0.5) <= 8, task
 
 
 def test_chain_splits_are_chains_in_their_statement_order(corpus):

@@ -27,6 +27,8 @@ branching_large  5-12   dense DAGs, larger than any mix graph
 mix_large        3-12   mix on larger graphs: random DAGs, chains and dense DAGs of up to 12
                         nodes (a larger training mixture; its graphs are as large as
                         branching_large's)
+mix_wide         3-15   mix with random DAGs of up to 15 nodes (premises of up to ~40
+                        statements) and dense DAGs of up to 8; chains as in mix
 unseen_names     3-7    mix graphs named only from the held-out part of the open names
 ===============  =====  ======================================================================
 
@@ -54,7 +56,7 @@ from constraintc.tasks.traces import GraphTracer
 TASKS = ("transitivity", "dsep")
 SPLITS = (
     "train", "length", "reversed", "shuffled", "branching", "long_names", "adversarial",
-    "mix", "mix_pairs", "mix_twins", "mix_large", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names",
+    "mix", "mix_pairs", "mix_twins", "mix_large", "mix_wide", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names",
 )
 
 
@@ -136,6 +138,9 @@ SPLIT_SPECS: dict[str, SplitSpec] = {
     # mix on graphs of 3-12 nodes (chains and dense DAGs too): a larger training mixture, for
     # searches whose lookups must work in long premises (docs/finetune.md, dsep)
     "mix_large": _mix((3, 12), ("short", "open_train"), chain_nodes=(3, 12), dense_nodes=(4, 12)),
+    # mix with its random DAGs up to 15 nodes (long premises, nodes with many statements) and
+    # dense DAGs up to 8: branching_large's graphs of 9-12 nodes stay larger (docs/finetune.md)
+    "mix_wide": _mix((3, 15), ("short", "open_train"), dense_nodes=(4, 8)),
     "chains_long": MixSpec(tuple(
         (1.0, SplitSpec((7, 15), 0.0, 1.0, "topological", style, family="chain")) for style in ("short", "open_train")
     )),
