@@ -90,6 +90,17 @@ def test_literal_slot_tokens_in_the_text_are_read_as_names_not_as_slots():
     assert pieces == ["[", slot_of["N0"], "]", "causes", slot_of["B"], "."]
 
 
+def test_no_task_word_the_tokenizer_knows_can_be_drawn_as_a_node_name(embedded):
+    # a node named like a task word would read as that word, not as a name token (found: "d" of
+    # "d-separated" in a 12-node mix_wide graph)
+    from constraintc.tasks.graphs import OPEN_ALPHABET, RESERVED_NAMES
+
+    _, tok = embedded
+    drawable = [w for w in tok.name_words if 1 <= len(w) <= 3 and set(w) <= set(OPEN_ALPHABET)]
+    assert "d" in drawable and "causes" not in drawable
+    assert [w for w in drawable if w not in RESERVED_NAMES and w.lower() not in ("yes", "no")] == []
+
+
 def test_every_generated_record_reads_with_one_token_a_name_and_prompt_ids_prefix_the_answer(embedded):
     _, tok = embedded
     assert isinstance(tok, NameSlotTokenizer) and tok.name_slots == 24
