@@ -100,12 +100,17 @@ def test_oracle_scores_one_without_collapse(records):
 def test_random_predictor_lands_at_chance_without_collapse(records):
     rng = random.Random(12345)
     rep = _report(records, lambda r: {"p_yes": rng.random()})
+    above = []
     for key, m in rep["splits"].items():
         assert abs(m["balanced_accuracy"] - 0.5) < 0.12, key
         assert abs(m["mcc"]) < 0.25
         assert not m["collapsed"], (key, m["collapse_reasons"])
-        assert m["at_chance"]
+        # "at chance" is at most about two standard errors above 0.5, one-sided: a coin is
+        # above that line on ~2.3% of splits, so on about 1 of these 34 (P(more than 4) < 0.3%)
+        assert m["at_chance"] == (m["balanced_accuracy"] <= 0.5 + max(0.05, 1 / math.sqrt(m["answered"]))), key
+        above += [] if m["at_chance"] else [(key, m["balanced_accuracy"])]
         assert 0.6 < m["mean_entropy"] < 0.8  # E[H(U)] = 1/(2 ln 2) = 0.721 bits
+    assert len(above) <= 4, above
     assert abs(rep["overall"]["balanced_accuracy"] - 0.5) < 0.03
 
 
