@@ -8,9 +8,10 @@ splits:  train (3-6 nodes), length (7-15), reversed (effects stated first), shuf
          (statement order random), branching (dense DAGs), long_names (8-10 letter names),
          adversarial (minimal pairs + cases where a surface shortcut is wrong);
          the training mixtures: mix (3-7 nodes, every family, order and name style),
-         mix_pairs, mix_twins, mix_large (3-12 nodes), mix_wide (random DAGs of 3-15); the transfer splits of a model
-         trained on mix: chains_long (7-15), chains_reversed (5-12), chains_shuffled (7-15),
-         branching_large (5-12 dense), unseen_names (held-out names); docs/tasks.md
+         mix_pairs, mix_twins, mix_large (3-12 nodes), mix_wide (random DAGs of 3-15, dense
+         ones of 4-8); the transfer splits of a model trained on mix: chains_long (7-15),
+         chains_reversed (5-12), chains_shuffled (7-15), branching_large (5-12 dense),
+         unseen_names (held-out names); docs/tasks.md
 
 examples:
   constraintc data transitivity --split train --n 1000 -o train.jsonl
