@@ -368,6 +368,9 @@ def test_the_first_stage_says_whether_its_lookups_came_and_how_to_go_on(tmp_path
     assert main(["finetune", "--output-dir", str(tmp_path / "came"), *flags]) == 0
     out = capsys.readouterr().out
     assert re.search(r"traces-only stage: the mean trace CE of its last 2 steps is \d+\.\d{3}; its lookups came at step 2", out)
+    # the next measured step for a transitivity search (docs/finetune.md), from the saved traces-only model
+    assert f"400 more traces-only steps on mix_wide from {tmp_path / 'came' / 'model-traces'} " in out
+    assert (tmp_path / "came" / "model-traces").is_dir()
     monkeypatch.setattr(recipe_mod, "LOOKUPS_CAME", 1e-9)  # none is: a warning with a command
     assert main(["finetune", "--output-dir", str(tmp_path / "not"), *flags]) == 0
     out = capsys.readouterr().out

@@ -926,8 +926,14 @@ class FinetuneRecipe:
         ce = report["trace_ce_last_steps"]
         mean = "" if ce is None else f"the mean trace CE of its last {report['window']} steps is {ce:.3f}; "
         if report["lookups_came_at"] is not None:
-            return (f"traces-only stage: {mean}its lookups came at step {report['lookups_came_at']} "
+            came = (f"traces-only stage: {mean}its lookups came at step {report['lookups_came_at']} "
                     f"(that mean first below {LOOKUPS_CAME:g})")
+            if self.cfg.task == "transitivity" and self.cfg.pretrain_then_split not in ("mix_wide", "mix_large"):
+                # measured: docs/finetune.md, "Ending the search on wider graphs"
+                came += (f"; for graphs larger and denser than its training graphs, 400 more traces-only "
+                         f"steps on mix_wide from {shlex.quote(str(self.out / 'model-traces'))} lift the "
+                         f"written search (docs/finetune.md, \"Ending the search on wider graphs\")")
+            return came
         first = report["steps"]
         boundary = self.out / "checkpoints" / f"step-{first:06d}"
         return (f"warning: traces-only stage: {mean}its lookups have not come (that mean never fell below "
