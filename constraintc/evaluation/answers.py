@@ -53,6 +53,7 @@ def model_answers(records: list[dict], how: Answering, data: str | Path, out_dir
     from constraintc.tasks.corpus import task_text
     from constraintc.tasks.io import read_jsonl
     from constraintc.tasks.prompts import format_prompts, reasoning_prompt
+    from constraintc.tasks.rename import rename_words
 
     fingerprint = how.fingerprint(Path(data))
     done: dict[str, dict] = {}
@@ -73,18 +74,20 @@ def model_answers(records: list[dict], how: Answering, data: str | Path, out_dir
         device = resolve_device(how.device)
         model, tokenizer = load_model(how.model, corpus=task_text)
         model = model.to(device)
+        views, backs = model_views(todo, tokenizer)
         chunk = max(how.batch_size * 8, 64)
         bar = tqdm(total=len(todo), desc="eval", unit="prompt", disable=not progress, file=sys.stderr)
         try:
             for start in range(0, len(todo), chunk):
-                part = todo[start : start + chunk]
+                part, seen = todo[start : start + chunk], views[start : start + chunk]
                 if how.traces is not None:
-                    prompts = [reasoning_prompt(r, how.prompt_style, tokenizer) for r in part]
+                    prompts = [reasoning_prompt(r, how.prompt_style, tokenizer) for r in seen]
                     generated = generate_traces(model, tokenizer, prompts, how.traces, how.batch_size,
                                                 yes=how.yes, no=how.no)
-                    rows = [{"id": r["id"], **g} for r, g in zip(part, generated)]
+                    rows = [{"id": r["id"], **g, "output": rename_words(g["output"], back)}
+                            for r, g, back in zip(part, generated, backs[start : start + chunk])]
                 else:
-                    prompts = format_prompts(part, how.prompt_style, tokenizer)
+                    prompts = format_prompts(seen, how.prompt_style, tokenizer)
                     p_yes = score_prompts(model, tokenizer, prompts, how.yes, how.no, batch_size=how.batch_size)
                     rows = [
                         {"id": r["id"], "prediction": "Yes" if p >= 0.5 else "No", "p_yes": float(p)}
@@ -101,3 +104,41 @@ def model_answers(records: list[dict], how: Answering, data: str | Path, out_dir
             bar.close()
         del model
     return [done[r["id"]] for r in records]
+
+
+def model_views(records: list[dict], tokenizer) -> tuple[list[dict], list[dict[str, str]]]:
+    """The records as ``tokenizer``'s model is asked them, and per record the way back from the
+    names in the model's text to the record's.
+
+    A tokenizer that reads its task's words as words and every other word as a name (the
+    embedded default's, :class:`constraintc.lm.tokenizer.NameSlotTokenizer`) would read a node
+    named ``a`` or ``d`` as the word; such names get stand-ins
+    (:func:`constraintc.tasks.rename.names_apart_from_words`). Other tokenizers read the text as
+    it is. A note on stderr counts the records whose names may be words but whose text is not in
+    the generated format, so that nothing could be renamed.
+    """
+    from constraintc.tasks.rename import names_apart_from_words
+
+    words = getattr(tokenizer, "name_words", None)
+    if not words:
+        return list(records), [{} for _ in records]
+    views, backs, stuck, renamed = [], [], [], 0
+    for r in records:
+        found = names_apart_from_words(r, words)
+        if found is None:
+            stuck.append(r)
+            found = (r, {})
+        views.append(found[0])
+        backs.append(found[1])
+        renamed += bool(found[1])
+    if renamed:
+        print(f"note: {renamed} of {len(records)} records name nodes like words of the model's tokenizer "
+              f"(e.g. 'a', 'd'); the model is asked them with stand-in names (a_1), which read as names",
+              file=sys.stderr)
+    if stuck:
+        clash = sorted({str(n) for r in stuck for n in r.get("nodes") or () if n in words})
+        print(f"note: {len(stuck)} records name nodes like words of the model's tokenizer ({', '.join(clash[:8])}) "
+              f"but their premise or question is not in the generated format (\"U causes V.\" statements, the "
+              f"rules' question), so those names are read as words: rename them in the data",
+              file=sys.stderr)
+    return views, backs

@@ -1,0 +1,166 @@
+"""Node names that are words of the embedded tokenizer's task text (``a``, ``d``, ``at``, ``by``).
+
+The name-slot tokenizer reads every word it knows as that word; a graph whose nodes are named
+``a``..``o`` (common in public sets) would have ``a`` and ``d`` read as words. ``constraintc eval``
+asks the model such records with stand-in names. Checked against an independent reading: the
+stand-in view must tokenize exactly like the same graph under names that are no words, up to a
+renaming of the slot tokens (hypothesis, seed printed in the pytest header).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from constraintc.lm.models import build_embedded_model
+from constraintc.logic.atoms import parse_atom
+from constraintc.tasks import generate
+from constraintc.tasks.corpus import task_text
+from constraintc.tasks.io import write_jsonl
+from constraintc.tasks.rename import names_apart_from_words, rename_record, rename_words
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return build_embedded_model(task_text)
+
+
+@pytest.fixture(scope="module")
+def records():
+    out = []
+    for task in ("transitivity", "dsep"):
+        for split in ("train", "chains_long", "branching_large"):
+            if task == "dsep" and split == "chains_long":
+                continue
+            out += generate(task, split, 6, seed=11)
+    return out
+
+
+def _word_names(tokenizer) -> list[str]:
+    return sorted(w for w in tokenizer.name_words if re.fullmatch(r"\w+", w) and w.lower() not in ("yes", "no"))
+
+
+def _same_up_to_slots(ids_a: list[int], ids_b: list[int], slot_ids: set[int]) -> bool:
+    """The two id sequences agree token by token, slot tokens matched by one bijection."""
+    if len(ids_a) != len(ids_b):
+        return False
+    forward, backward = {}, {}
+    for a, b in zip(ids_a, ids_b):
+        if a in slot_ids or b in slot_ids:
+            if a not in slot_ids or b not in slot_ids:
+                return False
+            if forward.setdefault(a, b) != b or backward.setdefault(b, a) != a:
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def _ids(tokenizer, record: dict) -> list[int]:
+    return tokenizer(record["premise"] + "\n" + record["question"])["input_ids"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_word_named_nodes_read_like_any_other_names_through_the_stand_ins(embedded, records, data):
+    _, tok = embedded
+    slot_ids = {tok.convert_tokens_to_ids(f"[N{k}]") for k in range(tok.name_slots)}
+    words = _word_names(tok)
+    record = data.draw(st.sampled_from(records))
+    nodes = record["nodes"]
+    # each node either keeps its (non-word) name or takes a distinct task word
+    chosen = data.draw(st.lists(st.sampled_from(words), min_size=len(nodes), max_size=len(nodes), unique=True))
+    keep = data.draw(st.lists(st.booleans(), min_size=len(nodes), max_size=len(nodes)))
+    mapping = {n: (n if k else w) for n, w, k in zip(nodes, chosen, keep)}
+    if len(set(mapping.values())) < len(nodes):
+        return  # a kept name equals a chosen word: not injective
+    named = rename_record(record, mapping)
+    found = names_apart_from_words(named, tok.name_words)
+    assert found is not None
+    view, back = found
+    # the model reads the view as it reads the same graph rebuilt from its structure under names
+    # that are no words (ranked like the record's names, so that sets "{..}" list in the same order)
+    ranked = {n: f"zz{i:03d}" for i, n in enumerate(sorted(named["nodes"]))}
+    plain = rename_record(named, ranked)
+    assert _same_up_to_slots(_ids(tok, view), _ids(tok, plain), slot_ids)
+    # and the way back gives the record's own text
+    assert rename_words(view["premise"], back) == named["premise"]
+    assert rename_words(view["question"], back) == named["question"]
+    clashing = {w for w in mapping.values() if w in tok.name_words}
+    assert set(back.values()) == clashing
+    _, args = parse_atom(named["atom"])
+    shown = {u for e in named["edges"] for u in e} | {a for arg in args for a in (arg if isinstance(arg, frozenset) else [arg])}
+    if clashing & shown:
+        # without the stand-ins a text naming a node like a word reads differently
+        assert not _same_up_to_slots(_ids(tok, named), _ids(tok, plain), slot_ids)
+
+
+def test_names_that_are_no_words_and_text_in_another_format():
+    plain = {"premise": "x causes y.", "question": "Does x cause y?"}
+    assert names_apart_from_words(plain, {"a", "d", "cause"}) == (plain, {})
+    other = {"premise": "a feeds b.", "question": "Does a eat b?", "nodes": ["a", "b"]}
+    assert names_apart_from_words(other, {"a"}) is None
+    assert names_apart_from_words(dict(other, nodes=["x", "b"]), {"a"}) == (dict(other, nodes=["x", "b"]), {})
+    # a stand-in never takes a name the record already has
+    taken = {"premise": "a causes a_1. a_1 causes b.", "question": "Does a cause b?"}
+    view, back = names_apart_from_words(taken, {"a", "cause"})
+    assert view["premise"] == "a_2 causes a_1. a_1 causes b." and back == {"a_2": "a"}
+
+
+def test_dsep_question_keeps_its_words_and_renames_its_names():
+    record = {"premise": "d causes B. B causes a.", "question": "Are d and a d-separated given {B, at}?"}
+    view, back = names_apart_from_words(record, {"d", "a", "at", "Are", "and", "separated", "given"})
+    assert view["question"] == "Are d_1 and a_1 d-separated given {B, at_1}?"
+    assert view["premise"] == "d_1 causes B. B causes a_1."
+    assert back == {"d_1": "d", "a_1": "a", "at_1": "at"}
+
+
+def test_eval_asks_the_model_with_stand_ins_and_writes_the_names_back(tmp_path, embedded, monkeypatch, capsys):
+    import constraintc.evaluation.answers as answers
+    import constraintc.evaluation.generation as generation
+
+    model, tok = embedded
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    base = generate("transitivity", "chains_long", 4, seed=5, traces=False)
+    recs = []
+    for r in base:
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        recs.append(rename_record(r, dict(zip(r["nodes"], letters))))
+    assert any("a" in r["nodes"] for r in recs)
+    data = tmp_path / "lower.jsonl"
+    write_jsonl(recs, data)
+
+    seen = []
+
+    def fake_generate(model, tokenizer, prompts, budget, batch_size, yes="Yes", no="No"):
+        seen.extend(prompts)
+        # echo the question line: the names the model was shown
+        return [{"output": p.split("\n")[1], "finish_reason": "stop", "prediction": None} for p in prompts]
+
+    monkeypatch.setattr(generation, "generate_traces", fake_generate)
+    how = answers.Answering(str(tmp_path / "m"), traces=8, device="cpu")
+    rows = answers.model_answers(recs, how, data, None, progress=False)
+    assert "stand-in names" in capsys.readouterr().err
+    for r, prompt, row in zip(recs, seen, rows):
+        shown = prompt.split("\n")[1]
+        if "a" in r["nodes"]:
+            assert re.search(r"\ba_1\b", prompt) and not re.search(r"\ba\b", prompt.split("\nQuestion:")[0])
+        assert row["output"] == "Question: " + r["question"]
+        assert shown.startswith("Question: ")
+
+    # direct answers: the same model and records give the same P(Yes) as the graph under other names
+    # whose slots are the stand-ins' slots (names carry only identity)
+    direct = answers.model_answers(recs, answers.Answering(str(tmp_path / "m"), device="cpu"), data, None,
+                                   progress=False)
+    views = [names_apart_from_words(r, tok.name_words)[0] for r in recs]
+    view_path = tmp_path / "views.jsonl"
+    write_jsonl(views, view_path)
+    again = answers.model_answers(views, answers.Answering(str(tmp_path / "m"), device="cpu"), view_path, None,
+                                  progress=False)
+    assert [d["p_yes"] for d in direct] == pytest.approx([a["p_yes"] for a in again], abs=1e-6)
+    json.dumps(direct)  # rows stay JSON
