@@ -164,3 +164,20 @@ def test_eval_asks_the_model_with_stand_ins_and_writes_the_names_back(tmp_path, 
                                   progress=False)
     assert [d["p_yes"] for d in direct] == pytest.approx([a["p_yes"] for a in again], abs=1e-6)
     json.dumps(direct)  # rows stay JSON
+
+
+def test_finetune_warns_when_a_saved_models_tokenizer_reads_node_names_of_the_data_as_words(tmp_path, embedded, capsys):
+    from constraintc.train.config import validate
+    from constraintc.train.recipe import FinetuneRecipe
+
+    model, tok = embedded
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    recs = [rename_record(r, dict(zip(r["nodes"], "abcdefg"))) for r in generate("transitivity", "train", 24, seed=3)]
+    write_jsonl(recs, tmp_path / "lower.jsonl")
+    cfg = validate(dict(model=str(tmp_path / "m"), finetune="full", data=str(tmp_path / "lower.jsonl"), steps=1,
+                        eval_records=0, final_eval=False, plots=False, batch_groups=2, warmup_steps=0, threads=1,
+                        output_dir=str(tmp_path / "run")))
+    FinetuneRecipe(cfg, progress=False).run()
+    err = capsys.readouterr().err
+    assert "warning: --data names nodes a" in err and "rename them in the data" in err

@@ -394,6 +394,13 @@ class FinetuneRecipe:
                     f"error: pretrain_then_split={cfg.pretrain_then_split!r}: no labelled record to take a trace from"
                 )
         check_rules_fit(cfg, records, self.constraint.queries)
+        words = getattr(self.tokenizer, "name_words", None)
+        if cfg.data and words and not self.from_scratch and self.rank == 0:
+            clash = sorted({str(n) for r in records for n in r.get("nodes") or () if n in words})
+            if clash:
+                _log(f"warning: --data names nodes {', '.join(clash[:8])}, which {cfg.model}'s tokenizer reads as "
+                     f"words of the task text, not as names: rename them in the data (constraintc eval does "
+                     f"it for the questions it asks; training does not)")
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
             all_atoms=self.semantic, atoms_per_graph=cfg.atoms_per_graph, seed=TRAIN_DATA_SEED,
