@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -181,3 +182,33 @@ def test_finetune_warns_when_a_saved_models_tokenizer_reads_node_names_of_the_da
     FinetuneRecipe(cfg, progress=False).run()
     err = capsys.readouterr().err
     assert "warning: --data names nodes a" in err and "rename them in the data" in err
+
+
+def test_the_question_templates_of_the_users_rules_find_the_names_too():
+    record = {"premise": "B causes d. a causes d.", "question": "Do d and a have a common cause?",
+              "nodes": ["a", "B", "d"]}
+    words = {"a", "d", "Do", "and", "have", "common", "cause"}
+    assert names_apart_from_words(record, words) is None  # not a library task's question
+    view, back = names_apart_from_words(record, words, ("Do {X} and {Y} have a common cause?",))
+    # the template's own "a" stays a word; the node a does not
+    assert view["question"] == "Do d_1 and a_1 have a common cause?"
+    assert view["premise"] == "B causes d_1. a_1 causes d_1." and back == {"a_1": "a", "d_1": "d"}
+
+
+def test_eval_cli_respells_by_the_rules_question_template(tmp_path, embedded, capsys):
+    from constraintc.cli import main
+
+    model, tok = embedded
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    data = tmp_path / "conf.jsonl"
+    write_jsonl([{"id": "q1", "premise": "B causes d. a causes d.", "question": "Do d and a have a common cause?",
+                  "label": "Yes", "nodes": ["a", "B", "d"], "edges": [["B", "d"], ["a", "d"]],
+                  "atom": "confounded(d,a)"}], data)
+    rules = str(Path(__file__).resolve().parents[1] / "examples" / "rules" / "confounding.rules")
+    assert main(["eval", "--data", str(data), "--model", str(tmp_path / "m"), "--device", "cpu", "--no-progress"]) == 0
+    assert "not in the generated format" in capsys.readouterr().err
+    assert main(["eval", "--data", str(data), "--model", str(tmp_path / "m"), "--device", "cpu", "--no-progress",
+                 "--rules", rules]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 1 records name nodes like words" in err and "not in the generated format" not in err

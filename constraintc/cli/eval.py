@@ -139,7 +139,14 @@ def run(args: argparse.Namespace) -> int:
 
         how = Answering(args.model, args.prompt_style, args.yes, args.no, args.traces, args.name_pool,
                         args.batch_size, args.device)
-        predictions = model_answers(records, how, args.data, out_dir, progress=not args.no_progress)
+        templates = ()
+        if args.rules is not None:  # node names are found in the questions by the rules' templates too
+            from constraintc.language import load_rules
+
+            program = load_rules(args.rules, params=params)
+            templates = tuple(q.template for q in program.queries.values() if q.template)
+        predictions = model_answers(records, how, args.data, out_dir, progress=not args.no_progress,
+                                    templates=templates)
         source = args.model
     else:
         predictions = read_jsonl(args.predictions, "--predictions", with_lines=True)

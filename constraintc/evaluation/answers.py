@@ -41,11 +41,13 @@ class Answering:
 
 
 def model_answers(records: list[dict], how: Answering, data: str | Path, out_dir: Path | None = None,
-                  progress: bool = True) -> list[dict]:
+                  progress: bool = True, templates: tuple[str, ...] = ()) -> list[dict]:
     """``{"id", "prediction", "p_yes"}`` (with traces: the written output, its parsed answer and
     that answer's ``p_yes``) for every
     record, in order; with ``out_dir``, checkpointed to ``out_dir/predictions.jsonl`` and resumed
-    from it. ``data`` is the file the records came from (its digest is part of the fingerprint)."""
+    from it. ``data`` is the file the records came from (its digest is part of the fingerprint).
+    ``templates``: the question templates of the rules the records were made for, beside the
+    library tasks' (:func:`model_views`)."""
     from tqdm.auto import tqdm
 
     from constraintc.evaluation.generation import generate_traces
@@ -74,7 +76,7 @@ def model_answers(records: list[dict], how: Answering, data: str | Path, out_dir
         device = resolve_device(how.device)
         model, tokenizer = load_model(how.model, corpus=task_text)
         model = model.to(device)
-        views, backs = model_views(todo, tokenizer)
+        views, backs = model_views(todo, tokenizer, templates)
         chunk = max(how.batch_size * 8, 64)
         bar = tqdm(total=len(todo), desc="eval", unit="prompt", disable=not progress, file=sys.stderr)
         try:
@@ -106,14 +108,16 @@ def model_answers(records: list[dict], how: Answering, data: str | Path, out_dir
     return [done[r["id"]] for r in records]
 
 
-def model_views(records: list[dict], tokenizer) -> tuple[list[dict], list[dict[str, str]]]:
+def model_views(records: list[dict], tokenizer, templates: tuple[str, ...] = ()) \
+        -> tuple[list[dict], list[dict[str, str]]]:
     """The records as ``tokenizer``'s model is asked them, and per record the way back from the
     names in the model's text to the record's.
 
     A tokenizer that reads its task's words as words and every other word as a name (the
     embedded default's, :class:`constraintc.lm.tokenizer.NameSlotTokenizer`) would read a node
     named ``a`` or ``d`` as the word; such names get stand-ins
-    (:func:`constraintc.tasks.rename.names_apart_from_words`). Other tokenizers read the text as
+    (:func:`constraintc.tasks.rename.names_apart_from_words`, which finds them by the question
+    ``templates`` and the library tasks'). Other tokenizers read the text as
     it is. A note on stderr counts the records whose names may be words but whose text is not in
     the generated format, so that nothing could be renamed.
     """
@@ -124,7 +128,7 @@ def model_views(records: list[dict], tokenizer) -> tuple[list[dict], list[dict[s
         return list(records), [{} for _ in records]
     views, backs, stuck, renamed = [], [], [], 0
     for r in records:
-        found = names_apart_from_words(r, words)
+        found = names_apart_from_words(r, words, templates)
         if found is None:
             stuck.append(r)
             found = (r, {})
@@ -139,6 +143,6 @@ def model_views(records: list[dict], tokenizer) -> tuple[list[dict], list[dict[s
         clash = sorted({str(n) for r in stuck for n in r.get("nodes") or () if n in words})
         print(f"note: {len(stuck)} records name nodes like words of the model's tokenizer ({', '.join(clash[:8])}) "
               f"but their premise or question is not in the generated format (\"U causes V.\" statements, the "
-              f"rules' question), so those names are read as words: rename them in the data",
+              f"question of --rules or of a library task), so those names are read as words: rename them in the data",
               file=sys.stderr)
     return views, backs

@@ -9,6 +9,7 @@ embedded default) a view of a record in which no node name is one of those words
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 
@@ -96,21 +97,24 @@ _STATEMENT = re.compile(r"(\w+) causes (\w+)\.")
 _SLOT = r"(\{[^{}]*\}|\w+)"  # a placeholder of a question: one name, or a set of names "{D, E}"
 
 
-def _question_patterns() -> list[re.Pattern]:
-    """The library tasks' question templates as patterns whose groups are their placeholders."""
+@functools.lru_cache(maxsize=64)
+def _question_patterns(templates: tuple[str, ...]) -> list[re.Pattern]:
+    """``templates`` and the library tasks' question templates as patterns whose groups are
+    their placeholders."""
     from constraintc.tasks.generate import TASK_RULES, task_query
 
     out = []
-    for task in TASK_RULES:
-        template = task_query(task).template
+    for template in dict.fromkeys([*templates, *(task_query(task).template for task in TASK_RULES)]):
         pieces = re.split(r"\{[^{}]*\}", template)
         out.append(re.compile(_SLOT.join(re.escape(p) for p in pieces)))
     return out
 
 
-def _name_spans(premise: str, question: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
-    """Where the node names stand in ``premise`` ("U causes V." statements) and ``question`` (a
-    library task's question), as character spans; None when either text is not in that format."""
+def _name_spans(premise: str, question: str, templates: tuple[str, ...] = ()) \
+        -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
+    """Where the node names stand in ``premise`` ("U causes V." statements) and ``question`` (one
+    of ``templates`` or a library task's question), as character spans; None when either text is
+    not in that format."""
     spans_p, at = [], 0
     for m in _STATEMENT.finditer(premise):
         if premise[at:m.start()].strip():
@@ -119,7 +123,7 @@ def _name_spans(premise: str, question: str) -> tuple[list[tuple[int, int]], lis
         at = m.end()
     if premise[at:].strip():
         return None
-    for pattern in _question_patterns():
+    for pattern in _question_patterns(tuple(templates)):
         m = pattern.fullmatch(question.strip())
         if m is None:
             continue
@@ -140,13 +144,14 @@ def _respell(text: str, spans: list[tuple[int, int]], mapping: dict[str, str]) -
     return "".join(out) + text[at:]
 
 
-def names_apart_from_words(record: dict, words) -> tuple[dict, dict[str, str]] | None:
+def names_apart_from_words(record: dict, words, templates=()) -> tuple[dict, dict[str, str]] | None:
     """``record`` as a model whose tokenizer reads ``words`` as words must see it, and the way back.
 
     A node named like one of the task's words (``a``, ``d``, ``at``, ``by``: ``d`` is the first
     letter of "d-separated") would be read as that word, not as a name. In the returned copy each
     such name is replaced, where it stands as a name (the premise's "U causes V." statements and
-    the question's placeholders, found by the library tasks' templates), by a stand-in (``a_1``)
+    the question's placeholders, found by the question ``templates`` of the rules, e.g. "Do {X} and
+    {Y} have a common cause?", and the library tasks'), by a stand-in (``a_1``)
     that is neither a word nor another name of the record; the second value maps each stand-in
     back (for the text the model writes). Names carry no meaning, only identity, so the model is
     asked the same question. Returns ``(record, {})`` when no name is a word, and None when one may
@@ -160,7 +165,7 @@ def names_apart_from_words(record: dict, words) -> tuple[dict, dict[str, str]] |
     True
     """
     premise, question = str(record.get("premise") or ""), str(record.get("question") or "")
-    spans = _name_spans(premise, question)
+    spans = _name_spans(premise, question, tuple(templates))
     if spans is None:
         declared = {str(n) for n in record.get("nodes") or ()}
         return (record, {}) if not declared & set(words) else None
