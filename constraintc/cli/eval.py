@@ -6,7 +6,8 @@ step by step against the premise graph). With --model, the model is run instead:
 P(No) at the answer position, batched, with a progress bar; with --traces N the model first
 writes up to N tokens of reasoning (greedy) and its final Yes/No is scored, with the trace checks.
 Model outputs are checkpointed to DIR/predictions.jsonl every chunk; a rerun with the same --output-dir
-resumes.
+resumes. A node named like a word of the embedded model's text ("a", "d", "at") is asked with a
+stand-in name (a_1) and written back, so it reads as a name (docs/evaluation.md).
 
 The report (per task/split and overall): accuracy, balanced accuracy, MCC, F1 per class,
 yes-rate, prediction entropy, a collapse flag (one answer >= 90% of predictions, or balanced
