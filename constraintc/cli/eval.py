@@ -23,7 +23,8 @@ examples:
   constraintc eval --data test.jsonl --model ./my-model --prompt-style chat --batch-size 32
   constraintc eval --data test.jsonl --model smollm2 --prompt-style chat --traces 96 --limit 50
   constraintc eval --data test.jsonl --predictions p.jsonl --rules transitivity --fail-on-collapse
-  constraintc eval --data test.jsonl --model runs/finetune/model --name-pool 6   # after `constraintc finetune`
+  constraintc eval --data test.jsonl --model runs/finetune/model --rules transitivity --consistent   # after `constraintc finetune`
+  constraintc eval --data test.jsonl --model runs/small/model --name-pool 6   # a model trained with --name-pool 6
 
 outputs with --output-dir DIR: report.json, report.md, balanced_accuracy.png, yes_rate.png
 (and predictions.jsonl with --model). The Markdown report also goes to stdout (--json: the JSON).
