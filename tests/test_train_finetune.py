@@ -387,6 +387,41 @@ def test_the_first_stage_says_whether_its_lookups_came_and_how_to_go_on(tmp_path
     assert [r["step"] for r in rows] == list(range(1, 7))
 
 
+def test_a_checkpoint_without_the_lookup_window_gets_it_back_from_the_metrics(tmp_path, monkeypatch, capsys):
+    """Checkpoints written before the window was kept hold no "lookups": a run resumed from one
+    rebuilds the window and the step the lookups came from metrics.jsonl, so the stage note says
+    when they came (step 2 here), not that they never did or that they came after the resume."""
+    import constraintc.train.recipe as recipe_mod
+    from constraintc.cli import main
+
+    monkeypatch.setattr(recipe_mod, "LOOKUP_WINDOW", 2)
+    monkeypatch.setattr(recipe_mod, "LOOKUPS_CAME", 1e9)  # every full window is below it
+    out = tmp_path / "old"
+    flags = ["--train-records", "96", "--eval-records", "0", "--no-final-eval", "--no-plots", "--batch-groups", "4",
+             "--warmup-steps", "0", "--threads", "1", "--no-progress", "--trace", "keep", "--trace-search", "depth_first",
+             "--pretrain-batch", "4", "--pretrain-accum", "2", "--steps", "1", "--output-dir", str(out)]
+    assert main(["finetune", "--pretrain-steps", "3", *flags]) == 0
+    assert "its lookups came at step 2" in capsys.readouterr().out
+    boundary = out / "checkpoints" / "step-000003"
+    state = json.loads((boundary / "state.json").read_text())
+    assert state.pop("lookups")["came"] == 2
+    (boundary / "state.json").write_text(json.dumps(state))
+    import hashlib  # the checkpoint as such a run wrote it: its manifest matches its files
+
+    manifest = json.loads((boundary / "manifest.json").read_text())
+    data = (boundary / "state.json").read_bytes()
+    manifest["files"]["state.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    (boundary / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["finetune", "--resume", str(boundary), "--pretrain-steps", "5", "--allow-config-change", *flags]) == 0
+    said = capsys.readouterr().out
+    assert "its lookups came at step 2" in said, said
+    rows = _metrics(out)
+    assert [r.get("stage") for r in rows] == ["traces"] * 5 + [None]
+    # the replay is the window the uninterrupted stage kept
+    window, came = recipe_mod.replay_lookups(out / "metrics.jsonl", 3)
+    assert came == 2 and window == [rows[1]["trace_ce"], rows[2]["trace_ce"]]
+
+
 @pytest.mark.slow
 def test_resume_across_the_stage_boundary_is_exact(tmp_path):
     over = dict(PRETRAIN, steps=3, checkpoint_every=2, eval_records=16, eval_every=2)

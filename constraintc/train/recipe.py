@@ -140,6 +140,42 @@ def _dist():
     return dist if dist.is_available() and dist.is_initialized() else None
 
 
+def watch_window(window: list[float], came: int | None, step: int, trace_ce: float) -> tuple[list[float], int | None]:
+    """The last :data:`LOOKUP_WINDOW` traces-only steps' trace CE after step ``step`` (counted
+    from 1), and the step at which their mean first fell below :data:`LOOKUPS_CAME` (``came``
+    until then).
+
+    >>> w, came = [], None
+    >>> for i, ce in enumerate([0.5] * LOOKUP_WINDOW + [0.0] * LOOKUP_WINDOW, 1):
+    ...     w, came = watch_window(w, came, i, ce)
+    >>> came  # 50 steps at 0.5, then 0: the mean of the last 50 falls below 0.1 at the 41st 0
+    91
+    """
+    window = (window + [trace_ce])[-LOOKUP_WINDOW:]
+    if came is None and len(window) == LOOKUP_WINDOW and math.fsum(window) / LOOKUP_WINDOW < LOOKUPS_CAME:
+        came = step
+    return window, came
+
+
+def replay_lookups(metrics: Path, upto: int) -> tuple[list[float], int | None]:
+    """:func:`watch_window` over the traces-only rows of ``metrics`` (a run's metrics.jsonl) up to
+    step ``upto``: what a checkpoint at ``upto`` would hold had it kept the window."""
+    rows = {}
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(r, dict) and r.get("stage") == "traces" and isinstance(r.get("trace_ce"), (int, float)) \
+                    and isinstance(r.get("step"), int) and r["step"] <= upto:
+                rows[r["step"]] = float(r["trace_ce"])
+    window, came = [], None
+    for step in sorted(rows):
+        window, came = watch_window(window, came, step, rows[step])
+    return window, came
+
+
 def _log(msg: str) -> None:
     import sys
 
@@ -520,12 +556,10 @@ class FinetuneRecipe:
         """Keep the last :data:`LOOKUP_WINDOW` traces-only steps' trace CE; with
         ``--pretrain-stretch-after T``, the first time their mean is below T the stretch starts
         at the next step (the same on every process: the trace CE is summed over all of them)."""
-        self.recent_trace_ce = (self.recent_trace_ce + [trace_ce])[-LOOKUP_WINDOW:]
+        self.recent_trace_ce, self.lookups_step = watch_window(self.recent_trace_ce, self.lookups_step, step + 1, trace_ce)
         if len(self.recent_trace_ce) < LOOKUP_WINDOW:
             return
         mean = math.fsum(self.recent_trace_ce) / LOOKUP_WINDOW
-        if self.lookups_step is None and mean < LOOKUPS_CAME:
-            self.lookups_step = step + 1
         threshold = self.cfg.pretrain_stretch_after
         if threshold and self.stretch_from is None and mean < threshold:
             self.stretch_from = step + 1
@@ -856,12 +890,17 @@ class FinetuneRecipe:
         for group in self.optimizer.param_groups:
             group["initial_lr"], group["lr"] = self.cfg.lr, self.cfg.lr * factor
         self.lr_scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-        # (checkpoints from before --pretrain-stretch-after hold no window: it fills again)
-        lookups = state.get("lookups") or {}
-        self.recent_trace_ce = [float(x) for x in lookups.get("recent_trace_ce", [])][-LOOKUP_WINDOW:]
-        start, came = lookups.get("stretch_from"), lookups.get("came")
-        self.stretch_from = int(start) if start is not None else None
-        self.lookups_step = int(came) if came is not None else None
+        lookups = state.get("lookups")
+        if lookups is None:
+            # checkpoints from before the window was kept: rebuilt from the run's metrics.jsonl,
+            # whose traces-only rows carry the same trace CE, so the stage note stays true
+            self.recent_trace_ce, self.lookups_step = replay_lookups(self.out / "metrics.jsonl", self.step)
+            self.stretch_from = None
+        else:
+            self.recent_trace_ce = [float(x) for x in lookups.get("recent_trace_ce", [])][-LOOKUP_WINDOW:]
+            start, came = lookups.get("stretch_from"), lookups.get("came")
+            self.stretch_from = int(start) if start is not None else None
+            self.lookups_step = int(came) if came is not None else None
         if self.rank == 0:  # drop metrics written after the checkpoint by the interrupted run
             truncate_metrics(self.out / "metrics.jsonl", self.step)
             _log(f"resumed from {path} at step {self.step}")
