@@ -387,6 +387,26 @@ def test_the_first_stage_says_whether_its_lookups_came_and_how_to_go_on(tmp_path
     assert [r["step"] for r in rows] == list(range(1, 7))
 
 
+def test_a_stage_ending_on_another_split_is_extended_on_that_split(tmp_path):
+    """The command that trains a stage longer keeps the steps it already took on
+    --pretrain-then-split its last ones: both counts grow by the same 500."""
+    cfg = validate({**SMALL, "output_dir": str(tmp_path), "trace": "keep", "pretrain_steps": 1650,
+                    "pretrain_then_split": "mix_wide", "pretrain_then_steps": 400})
+    recipe = FinetuneRecipe(cfg, progress=False)
+    recipe.step, recipe.recent_trace_ce, recipe.lookups_step = 1650, [0.3, 0.2], None
+    note = recipe.first_stage_note()
+    assert note.startswith("warning: traces-only stage: the mean trace CE of its last 2 steps is 0.250;")
+    assert note.endswith(f"--resume {tmp_path / 'checkpoints' / 'step-001650'} --pretrain-steps 2150 "
+                         f"--pretrain-then-steps 900 --allow-config-change")
+    extended = validate({**SMALL, "output_dir": str(tmp_path), "trace": "keep", "pretrain_steps": 2150,
+                         "pretrain_then_split": "mix_wide", "pretrain_then_steps": 900})
+    # steps 1250-1649 read mix_wide before and after
+    assert extended.pretrain_steps - extended.pretrain_then_steps == cfg.pretrain_steps - cfg.pretrain_then_steps
+    recipe.lookups_step = 700
+    assert "its lookups came at step 700" in recipe.first_stage_note()
+    assert "400 more traces-only steps on mix_wide" not in recipe.first_stage_note()  # the file already does
+
+
 def test_a_checkpoint_without_the_lookup_window_gets_it_back_from_the_metrics(tmp_path, monkeypatch, capsys):
     """Checkpoints written before the window was kept hold no "lookups": a run resumed from one
     rebuilds the window and the step the lookups came from metrics.jsonl, so the stage note says

@@ -982,8 +982,10 @@ class FinetuneRecipe:
             return came
         first = report["steps"]
         boundary = self.out / "checkpoints" / f"step-{first:06d}"
+        # a stage that ends on --pretrain-then-split goes on reading it (the steps it took stay its last)
+        then = f" --pretrain-then-steps {self.cfg.pretrain_then_steps + 500}" if self.cfg.pretrain_then_steps else ""
         return (f"warning: traces-only stage: {mean}its lookups have not come (that mean never fell below "
                 f"{LOOKUPS_CAME:g}), so its written reasoning will follow long searches "
                 f"(long chains, large graphs) poorly "
                 f"(docs/finetune.md); to train the stage longer from its end: constraintc finetune --resume "
-                f"{shlex.quote(str(boundary))} --pretrain-steps {first + 500} --allow-config-change")
+                f"{shlex.quote(str(boundary))} --pretrain-steps {first + 500}{then} --allow-config-change")
