@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The traces-only first stage of examples/configs/finetune_two_stage.toml over several seeds on
-# one GPU, two ways side by side (docs/finetune.md, "One GPU, 24 first stages"):
+# one GPU, two ways side by side (docs/finetune.md, "One GPU, 24 first stages"). Its steps on
+# `mix` only: the file's closing steps on `mix_wide` (pretrain_then_*) are left out, since the
+# question here is when the lookups come, and they come on `mix`.
 #
 #   plain:   plain positions throughout (the file as it is);
 #   after:   plain positions until the mean trace CE of the last 50 steps falls below 0.1 (the
@@ -42,7 +44,8 @@ start() {
         after) extra=(--pretrain-position-stretch 3 --pretrain-stretch-after 0.1) ;;
         *) echo "error: ARMS: unknown arm '$arm' (expected plain and/or after)" >&2; return 2 ;;
     esac
-    constraintc finetune --config "$cfg" --seed "$seed" --pretrain-steps "$steps" --steps 1 \
+    constraintc finetune --config "$cfg" --seed "$seed" --pretrain-steps "$steps" --pretrain-then-split '' \
+        --pretrain-then-steps 0 --steps 1 \
         --no-final-eval --no-plots --no-progress --threads 1 --checkpoint-every 250 --pretrain-accum "${ACCUM:-4}" \
         --output-dir "$dir/$arm-s$seed" "${extra[@]}" > "$dir/$arm-s$seed.log" 2>&1 &
 }
