@@ -212,3 +212,29 @@ def test_eval_cli_respells_by_the_rules_question_template(tmp_path, embedded, ca
                  "--rules", rules]) == 0
     err = capsys.readouterr().err
     assert "1 of 1 records name nodes like words" in err and "not in the generated format" not in err
+
+
+def test_predictions_asked_with_other_stand_ins_are_not_resumed(tmp_path, embedded, capsys):
+    from constraintc.cli import main
+
+    model, tok = embedded
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    data = tmp_path / "conf.jsonl"
+    record = {"id": "q1", "premise": "B causes d. a causes d.", "question": "Do d and a have a common cause?",
+              "label": "Yes", "nodes": ["a", "B", "d"]}
+    write_jsonl([record], data)
+    rules = str(Path(__file__).resolve().parents[1] / "examples" / "rules" / "confounding.rules")
+    base = ["eval", "--data", str(data), "--model", str(tmp_path / "m"), "--device", "cpu", "--no-progress",
+            "--no-plots", "--output-dir", str(tmp_path / "out")]
+    # the rule checks need each graph: a record without its edges and atom is a clean error, no traceback
+    assert main([*base, "--rules", rules]) != 0
+    err = capsys.readouterr().err
+    assert f"{data}:1:1: error: record lacks edges, atom" in err and "Traceback" not in err
+    write_jsonl([dict(record, edges=[["B", "d"], ["a", "d"]], atom="confounded(d,a)")], data)
+    assert main([*base, "--rules", rules]) == 0
+    capsys.readouterr()
+    assert main([*base, "--rules", rules]) == 0
+    assert "resuming: 1 predictions" in capsys.readouterr().err
+    assert main(base) == 0  # without the rules' template the question is asked as it is: afresh
+    assert "resuming" not in capsys.readouterr().err

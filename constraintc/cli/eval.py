@@ -129,6 +129,15 @@ def run(args: argparse.Namespace) -> int:
     if not records:
         raise OptionError("--data", args.data, "a JSONL file with at least one record")
     check_records(records, args.data)
+    if args.rules is not None:  # the rule checks read each graph: a record without it is refused here
+        from constraintc.tasks.io import DataError
+
+        for r in records:
+            missing = [k for k in ("nodes", "edges", "atom") if k not in r]
+            if missing:
+                raise DataError(f"{args.data}:{r.get('_line', '?')}:1: error: record lacks {', '.join(missing)}: "
+                                f"--rules checks each graph's answers against the rules and needs its nodes, "
+                                f"edges and the atom each question asks (or leave out --rules)")
     if args.limit is not None:
         records = records[: args.limit]
     if args.name_pool:

@@ -57,7 +57,9 @@ def model_answers(records: list[dict], how: Answering, data: str | Path, out_dir
     from constraintc.tasks.prompts import format_prompts, reasoning_prompt
     from constraintc.tasks.rename import rename_words
 
-    fingerprint = how.fingerprint(Path(data))
+    # records whose node names read as words are asked with stand-ins (:func:`model_views`), found
+    # by these templates: predictions made otherwise (before stand-ins) are not resumed
+    fingerprint = {**how.fingerprint(Path(data)), "stand_in_names": list(templates)}
     done: dict[str, dict] = {}
     pred_path = None
     if out_dir is not None:

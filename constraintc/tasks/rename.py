@@ -129,7 +129,7 @@ def _name_spans(premise: str, question: str, templates: tuple[str, ...] = ()) \
             continue
         offset = len(question) - len(question.lstrip())
         spans_q = []
-        for g in range(1, (m.lastindex or 0) + 1):
+        for g in range(1, m.re.groups + 1):
             start = m.start(g) + offset
             spans_q += [(start + w.start(), start + w.end()) for w in re.finditer(r"\w+", m.group(g))]
         return spans_p, spans_q
