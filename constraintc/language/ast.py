@@ -288,7 +288,7 @@ def template_fields(template: str) -> list[tuple[str, int]]:
 
 
 def _fill_template(template: str, values: dict[str, str]) -> str:
-    literal, fields = _template_parts(template)
+    literal, fields = template_parts(template)
     out = [literal[0]]
     for name, text in zip(fields, literal[1:]):
         out += (values[name], text)
@@ -296,7 +296,7 @@ def _fill_template(template: str, values: dict[str, str]) -> str:
 
 
 @lru_cache(maxsize=256)
-def _template_parts(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def template_parts(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """A template split once into its literal pieces and the placeholders between them."""
     import re
 

@@ -101,12 +101,13 @@ _SLOT = r"(\{[^{}]*\}|\w+)"  # a placeholder of a question: one name, or a set o
 def _question_patterns(templates: tuple[str, ...]) -> list[re.Pattern]:
     """``templates`` and the library tasks' question templates as patterns whose groups are
     their placeholders."""
+    from constraintc.language.ast import template_parts
     from constraintc.tasks.generate import TASK_RULES, task_query
 
     out = []
     for template in dict.fromkeys([*templates, *(task_query(task).template for task in TASK_RULES)]):
-        pieces = re.split(r"\{[^{}]*\}", template)
-        out.append(re.compile(_SLOT.join(re.escape(p) for p in pieces)))
+        literal, _ = template_parts(template)  # split as the question is rendered
+        out.append(re.compile(_SLOT.join(re.escape(p) for p in literal)))
     return out
 
 
