@@ -21,6 +21,8 @@ from typing import Callable
 import torch
 
 from constraintc.errors import ConstraintcError
+from constraintc.lm.attention import check as check_distance_bias
+from constraintc.lm.attention import enable as enable_distance_bias
 
 # ``corpus(seed, records_per_task, traces)`` -> an object with ``texts`` (sentences), ``names``
 # (the node names in them) and ``alphabet`` (what any node name is spelled from):
@@ -97,6 +99,8 @@ def _gemma_config(vocab_size: int, tokenizer, **arch):
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
         attn_implementation="sdpa",
+        # ALiBi-style per-head biases over token distance (constraintc.lm.attention), if any
+        **{k: [float(v) for v in arch[k]] for k in ("distance_slopes", "distance_focus") if k in arch},
     )
 
 
@@ -109,7 +113,7 @@ def _build_gemma(tokenizer, seed: int, dtype: torch.dtype, **arch):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         model = Gemma3ForCausalLM(config)
-    return model.to(dtype).eval()
+    return enable_distance_bias(model).to(dtype).eval()
 
 
 def build_tiny_model(
@@ -155,6 +159,7 @@ def build_tiny_model(
 ARCHITECTURE_KEYS = (
     "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
     "head_dim", "max_position_embeddings", "sliding_window", "init_seed", "position_encoding", "rope_theta",
+    "distance_slopes", "distance_focus",
 )
 
 
@@ -262,6 +267,13 @@ def build_embedded_model(
     theta = arch.get("rope_theta", 1e6)
     if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 1:
         raise ConstraintcError(f"error: {path}: rope_theta={theta!r}: expected a number above 1")
+    if "distance_focus" in arch and "distance_slopes" not in arch:
+        raise ConstraintcError(f"error: {path}: distance_focus needs distance_slopes (one slope per attention head)")
+    if "distance_slopes" in arch:
+        heads = arch["num_attention_heads"]
+        problem = check_distance_bias(arch["distance_slopes"], arch.get("distance_focus", [0.0] * heads), heads)
+        if problem:
+            raise ConstraintcError(f"error: {path}: [architecture] {problem}")
     tokenizer = build_embedded_tokenizer(spec.get("tokenizer", {}), corpus, traces)
     init_seed = arch.pop("init_seed", 0)
     return _build_gemma(tokenizer, init_seed if seed is None else seed, dtype, **arch), tokenizer
@@ -321,6 +333,10 @@ def _load_directory(path: Path, dtype: torch.dtype):
         tokenizer = AutoTokenizer.from_pretrained(path)
         return _finish(model, tokenizer)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    try:
+        enable_distance_bias(model)
+    except ValueError as err:
+        raise ConstraintcError(f"error: --model={str(path)!r}: {err}") from None
     if (path / NAME_SLOTS_FILE).is_file():  # the embedded model's name-slot tokenizer
         try:
             tokenizer = NameSlotTokenizer.load(path)

@@ -1,0 +1,191 @@
+"""Distance-biased attention (``distance_slopes`` in an embedded architecture file).
+
+The bias is over the *logical* distance, read off the attention mask; every way the model runs
+(one prompt, shared-prefix packed rows, left-padded batches, cached decoding) must see the
+numbers the prompt alone sees. The oracle for the bias itself is an attention function that
+computes it from token indices on one unpadded prompt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from constraintc.errors import ConstraintcError
+from constraintc.lm import attention, score_prompts
+from constraintc.lm.binding import score_groups
+from constraintc.lm.models import build_embedded_model, load_model
+from constraintc.tasks.corpus import task_text
+
+ARCH = """
+[architecture]
+hidden_size = 32
+intermediate_size = 64
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+head_dim = 8
+{extra}
+
+[tokenizer]
+kind = "names"
+corpus_records_per_task = 20
+"""
+
+SLOPES = "distance_slopes = [3.0, 0.5, 0.125, 0.0]\ndistance_focus = [1, 0, 2, 0]"
+NAMES = ["a", "b", "c", "d", "e", "f"]
+
+
+def _arch(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "arch.toml"
+    path.write_text(ARCH.format(extra=extra))
+    return path
+
+
+@pytest.fixture(scope="module")
+def biased(tmp_path_factory):
+    return build_embedded_model(task_text, _arch(tmp_path_factory.mktemp("arch"), SLOPES), seed=3)
+
+
+def _index_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """The oracle: one unpadded prompt, no cache; distance = query index - key index."""
+    q, k = query.shape[2], key.shape[2]
+    assert q == k
+    d = (torch.arange(q)[:, None] - torch.arange(k)[None, :]).to(query.dtype)
+    s = torch.tensor(module.config.distance_slopes, dtype=query.dtype).view(1, -1, 1, 1)
+    f = torch.tensor(module.config.distance_focus, dtype=query.dtype).view(1, -1, 1, 1)
+    bias = torch.where(d >= 0, -s * (d - f).abs(), torch.tensor(float("-inf"), dtype=query.dtype))
+    g = query.shape[1] // key.shape[1]
+    key, value = key.repeat_interleave(g, 1), value.repeat_interleave(g, 1)
+    weights = torch.softmax(query @ key.transpose(-1, -2) * scaling + bias, dim=-1)
+    return (weights @ value).transpose(1, 2).contiguous(), None
+
+
+def _logits(model, text, tok):
+    ids = torch.tensor([tok(text)["input_ids"]])
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_the_bias_is_the_index_distance_on_one_prompt(biased):
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    model, tok = biased
+    text = "a causes b. b causes c. c causes d.\nQuestion: Does a cause d?\nAnswer:"
+    ours = _logits(model, text, tok)
+    AttentionInterface.register("test_index_distance", _index_attention)
+    AttentionMaskInterface.register("test_index_distance", sdpa_mask)
+    model.config._attn_implementation = "test_index_distance"
+    try:
+        oracle = _logits(model, text, tok)
+    finally:
+        model.config._attn_implementation = attention.IMPLEMENTATION
+    assert torch.allclose(ours, oracle, atol=1e-5), (ours - oracle).abs().max()
+    # and the bias does something: without it the same weights answer otherwise
+    model.config._attn_implementation = "sdpa"
+    try:
+        plain = _logits(model, text, tok)
+    finally:
+        model.config._attn_implementation = attention.IMPLEMENTATION
+    assert (plain - ours).abs().max() > 1e-2
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_key_distances_count_attended_keys(data):
+    """Against counting by hand on random masks (a shared-prefix tree: any attended set)."""
+    q, k = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 8))
+    rows = [data.draw(st.lists(st.booleans(), min_size=k, max_size=k)) for _ in range(q)]
+    allowed = torch.tensor(rows)[None, None]
+    got = attention.key_distances(allowed)[0, 0]
+    for i in range(q):
+        for j in range(k):
+            if rows[i][j]:
+                assert got[i, j].item() == sum(rows[i][j + 1:]), (rows, i, j)
+
+
+graph = st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), min_size=1, max_size=5)
+group = st.tuples(graph, st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), min_size=1, max_size=5))
+
+
+def _prompts(edges, questions):
+    premise = " ".join(f"{u} causes {v}." for u, v in edges)
+    return [f"{premise}\nQuestion: Does {x} cause {y}?\nAnswer:" for x, y in questions]
+
+
+@settings(max_examples=8, deadline=None)
+@given(groups=st.lists(group, min_size=1, max_size=3))
+def test_packed_rows_and_padded_batches_match_one_prompt_at_a_time(biased, groups):
+    model, tok = biased
+    prompt_groups = [_prompts(e, q) for e, q in groups]
+    flat = [p for g in prompt_groups for p in g]
+    packed = torch.cat(score_groups(model, tok, prompt_groups, groups_per_batch=2))
+    padded = score_prompts(model, tok, flat, batch_size=4)
+    alone = score_prompts(model, tok, flat, batch_size=1)
+    assert torch.allclose(packed, alone, atol=2e-6), (packed - alone).abs().max()
+    assert torch.allclose(padded, alone, atol=2e-6), (padded - alone).abs().max()
+
+
+def test_cached_decoding_matches_recomputing(biased):
+    model, tok = biased
+    texts = ["a causes b. b causes c.\nQuestion: Does a cause c?\nReasoning:", "d causes e.\nQuestion: Does e cause d?\nReasoning:"]
+    batch = tok(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True)
+    width = batch["input_ids"].shape[1]
+    for row, text in enumerate(texts):
+        ids = tok(text)["input_ids"]
+        new = out.sequences[row, width:].tolist()
+        with torch.no_grad():
+            full = model(input_ids=torch.tensor([ids + new])).logits[0, len(ids) - 1:-1]
+        cached = torch.stack([s[row] for s in out.scores])
+        assert torch.allclose(F.log_softmax(full, -1), F.log_softmax(cached, -1), atol=1e-4)
+
+
+def test_saved_models_load_with_the_bias(biased, tmp_path):
+    model, tok = biased
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    again, tok2 = load_model(str(tmp_path / "m"))
+    assert again.config._attn_implementation == attention.IMPLEMENTATION
+    assert list(again.config.distance_focus) == [1.0, 0.0, 2.0, 0.0]
+    text = "c causes a. a causes f.\nQuestion: Does c cause f?\nAnswer:"
+    assert torch.allclose(_logits(again, text, tok2), _logits(model, text, tok), atol=1e-6)
+
+
+@pytest.mark.parametrize("extra, words", [
+    ("distance_slopes = [1.0, 0.5]", "distance_slopes=[1.0, 0.5]: expected a list of 4 numbers >= 0"),
+    ("distance_slopes = [1.0, 0.5, -1, 0]", "expected a list of 4 numbers >= 0"),
+    ('distance_slopes = "steep"', "distance_slopes='steep'"),
+    ("distance_slopes = [1, 0, 0, 0]\ndistance_focus = [1, 0, 0]", "distance_focus=[1, 0, 0]"),
+    ("distance_focus = [1, 0, 0, 0]", "distance_focus needs distance_slopes"),
+])
+def test_bad_slopes_name_the_file_and_the_key(tmp_path, extra, words):
+    path = _arch(tmp_path, extra)
+    with pytest.raises(ConstraintcError) as err:
+        build_embedded_model(task_text, path)
+    assert words in str(err.value) and str(path) in str(err.value)
+
+
+def test_without_slopes_the_model_is_plain_sdpa(tmp_path):
+    model, _ = build_embedded_model(task_text, _arch(tmp_path, ""))
+    assert model.config._attn_implementation == "sdpa"
+    assert not attention.uses_distance_bias(model.config)
+
+
+def test_shipped_alibi_config_is_the_default_plus_the_bias():
+    from constraintc.resources import configs_dir
+
+    model, _ = load_model(str(configs_dir() / "embedded_alibi.toml"), corpus=task_text)
+    base, _ = load_model("embedded", corpus=task_text)
+    assert model.config._attn_implementation == attention.IMPLEMENTATION
+    assert list(model.config.distance_slopes) == [1.0, 0.25, 0.0625, 0.0]
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in base.parameters())
+    # the same initial weights: only the attention differs
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters()))
