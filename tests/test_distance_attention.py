@@ -189,3 +189,25 @@ def test_shipped_alibi_config_is_the_default_plus_the_bias():
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in base.parameters())
     # the same initial weights: only the attention differs
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters()))
+
+
+def test_the_per_pass_bias_cache_never_serves_another_mask():
+    """Two masks of one shape in a row (and the first again, as a new tensor): each call's output
+    is the one its own mask gives, built from scratch."""
+    from types import SimpleNamespace
+
+    module = SimpleNamespace(config=SimpleNamespace(distance_slopes=[2.0, 0.5], distance_focus=[1.0, 0.0]))
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 5, 4, generator=g) for _ in range(3))
+    causal = torch.ones(5, 5).tril().bool()
+    other = causal.clone()
+    other[:, 0] = False  # a padded first position
+    other[0, 0] = True
+
+    def fresh(mask):
+        bias = attention.distance_bias(mask[None, None], [2.0, 0.5], [1.0, 0.0], torch.float32)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=0.5).transpose(1, 2)
+
+    for mask in (causal, other, causal.clone(), None):
+        out, _ = attention.distance_attention(module, q, k, v, None if mask is None else mask[None, None], scaling=0.5)
+        assert torch.allclose(out, fresh(causal if mask is None else mask), atol=1e-6)

@@ -64,15 +64,31 @@ def distance_attention(module, query, key, value, attention_mask, dropout: float
     returns ``([B, Q, H, D], None)`` as the library's own functions do."""
     if kwargs.get("softcap") is not None:
         raise ValueError("distance-biased attention does not support attention logit soft-capping")
-    cfg = module.config
-    allowed = attended(attention_mask, query.shape[2], key.shape[2], query.device)
-    mask = distance_bias(allowed, cfg.distance_slopes, cfg.distance_focus, query.dtype)
+    mask = _layer_bias(module.config, attention_mask, query, key.shape[2])
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
     return out.transpose(1, 2).contiguous(), None
+
+
+# The bias of the last mask seen: every layer of one forward pass gets the same mask tensor (or
+# None and the same lengths), so the bias is built once per pass, not once per layer. The entry
+# holds the mask itself, so an identity match cannot be a new tensor at a recycled address.
+_last: list = [None, None]
+
+
+def _layer_bias(config, attention_mask, query, k_len: int) -> torch.Tensor:
+    key = (attention_mask, query.shape[2], k_len, query.dtype, query.device,
+           tuple(config.distance_slopes), tuple(config.distance_focus))
+    cached_key, bias = _last
+    if cached_key is not None and cached_key[0] is key[0] and cached_key[1:] == key[1:]:
+        return bias
+    allowed = attended(attention_mask, query.shape[2], k_len, query.device)
+    bias = distance_bias(allowed, config.distance_slopes, config.distance_focus, query.dtype)
+    _last[:] = [key, bias]
+    return bias
 
 
 def register() -> None:
