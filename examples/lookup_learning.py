@@ -5,6 +5,7 @@
     python examples/lookup_learning.py --seed 1 --output lookups.jsonl
     python examples/lookup_learning.py --seed 2 --steps 1000 --save runs/lookups-s2   # keep the model
     python examples/lookup_learning.py --search depth_first --batch 32 --steps 1250 --answers --save runs/df-s0
+    python examples/lookup_learning.py --architecture examples/configs/embedded_alibi.toml --search depth_first --batch 32
                                         # the search that reads chains of any length; its own answers
 
 A written breadth-first trace ("B causes C. C causes D. So B causes D.") reaches any depth if
@@ -117,7 +118,7 @@ def train(args, log=print) -> list[dict]:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, tokenizer = build_embedded_model(task_text, seed=args.seed, traces=True)
+    model, tokenizer = build_embedded_model(task_text, args.architecture or None, seed=args.seed, traces=True)
     gen = lambda n, seed: generate("transitivity", "mix", n, seed, traces=True, trace_search=args.search)  # noqa: E731
     train_groups = trace_groups(gen(args.records, TRAIN_DATA_SEED))
     probes = {"mix (held out)": trace_groups(gen(args.heldout, HELDOUT_SEED))}
@@ -196,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-seed", type=int, default=5, help="seed of the probed chains (default: 5)")
     ap.add_argument("--answers", action="store_true", help="at the end, let the model write its reasoning on the "
                     "forward chains and report its final answers, Yes and No questions apart")
+    ap.add_argument("--architecture", default="", metavar="TOML", help="an embedded architecture file (the keys of "
+                    "examples/configs/embedded_model.toml, e.g. examples/configs/embedded_alibi.toml); default: the "
+                    "embedded default")
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's default (default: 0)")
     ap.add_argument("--output", default="", help="also write the rows as JSON lines to this file")
     ap.add_argument("--save", default="", metavar="DIR", help="save the trained model and tokenizer to DIR (a new directory)")
@@ -216,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"error: --sizes {args.sizes!r}: expected comma-separated chain sizes of 2-{len(probe_chains.NAMES)} nodes",
               file=sys.stderr)
+        return 2
+    if args.architecture and not Path(args.architecture).is_file():
+        print(f"error: --architecture {args.architecture!r}: no such file", file=sys.stderr)
         return 2
     out = Path(args.output) if args.output else None
     if out is not None and out.exists():

@@ -144,7 +144,21 @@ def test_a_short_run_reports_every_probe_and_never_overwrites(tmp_path, capsys):
     (["--lr", "0"], "--lr 0.0"),
     (["--sizes", "1,5"], "--sizes '1,5'"),
     (["--sizes", "a"], "--sizes 'a'"),
+    (["--architecture", "absent.toml"], "--architecture 'absent.toml': no such file"),
 ])
 def test_bad_options_are_a_clear_error(argv, said, capsys):
     assert LEARN.main(argv) == 2
     assert said in capsys.readouterr().err
+
+
+def test_an_architecture_file_is_the_model_trained(tmp_path):
+    from constraintc.lm import attention, load_model
+    from constraintc.resources import configs_dir
+
+    saved = tmp_path / "model"
+    args = ["--steps", "1", "--every", "1", "--records", "40", "--heldout", "20", "--chains", "1", "--sizes", "4",
+            "--threads", "1", "--no-progress", "--save", str(saved),
+            "--architecture", str(configs_dir() / "embedded_alibi.toml")]
+    assert LEARN.main(args) == 0
+    model, _ = load_model(str(saved))
+    assert model.config._attn_implementation == attention.IMPLEMENTATION
