@@ -167,21 +167,50 @@ def test_eval_asks_the_model_with_stand_ins_and_writes_the_names_back(tmp_path, 
     json.dumps(direct)  # rows stay JSON
 
 
-def test_finetune_warns_when_a_saved_models_tokenizer_reads_node_names_of_the_data_as_words(tmp_path, embedded, capsys):
+def test_finetune_trains_a_saved_model_on_word_like_names_with_stand_ins(tmp_path, embedded, capsys):
+    """`finetune --model DIR --data FILE`: the data's nodes named like the tokenizer's words are
+    read with stand-ins in every prompt, unlabelled question and trace, as eval asks them."""
     from constraintc.train.config import validate
     from constraintc.train.recipe import FinetuneRecipe
 
     model, tok = embedded
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
-    recs = [rename_record(r, dict(zip(r["nodes"], "abcdefg"))) for r in generate("transitivity", "train", 24, seed=3)]
+    recs = [rename_record(r, dict(zip(r["nodes"], "abcdefg")))
+            for r in generate("transitivity", "train", 40, seed=3, traces=True)]
+    assert any("a" in r["nodes"] for r in recs) and all(r["trace"] for r in recs)
     write_jsonl(recs, tmp_path / "lower.jsonl")
     cfg = validate(dict(model=str(tmp_path / "m"), finetune="full", data=str(tmp_path / "lower.jsonl"), steps=1,
-                        eval_records=0, final_eval=False, plots=False, batch_groups=2, warmup_steps=0, threads=1,
-                        output_dir=str(tmp_path / "run")))
-    FinetuneRecipe(cfg, progress=False).run()
+                        eval_records=8, final_eval=False, plots=False, batch_groups=2, warmup_steps=0, threads=1,
+                        trace="keep", output_dir=str(tmp_path / "run")))
+    recipe = FinetuneRecipe(cfg, progress=False)
+    recipe.run()
     err = capsys.readouterr().err
-    assert "warning: --data names nodes a" in err and "rename them in the data" in err
+    assert "training records of --data name nodes like words" in err and "stand-in names (a_1)" in err
+    assert "warning" not in err
+    graphs = recipe.train_graphs + recipe.heldout
+    texts = [p for g in graphs for p in g.prompts] + [c.text for g in graphs for c in g.completions]
+    assert any(re.search(r"\ba_1\b", t) for t in texts)
+    for t in texts:  # "a" never stands as a name: not in a statement, a question or a trace step
+        assert not re.search(r"\ba causes|causes a\.|Does a cause|cause a\?", t), t
+    assert all("a" not in g.nodes for g in graphs) and any("a_1" in g.nodes for g in graphs)
+    assert any("a_1" in atom for g in graphs for atom in g.atoms)
+
+
+def test_records_keep_their_names_where_a_trace_uses_the_name_as_a_word():
+    """d-separation traces say "a collider": a node named a cannot be respelled by words there."""
+    from constraintc.tasks.rename import records_apart_from_words
+
+    rec = next(r for r in generate("dsep", "train", 60, seed=1, traces=True) if "collider" in (r.get("trace") or ""))
+    lower = rename_record(rec, dict(zip(rec["nodes"], "abcdefghij")))
+    words = {"a", "d", "Are", "and", "separated", "given", "collider"}
+    out, left = records_apart_from_words([lower], words)
+    assert out[0] is lower and "a" in left
+    # without a trace the same record is respelled
+    bare = {k: v for k, v in lower.items() if k != "trace"}
+    out, left = records_apart_from_words([bare], words)
+    assert left == [] and "a" not in out[0]["nodes"] and "a_1" in out[0]["nodes"]
+    assert "given" in out[0]["question"] and "a_1" in out[0]["premise"] + out[0]["question"]
 
 
 def test_the_question_templates_of_the_users_rules_find_the_names_too():

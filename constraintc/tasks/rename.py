@@ -64,11 +64,22 @@ def rename_record(r: dict, mapping: dict[str, str]) -> dict:
     """
     from constraintc.tasks.generate import premise_text, question_text
 
+    rec = _renamed_fields(r, mapping)
+    _, new_args = parse_atom(rec["atom"])
+    z = tuple(sorted(new_args[2])) if len(new_args) > 2 else ()
+    rec.update(
+        premise=premise_text([tuple(e) for e in rec["edges"]]),
+        question=question_text(r.get("task", "transitivity"), new_args[0], new_args[1], z),
+    )
+    return rec
+
+
+def _renamed_fields(r: dict, mapping: dict[str, str]) -> dict:
+    """``r`` with nodes, edges, atom, ``meta`` and a ``trace`` renamed by ``mapping`` (covering
+    every node); premise and question as they were."""
     pred, args = parse_atom(r["atom"])
     new_args = rename_args(args, mapping)
     edges = [[mapping[u], mapping[v]] for u, v in r["edges"]]
-    z = tuple(sorted(new_args[2])) if len(new_args) > 2 else ()
-    task = r.get("task", "transitivity")
     rec = dict(r)
     if rec.get("trace"):
         rec["trace"] = rename_words(rec["trace"], mapping)
@@ -82,13 +93,7 @@ def rename_record(r: dict, mapping: dict[str, str]) -> dict:
         if isinstance(meta.get("edge"), list):
             meta["edge"] = [mapping.get(v, v) for v in meta["edge"]]
         rec["meta"] = meta
-    rec.update(
-        nodes=[mapping[x] for x in r["nodes"]],
-        edges=edges,
-        premise=premise_text([tuple(e) for e in edges]),
-        atom=format_atom(pred, new_args),
-        question=question_text(task, new_args[0], new_args[1], z),
-    )
+    rec.update(nodes=[mapping[x] for x in r["nodes"]], edges=edges, atom=format_atom(pred, new_args))
     return rec
 
 
@@ -185,3 +190,70 @@ def names_apart_from_words(record: dict, words, templates=()) -> tuple[dict, dic
         taken.add(mapping[name])
     view = dict(record, premise=_respell(premise, spans_p, mapping), question=_respell(question, spans_q, mapping))
     return view, {v: k for k, v in mapping.items()}
+
+
+@functools.lru_cache(maxsize=4)
+def trace_words(task: str) -> frozenset[str]:
+    """The words a ``task``'s reasoning traces are written in, their placeholder names left out
+    (transitivity: "causes", "So", "does", "not", "cause", "nothing"; d-separation's include "a"
+    of "a collider"). Any other task: every trace word."""
+    from constraintc.tasks import trace_format as tf
+
+    transitivity = " ".join([tf.cause_step("B", "C"), tf.cause_conclusion("B", "C", True),
+                             tf.cause_conclusion("B", "C", False), tf.causes_nothing("B")])
+    every = " ".join(tf.SENTENCE_FORMS + tf.SEARCH_FORMS)
+    text = transitivity if task == "transitivity" else every
+    return frozenset(re.findall(r"\w+", text)) - {"B", "C", "D", "E", "F"}
+
+
+def records_apart_from_words(records: list[dict], words, templates=()) -> tuple[list[dict], list[str]]:
+    """Training records as a model whose tokenizer reads ``words`` as words must learn them:
+    every graph (records of one ``group``) whose node names include such words gets the stand-ins
+    of :func:`names_apart_from_words` everywhere: premise and question where they stand as names,
+    nodes, edges, atom, ``meta`` and the ``trace`` (whole words, where no stand-in's name is a word
+    the task's traces are written in, :func:`trace_words`). Returns
+    the records (in order) and the sorted word-like names left as they were: a graph whose text is
+    in no known format, whose trace uses the name as one of its own words ("a" of "a collider"),
+    or whose records do not agree on the stand-ins.
+
+    >>> recs = [{"premise": "a causes b.", "question": "Does a cause b?", "nodes": ["a", "b"],
+    ...          "edges": [["a", "b"]], "atom": "causes(a,b)", "group": "g", "trace": "a causes b. So a causes b."}]
+    >>> out, left = records_apart_from_words(recs, {"a", "cause"})
+    >>> out[0]["premise"], out[0]["atom"], out[0]["trace"], left
+    ('a_1 causes b.', 'causes(a_1,b)', 'a_1 causes b. So a_1 causes b.', [])
+    """
+    groups: dict = {}
+    for i, r in enumerate(records):
+        groups.setdefault(r.get("group", i), []).append(i)
+    out, left = list(records), set()
+    for members in groups.values():
+        found = [names_apart_from_words(records[i], words, templates) for i in members]
+        clash = {str(n) for i in members for n in records[i].get("nodes") or () if n in words}
+        if all(f is not None and not f[1] for f in found):
+            continue
+        backs = [f[1] if f is not None else None for f in found]
+        ok = all(b is not None and b == backs[0] for b in backs) and backs[0] and all(
+            isinstance(records[i].get("nodes"), list) and records[i].get("edges") is not None and records[i].get("atom")
+            for i in members)
+        mapping = {orig: stand for stand, orig in (backs[0] or {}).items()}
+        traced = [records[i] for i in members if records[i].get("trace")]
+        if ok and any(name in trace_words(str(r.get("task", "transitivity"))) for r in traced for name in mapping):
+            ok = False
+        if not ok:
+            left |= clash | set(mapping)
+            continue
+        for i, (view, _) in zip(members, found):
+            r = records[i]
+            full = {str(n): mapping.get(str(n), str(n)) for n in r["nodes"]}
+            try:
+                rec = _renamed_fields(r, full)
+            except (KeyError, ValueError, TypeError):
+                left |= set(mapping)
+                break
+            rec.update(premise=view["premise"], question=view["question"])
+            out[i] = rec
+        else:
+            continue
+        for i in members:  # a record failed: the whole graph keeps its names
+            out[i] = records[i]
+    return out, sorted(left)

@@ -411,6 +411,7 @@ class FinetuneRecipe:
         self.reasoning_fn = lambda rec: reasoning_prompt(rec, cfg.prompt_style, self.tokenizer)
         gold: list[dict] = []
         records = training_records(cfg, log=_log if self.rank == 0 else None, gold=gold)
+        records, gold[:] = self._apart(records, "training"), self._apart(gold, None)
         from constraintc.train.data import trace_groups
 
         self.pretrain_groups = []
@@ -424,19 +425,12 @@ class FinetuneRecipe:
         if cfg.pretrain_steps and cfg.pretrain_then_steps:
             then: list[dict] = []
             training_records(dataclasses.replace(cfg, train_split=cfg.pretrain_then_split), gold=then)
-            self.pretrain_then_groups = trace_groups(then, self.reasoning_fn, cfg.trace)
+            self.pretrain_then_groups = trace_groups(self._apart(then, None), self.reasoning_fn, cfg.trace)
             if not self.pretrain_then_groups:
                 raise ConstraintcError(
                     f"error: pretrain_then_split={cfg.pretrain_then_split!r}: no labelled record to take a trace from"
                 )
         check_rules_fit(cfg, records, self.constraint.queries)
-        words = getattr(self.tokenizer, "name_words", None)
-        if cfg.data and words and not self.from_scratch and self.rank == 0:
-            clash = sorted({str(n) for r in records for n in r.get("nodes") or () if n in words})
-            if clash:
-                _log(f"warning: --data names nodes {', '.join(clash[:8])}, which {cfg.model}'s tokenizer reads as "
-                     f"words of the task text, not as names: rename them in the data (constraintc eval does "
-                     f"it for the questions it asks; training does not)")
         self.train_graphs = build_graphs(
             records, self.constraint, self.prompt_fn,
             all_atoms=self.semantic, atoms_per_graph=cfg.atoms_per_graph, seed=TRAIN_DATA_SEED,
@@ -448,7 +442,8 @@ class FinetuneRecipe:
         if not self.train_graphs:
             raise ConstraintcError("error: no training graph left (no labels and no semantic loss?)")
         self.train_sizes = [len(g.nodes) for g in self.train_graphs]  # for the size curriculum
-        self.heldout = build_graphs(heldout_records(cfg), self.constraint, self.prompt_fn, all_atoms=False)
+        self.heldout = build_graphs(self._apart(heldout_records(cfg), "held-out"), self.constraint, self.prompt_fn,
+                                    all_atoms=False)
         self.favoured = favoured_answer(self.constraint, self.train_graphs) if self.semantic else None
         if self.favoured and self.rank == 0 and cfg.lambda_schedule == "adaptive":
             _log(
@@ -720,6 +715,31 @@ class FinetuneRecipe:
             "position_stretch": stretch,
         }
 
+    def _apart(self, records: list[dict], what: str | None) -> list[dict]:
+        """``--data`` records as this run's model must read them: a saved embedded model's tokenizer
+        reads the words of the task text as words, so a node named like one (``a``, ``d``, ``at``)
+        gets a stand-in name (``a_1``) everywhere in its graph's records, as ``constraintc eval``
+        asks them (:func:`constraintc.tasks.rename.records_apart_from_words`). A model built for
+        this run reads the data's names as names already; generated data names no node so.
+        ``what`` names the stream in the note on stderr (None: no note)."""
+        words = getattr(self.tokenizer, "name_words", None)
+        if not (self.cfg.data and words and records):
+            return records
+        from constraintc.tasks.rename import records_apart_from_words
+
+        templates = tuple(q.template for q in self.constraint.program.queries.values() if q.template)
+        out, left = records_apart_from_words(records, words, templates)
+        if what and self.rank == 0:
+            renamed = sum(a is not b for a, b in zip(out, records))
+            if renamed:
+                _log(f"note: {renamed} {what} records of --data name nodes like words of {self.cfg.model}'s text; "
+                     f"they are read with stand-in names (a_1) in place of those")
+            if left:
+                _log(f"warning: --data names nodes {', '.join(left[:8])} like words of {self.cfg.model}'s text in "
+                     f"records that cannot be respelled (text in no known format, or a trace that uses the name "
+                     f"as a word): those are read as words, not as names; rename them in the data")
+        return out
+
     # ------------------------------------------------------------------------------ metrics
     @torch.no_grad()
     def heldout_metrics(self) -> dict:
@@ -763,7 +783,7 @@ class FinetuneRecipe:
         from constraintc.train.data import build_graphs
         from constraintc.train.records import evaluation_records
 
-        records = evaluation_records(cfg)
+        records = self._apart(evaluation_records(cfg), "evaluation")
         graphs = build_graphs(records, self.constraint, self.prompt_fn, all_atoms=False, check_feasible=False)
         probs = score_groups(self.model, self.tokenizer, [g.prompts for g in graphs], self.constraint.yes, self.constraint.no)
         preds = [
