@@ -267,3 +267,16 @@ def test_predictions_asked_with_other_stand_ins_are_not_resumed(tmp_path, embedd
     assert "resuming: 1 predictions" in capsys.readouterr().err
     assert main(base) == 0  # without the rules' template the question is asked as it is: afresh
     assert "resuming" not in capsys.readouterr().err
+
+
+def test_a_graph_the_renaming_cannot_follow_keeps_its_names_whole():
+    """An edge naming a node the record does not declare: no record of that graph is respelled."""
+    from constraintc.tasks.rename import records_apart_from_words
+
+    good = {"premise": "a causes b. b causes c.", "question": "Does a cause c?", "nodes": ["a", "b", "c"],
+            "edges": [["a", "b"], ["b", "c"]], "atom": "causes(a,c)", "group": "g"}
+    bad = dict(good, question="Does c cause a?", atom="causes(c,a)", edges=[["a", "b"], ["b", "x"]])
+    other = dict(good, group="h")
+    out, left = records_apart_from_words([good, bad, other], {"a", "cause"})
+    assert out[0] is good and out[1] is bad and left == ["a"]
+    assert out[2]["nodes"] == ["a_1", "b", "c"] and out[2]["premise"] == "a_1 causes b. b causes c."

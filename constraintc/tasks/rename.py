@@ -242,18 +242,12 @@ def records_apart_from_words(records: list[dict], words, templates=()) -> tuple[
         if not ok:
             left |= clash | set(mapping)
             continue
-        for i, (view, _) in zip(members, found):
-            r = records[i]
-            full = {str(n): mapping.get(str(n), str(n)) for n in r["nodes"]}
-            try:
-                rec = _renamed_fields(r, full)
-            except (KeyError, ValueError, TypeError):
-                left |= set(mapping)
-                break
-            rec.update(premise=view["premise"], question=view["question"])
-            out[i] = rec
-        else:
+        try:
+            renamed = [dict(_renamed_fields(records[i], {str(n): mapping.get(str(n), str(n)) for n in records[i]["nodes"]}),
+                            premise=view["premise"], question=view["question"]) for i, (view, _) in zip(members, found)]
+        except (KeyError, ValueError, TypeError):  # a record the renaming cannot follow: the graph keeps its names
+            left |= set(mapping)
             continue
-        for i in members:  # a record failed: the whole graph keeps its names
-            out[i] = records[i]
+        for i, rec in zip(members, renamed):
+            out[i] = rec
     return out, sorted(left)
