@@ -75,7 +75,8 @@ def distance_attention(module, query, key, value, attention_mask, dropout: float
 
 # The bias of the last mask seen: every layer of one forward pass gets the same mask tensor (or
 # None and the same lengths), so the bias is built once per pass, not once per layer. The entry
-# holds the mask itself, so an identity match cannot be a new tensor at a recycled address.
+# holds the mask itself, so an identity match cannot be a new tensor at a recycled address (a mask
+# edited in place between passes would be served stale: transformers and constraintc build a new one).
 _last: list = [None, None]
 
 
