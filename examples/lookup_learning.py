@@ -69,6 +69,14 @@ def trace_groups(records: list[dict]) -> list[list]:
     return list(groups.values())
 
 
+def group_sizes(records: list[dict]) -> list[int]:
+    """The number of nodes of each graph, in the order of :func:`trace_groups`."""
+    sizes: dict = {}
+    for r in records:
+        sizes.setdefault(r["group"], len(r["nodes"]))
+    return list(sizes.values())
+
+
 def step_accuracy(model, tokenizer, groups) -> dict[str, float | None]:
     """Over every step sentence "U causes V." of ``groups``' traces, teacher-forced: the share of
     right lookups (V after "U causes") and of right subjects (U, the node the search goes on
@@ -113,6 +121,7 @@ def train(args, log=print) -> list[dict]:
     from constraintc.lm.models import build_embedded_model
     from constraintc.tasks import generate
     from constraintc.tasks.corpus import task_text
+    from constraintc.train.data import curriculum_indices
     from constraintc.train.records import HELDOUT_SEED, TRAIN_DATA_SEED
 
     torch.manual_seed(args.seed)
@@ -120,7 +129,8 @@ def train(args, log=print) -> list[dict]:
         torch.set_num_threads(args.threads)
     model, tokenizer = build_embedded_model(task_text, args.architecture or None, seed=args.seed, traces=True)
     gen = lambda n, seed: generate("transitivity", "mix", n, seed, traces=True, trace_search=args.search)  # noqa: E731
-    train_groups = trace_groups(gen(args.records, TRAIN_DATA_SEED))
+    train_records = gen(args.records, TRAIN_DATA_SEED)
+    train_groups, train_sizes = trace_groups(train_records), group_sizes(train_records)
     probes = {"mix (held out)": trace_groups(gen(args.heldout, HELDOUT_SEED))}
     forward_sizes: dict[str, int] = {}  # probe key -> nodes of its forward chains (--answers)
     for order, n, comps in probe_chains.chain_trace_groups(args.sizes, args.chains, args.probe_seed, search=args.search):
@@ -133,7 +143,11 @@ def train(args, log=print) -> list[dict]:
     rows, start = [], time.time()
     model.train()
     for step in tqdm(range(1, args.steps + 1), desc="traces only", unit="step", disable=not args.progress):
-        chosen = rng.sample(range(len(train_groups)), min(args.batch, len(train_groups)))
+        if step <= args.curriculum:  # the smallest graphs first, as `constraintc finetune`'s curriculum
+            chosen = curriculum_indices(train_sizes, min(args.batch, len(train_groups)), step - 1, args.seed,
+                                        args.curriculum)
+        else:
+            chosen = rng.sample(range(len(train_groups)), min(args.batch, len(train_groups)))
         batch = pack_groups(
             tokenizer, [[train_groups[i][0].prompt] for i in chosen], completions=[train_groups[i] for i in chosen],
             name_salts=[name_salt(args.name_salt, args.seed, i, step) for i in chosen],
@@ -190,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=6e-3, help="AdamW learning rate, constant after --warmup steps (default: 6e-3)")
     ap.add_argument("--warmup", type=int, default=50, help="linear learning-rate warm-up steps (default: 50)")
     ap.add_argument("--batch", type=int, default=16, help="graphs per step (default: 16)")
+    ap.add_argument("--curriculum", type=int, default=0, metavar="N",
+                    help="draw the first N steps' graphs smallest first (3 nodes, rising evenly to the largest "
+                    "at step N), as `constraintc finetune --curriculum-steps`; 0: none (default: 0)")
     ap.add_argument("--records", type=int, default=4000, help="generated training questions, 4 per graph (default: 4000)")
     ap.add_argument("--heldout", type=int, default=600, help="held-out mix questions probed (default: 600)")
     ap.add_argument("--sizes", default="5,8,15", help="probed chain sizes, comma-separated (default: 5,8,15)")
@@ -205,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save", default="", metavar="DIR", help="save the trained model and tokenizer to DIR (a new directory)")
     ap.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = ap.parse_args(argv)
+    if args.curriculum < 0:
+        print(f"error: --curriculum {args.curriculum}: expected a number of steps >= 0", file=sys.stderr)
+        return 2
     for name in ("steps", "every", "batch", "records", "heldout", "chains", "warmup"):
         if getattr(args, name) < 1:
             print(f"error: --{name} {getattr(args, name)}: expected a number >= 1", file=sys.stderr)

@@ -145,6 +145,7 @@ def test_a_short_run_reports_every_probe_and_never_overwrites(tmp_path, capsys):
     (["--sizes", "1,5"], "--sizes '1,5'"),
     (["--sizes", "a"], "--sizes 'a'"),
     (["--architecture", "absent.toml"], "--architecture 'absent.toml': no such file"),
+    (["--curriculum", "-1"], "--curriculum -1"),
 ])
 def test_bad_options_are_a_clear_error(argv, said, capsys):
     assert LEARN.main(argv) == 2
@@ -162,3 +163,36 @@ def test_an_architecture_file_is_the_model_trained(tmp_path):
     assert LEARN.main(args) == 0
     model, _ = load_model(str(saved))
     assert model.config._attn_implementation == attention.IMPLEMENTATION
+
+
+def test_the_curriculum_draws_the_smallest_graphs_first(monkeypatch, tmp_path):
+    import constraintc.train.data as data
+    from constraintc.tasks import generate
+
+    records = generate("transitivity", "mix", 60, 1, traces=True)
+    sizes = LEARN.group_sizes(records)
+    nodes_of = {r["id"]: len(r["nodes"]) for r in records}
+    prompt_of = {}
+    for r in records:  # each group's premise, to pair the sizes with trace_groups' groups
+        prompt_of.setdefault(r["premise"], nodes_of[r["id"]])
+    groups = LEARN.trace_groups(records)
+    assert len(sizes) == len(groups)
+    for n, g in zip(sizes, groups):
+        premise = g[0].prompt.split("Premise: ", 1)[-1].split("\nQuestion:")[0].strip()
+        assert prompt_of[premise] == n
+    assert min(sizes) == 3 < max(sizes)
+    drawn = []
+    real = data.curriculum_indices
+
+    def recording(sizes, batch, step, seed, steps):
+        chosen = real(sizes, batch, step, seed, steps)
+        drawn.append((step, [sizes[i] for i in chosen]))
+        return chosen
+
+    monkeypatch.setattr(data, "curriculum_indices", recording)
+    args = ["--steps", "3", "--every", "3", "--records", "80", "--heldout", "20", "--chains", "1", "--sizes", "4",
+            "--threads", "1", "--no-progress", "--curriculum", "2", "--batch", "8"]
+    assert LEARN.main(args) == 0
+    # steps 1 and 2 under the curriculum (its steps 0 and 1), step 3 drawn from every graph
+    assert [step for step, _ in drawn] == [0, 1]
+    assert set(drawn[0][1]) == {3}
