@@ -22,7 +22,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from constraintc.train.recipe import LOOKUP_WINDOW, LOOKUPS_CAME
+from constraintc.train.recipe import LOOKUP_WINDOW, LOOKUPS_CAME, watch_window
 
 SPLITS = ("mix", "chains_long", "chains_reversed", "chains_shuffled", "branching_large", "unseen_names")
 
@@ -33,18 +33,14 @@ def stage_rows(run: Path) -> list[dict]:
 
 
 def lookups(rows: list[dict], window: int, below: float) -> tuple[float | None, int | None]:
-    """(mean trace CE of the last ``window`` steps, first step whose windowed mean is below ``below``)."""
-    ce = [r["trace_ce"] for r in rows]
-    if len(ce) < window:
+    """(mean trace CE of the last ``window`` steps, first step whose windowed mean is below
+    ``below``): finetune's own watch (:func:`constraintc.train.recipe.watch_window`)."""
+    last, came = [], None
+    for r in rows:
+        last, came = watch_window(last, came, r["step"], r["trace_ce"], window, below)
+    if len(last) < window:
         return None, None
-    came = None
-    total = math.fsum(ce[:window])
-    for end in range(window, len(ce) + 1):
-        if end > window:
-            total += ce[end - 1] - ce[end - 1 - window]
-        if came is None and total / window < below:
-            came = rows[end - 1]["step"]
-    return total / window, came
+    return math.fsum(last) / window, came
 
 
 def written(run: Path) -> tuple[dict, dict] | None:

@@ -140,10 +140,11 @@ def _dist():
     return dist if dist.is_available() and dist.is_initialized() else None
 
 
-def watch_window(window: list[float], came: int | None, step: int, trace_ce: float) -> tuple[list[float], int | None]:
-    """The last :data:`LOOKUP_WINDOW` traces-only steps' trace CE after step ``step`` (counted
-    from 1), and the step at which their mean first fell below :data:`LOOKUPS_CAME` (``came``
-    until then).
+def watch_window(window: list[float], came: int | None, step: int, trace_ce: float,
+                 size: int = LOOKUP_WINDOW, below: float = LOOKUPS_CAME) -> tuple[list[float], int | None]:
+    """The last ``size`` (:data:`LOOKUP_WINDOW`) traces-only steps' trace CE after step ``step``
+    (counted from 1), and the step at which their mean first fell below ``below``
+    (:data:`LOOKUPS_CAME`; ``came`` until then).
 
     >>> w, came = [], None
     >>> for i, ce in enumerate([0.5] * LOOKUP_WINDOW + [0.0] * LOOKUP_WINDOW, 1):
@@ -151,8 +152,8 @@ def watch_window(window: list[float], came: int | None, step: int, trace_ce: flo
     >>> came  # 50 steps at 0.5, then 0: the mean of the last 50 falls below 0.1 at the 41st 0
     91
     """
-    window = (window + [trace_ce])[-LOOKUP_WINDOW:]
-    if came is None and len(window) == LOOKUP_WINDOW and math.fsum(window) / LOOKUP_WINDOW < LOOKUPS_CAME:
+    window = (window + [trace_ce])[-size:]
+    if came is None and len(window) == size and math.fsum(window) / size < below:
         came = step
     return window, came
 
