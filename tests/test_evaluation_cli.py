@@ -201,6 +201,25 @@ def test_consistent_answers_have_no_violations_and_follow_the_rules(tmp_path, ca
         assert split["rule_violation_rate"] == 0.0
     assert report["overall"]["rule_violation_rate"] > 0.0  # random raw answers do violate the rules
     assert "## Consistent answering" in capsys.readouterr().out
+    # the rules are read twice in all: once as the violation rates of all three reports check
+    # them, once in float64 for the conditioning; and the reports do not change by it
+    import constraintc.semantic as semantic
+
+    read, real_init = [], semantic.SemanticLoss.__init__
+
+    def counting(self, rules="transitivity", *args, **kwargs):
+        read.append((str(rules), kwargs.get("schema_seconds")))
+        real_init(self, rules, *args, **kwargs)
+
+    again = tmp_path / "again"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(semantic.SemanticLoss, "__init__", counting)
+        assert main(["eval", "--data", str(data), "--predictions", str(preds), "--rules", "transitivity",
+                     "--consistent", "--out", str(again), "--no-plots", "--no-progress"]) == 0
+    assert sorted(read, key=str) == [("transitivity", 5.0), ("transitivity", None)]
+    twice = json.loads((again / "report.json").read_text())
+    assert twice["consistent"] == cons and twice["splits"] == report["splits"] and twice["rules"] == "transitivity"
+    capsys.readouterr()
     # the same without p_yes is refused with a clear message
     bare = tmp_path / "bare.jsonl"
     bare.write_text("".join(json.dumps({"id": r["id"], "prediction": "Yes"}) + "\n" for r in records))

@@ -145,17 +145,19 @@ def run(args: argparse.Namespace) -> int:
 
         records = rename_records(records, args.name_pool, seed=0)
     out_dir = Path(args.output_dir) if args.output_dir else None
+    checker = None
+    if args.rules is not None:  # read once (errors before any model work), for every report below
+        from constraintc.evaluation.violations import violation_checker
+
+        checker = violation_checker(args.rules, params)
     if args.model is not None:
         from constraintc.evaluation.answers import Answering, model_answers
 
         how = Answering(args.model, args.prompt_style, args.yes, args.no, args.traces, args.name_pool,
                         args.batch_size, args.device)
         templates = ()
-        if args.rules is not None:  # node names are found in the questions by the rules' templates too
-            from constraintc.language import load_rules
-
-            program = load_rules(args.rules, params=params)
-            templates = tuple(q.template for q in program.queries.values() if q.template)
+        if checker is not None:  # node names are found in the questions by the rules' templates too
+            templates = tuple(q.template for q in checker.program.queries.values() if q.template)
         predictions = model_answers(records, how, args.data, out_dir, progress=not args.no_progress,
                                     templates=templates)
         source = args.model
@@ -167,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         records,
         predictions,
         thresholds=thresholds,
-        rules=args.rules,
+        rules=checker,
         rules_max_nodes=args.rules_max_nodes,
         rules_params=params,
         source=source,
@@ -185,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         from constraintc.evaluation.consistent import consistent_report
 
         report["consistent"] = consistent_report(records, predictions, args.rules, params, thresholds,
-                                                 args.rules_max_nodes)
+                                                 args.rules_max_nodes, checker=checker)
     text = markdown(report, title=f"constraintc eval: {source} on {args.data}")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

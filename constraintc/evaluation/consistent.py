@@ -117,21 +117,25 @@ def consistent_predictions(records: list[dict], pred_map: dict[str, dict], rules
 
 
 def consistent_report(records: list[dict], predictions: list[dict], rules: str, params: dict | None,
-                      thresholds, rules_max_nodes: int | None = 15) -> dict:
+                      thresholds, rules_max_nodes: int | None = 15, checker=None) -> dict:
     """The evaluation report (splits and overall) of the marginal and of the MPE answers, each
     with the number of records answered; an :class:`OptionError` naming ``--consistent`` when no
-    prediction carries ``p_yes``."""
+    prediction carries ``p_yes``. ``checker``: the rules as the violation rates read them
+    (:func:`~constraintc.evaluation.violations.violation_checker` of the same rules), when the
+    caller has them already."""
     from constraintc.errors import OptionError
     from constraintc.evaluation.metrics import compute_report, prepare_predictions
+    from constraintc.evaluation.violations import violation_checker
 
     pred_map = prepare_predictions(predictions, "--predictions")
     if not any(p.get("p_yes") is not None for p in pred_map.values()):
         raise OptionError("--consistent", True, "predictions with p_yes (P(Yes) per answer) to condition on the rules")
     marginal, mpe = consistent_predictions(records, pred_map, rules, params)
+    checker = checker if checker is not None else violation_checker(rules, params)
     out = {}
     for name, preds in (("marginal", marginal), ("mpe", mpe)):
         rep = compute_report(
-            records, [{"id": rid, **pred} for rid, pred in preds.items()], thresholds=thresholds, rules=rules,
+            records, [{"id": rid, **pred} for rid, pred in preds.items()], thresholds=thresholds, rules=checker,
             rules_max_nodes=rules_max_nodes, rules_params=params, source=f"--consistent {name}",
         )
         out[name] = {"splits": rep["splits"], "overall": rep["overall"], "answered": len(preds)}

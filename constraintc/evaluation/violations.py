@@ -19,6 +19,16 @@ from collections import Counter, defaultdict
 from constraintc.errors import ConstraintcError
 
 
+def violation_checker(rules, params: dict[str, int] | None = None, schema_seconds: float = 5.0,
+                      instance_seconds: float = 20.0):
+    """The rules ``rules`` (a file or library name) read once, as :func:`rule_violations` checks
+    answers against them: a ``SemanticLoss`` with the check's compile budgets, to pass as
+    ``rules`` to several reports of the same rules (each would read and compile them again)."""
+    from constraintc.semantic import SemanticLoss
+
+    return SemanticLoss(rules, params, schema_seconds=schema_seconds, instance_seconds=instance_seconds)
+
+
 def rule_violations(
     records: list[dict],
     pred_map: dict[str, dict],
@@ -45,10 +55,10 @@ def rule_violations(
 
     from constraintc.semantic import SemanticLoss
 
-    if isinstance(rules, SemanticLoss):  # rules already read (a training run's own)
+    if isinstance(rules, SemanticLoss):  # rules already read (a training run's own, or a violation_checker)
         loss = rules
     else:
-        loss = SemanticLoss(rules, params, schema_seconds=schema_seconds, instance_seconds=instance_seconds)
+        loss = violation_checker(rules, params, schema_seconds, instance_seconds)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         groups[r.get("group", r["id"])].append(r)
