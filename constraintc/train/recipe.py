@@ -141,7 +141,7 @@ def _dist():
 
 
 def watch_window(window: list[float], came: int | None, step: int, trace_ce: float,
-                 size: int = LOOKUP_WINDOW, below: float = LOOKUPS_CAME) -> tuple[list[float], int | None]:
+                 size: int | None = None, below: float | None = None) -> tuple[list[float], int | None]:
     """The last ``size`` (:data:`LOOKUP_WINDOW`) traces-only steps' trace CE after step ``step``
     (counted from 1), and the step at which their mean first fell below ``below``
     (:data:`LOOKUPS_CAME`; ``came`` until then).
@@ -152,6 +152,8 @@ def watch_window(window: list[float], came: int | None, step: int, trace_ce: flo
     >>> came  # 50 steps at 0.5, then 0: the mean of the last 50 falls below 0.1 at the 41st 0
     91
     """
+    size = LOOKUP_WINDOW if size is None else size  # the module's values when called (tests patch them)
+    below = LOOKUPS_CAME if below is None else below
     window = (window + [trace_ce])[-size:]
     if came is None and len(window) == size and math.fsum(window) / size < below:
         came = step
