@@ -7,6 +7,7 @@
     python examples/lookup_learning.py --search depth_first --batch 32 --steps 1250 --answers --save runs/df-s0
     python examples/lookup_learning.py --architecture examples/configs/embedded_alibi.toml --search depth_first --batch 32
                                         # the search that reads chains of any length; its own answers
+    python examples/lookup_learning.py --search depth_first --batch 32 --curriculum 400   # 3-node graphs first
 
 A written breadth-first trace ("B causes C. C causes D. So B causes D.") reaches any depth if
 every step is a lookup: after "U causes" the model must find the statement "U causes V." in the
