@@ -179,16 +179,37 @@ def test_without_slopes_the_model_is_plain_sdpa(tmp_path):
     assert not attention.uses_distance_bias(model.config)
 
 
-def test_shipped_alibi_config_is_the_default_plus_the_bias():
+@pytest.mark.parametrize("name, base_name, slopes, focus", [
+    ("embedded_alibi.toml", "embedded", [1.0, 0.25, 0.0625, 0.0], [0.0, 0.0, 0.0, 0.0]),
+    ("embedded_copy_heads.toml", "embedded_nope.toml", [4.0, 4.0, 0.0, 0.0], [1.0, 2.0, 0.0, 0.0]),
+])
+def test_shipped_bias_configs_are_their_base_plus_the_bias(name, base_name, slopes, focus):
     from constraintc.resources import configs_dir
 
-    model, _ = load_model(str(configs_dir() / "embedded_alibi.toml"), corpus=task_text)
-    base, _ = load_model("embedded", corpus=task_text)
+    model, _ = load_model(str(configs_dir() / name), corpus=task_text)
+    base, _ = load_model(base_name if base_name == "embedded" else str(configs_dir() / base_name), corpus=task_text)
     assert model.config._attn_implementation == attention.IMPLEMENTATION
-    assert list(model.config.distance_slopes) == [1.0, 0.25, 0.0625, 0.0]
+    assert list(model.config.distance_slopes) == slopes and list(model.config.distance_focus) == focus
+    assert model.config.rope_scaling == base.config.rope_scaling  # the base's position encoding
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in base.parameters())
     # the same initial weights: only the attention differs
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters()))
+
+
+def test_copy_heads_look_one_and_two_tokens_back():
+    """The shipped copy-heads file: heads 0 and 1 put nearly all their weight on the token one and
+    two places back whatever the content, heads 2 and 3 have no bias."""
+    from constraintc.resources import configs_dir
+
+    model, _ = load_model(str(configs_dir() / "embedded_copy_heads.toml"), corpus=task_text)
+    n = 12
+    mask = torch.ones(1, 1, n, n, dtype=torch.bool).tril()
+    bias = attention.distance_bias(mask, model.config.distance_slopes, model.config.distance_focus, torch.float32)
+    weights = torch.softmax(bias, dim=-1)[0]
+    for head, back in ((0, 1), (1, 2)):
+        for q in range(back + 2, n):  # far enough from the start that every distance around `back` exists
+            assert weights[head, q, q - back] > 0.95
+    assert torch.all(bias[0, 2:][mask[0].expand(2, n, n)] == 0)
 
 
 def test_the_per_pass_bias_cache_never_serves_another_mask():
