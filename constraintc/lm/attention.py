@@ -12,7 +12,17 @@ tilt a head towards recent tokens without fixing it (ALiBi's geometric slopes). 
 head as it was. The biases are constants of the architecture (the model's config carries
 ``distance_slopes`` and ``distance_focus``), added to the rotary encoding, not replacing it.
 
-A model whose config has them runs this attention once :func:`enable` has been called on it;
+**Token shift** (``token_shift = S`` in the config, S in 1..3): every attention layer's queries,
+keys and values become ``x_t + w_1 * x_{t-1} + ... + w_S * x_{t-S}`` with learned per-channel
+weights ``w`` (``[S, heads, head_dim]`` per projection, zero at initialisation, so a new model
+starts as the plain one), a short causal depthwise convolution after the projections as in
+Primer (So et al., 2021). A key then carries the tokens before it, and one attention step can
+match "the token after U" (an induction-style copy) without first growing previous-token heads.
+"The token before" is read off the attention mask as the distance is: the previous *attended*
+token, so packed rows, left padding and cached decoding agree with the prompt run alone. Cached
+decoding keeps each layer's queries of the positions decoded so far (:func:`_query_history`).
+
+A model whose config has either runs this attention once :func:`enable` has been called on it;
 :func:`constraintc.lm.models.load_model` does that for every model it loads. Plain
 ``transformers`` loads the same weights with unbiased attention: a different model.
 """
@@ -58,13 +68,80 @@ def distance_bias(allowed: torch.Tensor, slopes, focus, dtype: torch.dtype) -> t
     return torch.where(allowed, bias, torch.full((), torch.finfo(dtype).min, dtype=dtype, device=allowed.device))
 
 
+def previous_tokens(allowed: torch.Tensor, steps: int) -> torch.Tensor:
+    """``[steps, B, K]`` int64: for every key position, the index of the attended token 1, 2, ..
+    ``steps`` places before it (-1: none). With a full square mask each position's own row says
+    what it attends to (so a packed row's question continues from the premise, not from the
+    question packed before it); with fewer queries than keys (cached decoding) the newest query's
+    row does, which is the same for one unpacked sequence with left padding."""
+    b, _, q_len, k_len = allowed.shape
+    idx = torch.arange(k_len, device=allowed.device)
+    if q_len == k_len:
+        before = allowed[:, 0] & (idx[None, :] < idx[:, None])[None]       # [B, K, K]: i attended by j, i < j
+        prev = torch.where(before, idx, -1).amax(-1)
+    else:
+        seen = torch.where(allowed[:, 0, -1], idx, -1).cummax(-1).values     # last attended index <= j
+        prev = torch.cat([torch.full_like(seen[:, :1], -1), seen[:, :-1]], -1)
+    out = [prev]
+    for _ in range(steps - 1):
+        last = out[-1]
+        out.append(torch.where(last >= 0, prev.gather(1, last.clamp(min=0)), -1))
+    return torch.stack(out)
+
+
+def shift(x: torch.Tensor, prev: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``x`` ``[B, H, L, D]`` plus ``weights[s] * x`` at ``prev[s]`` (``[S, B, L]`` indices into
+    x's positions, -1: nothing) for each shift ``s``; ``weights`` ``[S, H, D]``."""
+    b, h, n, d = x.shape
+    out = x
+    for s in range(weights.shape[0]):
+        p = prev[s]
+        took = x.gather(2, p.clamp(min=0)[:, None, :, None].expand(b, h, n, d))
+        out = out + weights[s].to(x.dtype)[None, :, None, :] * torch.where((p >= 0)[:, None, :, None], took, 0.0)
+    return out
+
+
+def _query_history(module, query: torch.Tensor, k_len: int) -> torch.Tensor:
+    """The layer's queries of all ``k_len`` positions: ``query`` itself when it covers them
+    (training, a prompt's first pass), else the queries kept from the earlier passes of this
+    decoding followed by ``query``. Kept only outside autograd (generation runs without it)."""
+    if query.shape[2] == k_len:
+        history = query
+    else:
+        kept = getattr(module, "_constraintc_queries", None)
+        if kept is None or kept.shape[0] != query.shape[0] or kept.shape[2] != k_len - query.shape[2]:
+            raise RuntimeError(
+                "token shift: cached decoding needs this layer's queries of the earlier positions; "
+                "run the prompt through the model first (model.generate does), without autograd"
+            )
+        history = torch.cat([kept, query], dim=2)
+    module._constraintc_queries = None if torch.is_grad_enabled() else history
+    return history
+
+
 def distance_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """An attention function for ``transformers``' ``AttentionInterface``: scaled dot-product
-    attention with :func:`distance_bias` added (query ``[B, H, Q, D]``, key/value ``[B, KV, K, D]``);
-    returns ``([B, Q, H, D], None)`` as the library's own functions do."""
+    attention with :func:`distance_bias` added and the token shift applied, where the config asks
+    for them (query ``[B, H, Q, D]``, key/value ``[B, KV, K, D]``); returns ``([B, Q, H, D], None)``
+    as the library's own functions do."""
     if kwargs.get("softcap") is not None:
-        raise ValueError("distance-biased attention does not support attention logit soft-capping")
-    mask = _layer_bias(module.config, attention_mask, query, key.shape[2])
+        raise ValueError("constraintc's attention does not support attention logit soft-capping")
+    config = module.config
+    k_len = key.shape[2]
+    steps = getattr(config, "token_shift", 0) or 0
+    if steps:
+        allowed = attended(attention_mask, query.shape[2], k_len, query.device)
+        prev = _previous(attention_mask, allowed.expand(key.shape[0], *allowed.shape[1:]), steps)
+        key = shift(key, prev, module.key_shift)
+        value = shift(value, prev, module.value_shift)
+        q_len = query.shape[2]
+        query = shift(_query_history(module, query, k_len), prev, module.query_shift)[:, :, k_len - q_len:]
+    if uses_distance_bias(config):
+        mask = _layer_bias(config, attention_mask, query, k_len)
+    elif steps:
+        mask = torch.where(allowed, 0.0, torch.finfo(query.dtype).min).to(query.dtype)
+    else:
+        mask = attention_mask
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
         key = key.repeat_interleave(groups, dim=1)
@@ -92,6 +169,20 @@ def _layer_bias(config, attention_mask, query, k_len: int) -> torch.Tensor:
     return bias
 
 
+_last_prev: list = [None, None]
+
+
+def _previous(attention_mask, allowed: torch.Tensor, steps: int) -> torch.Tensor:
+    """:func:`previous_tokens`, built once per forward pass (every layer sees the same mask)."""
+    key = (attention_mask, tuple(allowed.shape), steps, allowed.device)
+    cached_key, prev = _last_prev
+    if cached_key is not None and cached_key[0] is key[0] and cached_key[1:] == key[1:]:
+        return prev
+    prev = previous_tokens(allowed, steps)
+    _last_prev[:] = [key, prev]
+    return prev
+
+
 def register() -> None:
     """Make :data:`IMPLEMENTATION` known to ``transformers`` (idempotent)."""
     from transformers import AttentionInterface
@@ -117,18 +208,54 @@ def uses_distance_bias(config) -> bool:
     return any(getattr(config, "distance_slopes", None) or ())
 
 
-def enable(model):
-    """Switch a model whose config carries ``distance_slopes`` to :func:`distance_attention`
-    (in place; returns the model). Other models are returned untouched."""
+MAX_TOKEN_SHIFT = 3
+
+
+def check_token_shift(value) -> str | None:
+    """What is wrong with a ``token_shift`` value, or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKEN_SHIFT:
+        return f"token_shift={value!r}: expected a whole number of earlier tokens from 0 (off) to {MAX_TOKEN_SHIFT}"
+    return None
+
+
+def add_token_shift(model) -> None:
+    """Give every attention layer of ``model`` its token-shift weights (zeros, as a new model
+    starts; the parameters ``query_shift``, ``key_shift``, ``value_shift``), where the config asks
+    for a token shift and the layer has none yet."""
     config = model.config
-    if not uses_distance_bias(config):
+    steps = getattr(config, "token_shift", 0) or 0
+    if not steps:
+        return
+    param = next(model.parameters())
+    for layer in model.model.layers:
+        attn = layer.self_attn
+        if hasattr(attn, "query_shift"):
+            continue
+        for name, heads in (("query_shift", config.num_attention_heads), ("key_shift", config.num_key_value_heads),
+                            ("value_shift", config.num_key_value_heads)):
+            attn.register_parameter(name, torch.nn.Parameter(
+                torch.zeros(steps, heads, config.head_dim, dtype=param.dtype, device=param.device)))
+
+
+def enable(model):
+    """Switch a model whose config carries ``distance_slopes`` or a ``token_shift`` to
+    :func:`distance_attention` (in place, adding the token-shift weights if missing; returns the
+    model). Other models are returned untouched."""
+    config = model.config
+    steps = getattr(config, "token_shift", 0) or 0
+    if not uses_distance_bias(config) and not steps:
         return model
-    heads = config.num_attention_heads
-    if getattr(config, "distance_focus", None) is None:
-        config.distance_focus = [0.0] * heads
-    problem = check(config.distance_slopes, config.distance_focus, heads)
+    problem = check_token_shift(steps)
     if problem:
         raise ValueError(f"model config: {problem}")
+    heads = config.num_attention_heads
+    if uses_distance_bias(config):
+        if getattr(config, "distance_focus", None) is None:
+            config.distance_focus = [0.0] * heads
+        problem = check(config.distance_slopes, config.distance_focus, heads)
+        if problem:
+            raise ValueError(f"model config: {problem}")
+    add_token_shift(model)
     register()
     config._attn_implementation = IMPLEMENTATION
     return model

@@ -22,6 +22,7 @@ import torch
 
 from constraintc.errors import ConstraintcError
 from constraintc.lm.attention import check as check_distance_bias
+from constraintc.lm.attention import check_token_shift
 from constraintc.lm.attention import enable as enable_distance_bias
 
 # ``corpus(seed, records_per_task, traces)`` -> an object with ``texts`` (sentences), ``names``
@@ -101,6 +102,8 @@ def _gemma_config(vocab_size: int, tokenizer, **arch):
         attn_implementation="sdpa",
         # ALiBi-style per-head biases over token distance (constraintc.lm.attention), if any
         **{k: [float(v) for v in arch[k]] for k in ("distance_slopes", "distance_focus") if k in arch},
+        # queries, keys and values mixed with those of the tokens before (constraintc.lm.attention)
+        **({"token_shift": int(arch["token_shift"])} if arch.get("token_shift") else {}),
     )
 
 
@@ -159,7 +162,7 @@ def build_tiny_model(
 ARCHITECTURE_KEYS = (
     "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
     "head_dim", "max_position_embeddings", "sliding_window", "init_seed", "position_encoding", "rope_theta",
-    "distance_slopes", "distance_focus",
+    "distance_slopes", "distance_focus", "token_shift",
 )
 
 
@@ -274,6 +277,9 @@ def build_embedded_model(
         problem = check_distance_bias(arch["distance_slopes"], arch.get("distance_focus", [0.0] * heads), heads)
         if problem:
             raise ConstraintcError(f"error: {path}: [architecture] {problem}")
+    problem = check_token_shift(arch.get("token_shift", 0))
+    if problem:
+        raise ConstraintcError(f"error: {path}: [architecture] {problem}")
     tokenizer = build_embedded_tokenizer(spec.get("tokenizer", {}), corpus, traces)
     init_seed = arch.pop("init_seed", 0)
     return _build_gemma(tokenizer, init_seed if seed is None else seed, dtype, **arch), tokenizer
@@ -317,6 +323,40 @@ def _load_gguf(path: Path, dtype: torch.dtype):
     return _finish(model, tokenizer)
 
 
+def _token_shift_model(path: Path, dtype: torch.dtype):
+    """A saved model whose config asks for a token shift, built from its config and loaded from
+    its ``model.safetensors`` with the shift weights (``from_pretrained`` would drop them as
+    unknown); None for any other model."""
+    import json
+
+    config_file = path / "config.json"
+    try:
+        raw = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not raw.get("token_shift") or raw.get("model_type") != "gemma3_text":
+        return None
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, Gemma3ForCausalLM
+
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"{weights} is missing (a token-shift model is read from one safetensors file)")
+    problem = check_token_shift(raw["token_shift"])
+    if problem:
+        raise ValueError(f"{config_file}: {problem}")
+    model = Gemma3ForCausalLM(AutoConfig.from_pretrained(path))
+    enable_distance_bias(model)
+    state = load_file(str(weights))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    if unexpected or set(missing) - tied:
+        name = (unexpected or sorted(set(missing) - tied))[0]
+        raise ValueError(f"{weights} does not fit the model of {config_file} ({name})")
+    model.tie_weights()
+    return model.to(dtype).eval()
+
+
 def _load_directory(path: Path, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -332,8 +372,10 @@ def _load_directory(path: Path, dtype: torch.dtype):
         model = PeftModel.from_pretrained(base, path).merge_and_unload()
         tokenizer = AutoTokenizer.from_pretrained(path)
         return _finish(model, tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     try:
+        model = _token_shift_model(path, dtype)
+        if model is None:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         enable_distance_bias(model)
     except ValueError as err:
         raise ConstraintcError(f"error: --model={str(path)!r}: {err}") from None
