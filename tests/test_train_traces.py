@@ -137,6 +137,9 @@ def test_final_evaluation_grades_the_models_own_reasoning(tmp_path):
 
     table = reasoning_table(recipe.before, recipe.after)
     assert "valid traces" in table and "overall" in table and "violations" in table
+    # the embedded model is built from scratch: before training it writes noise, so its written
+    # reasoning is graded after training only (the direct answers both times)
+    assert recipe.from_scratch and "reasoning" not in recipe.before and recipe.before["overall"]["n"] == 8
     # the written answers' rule violations, against a networkx oracle on the same (greedy) answers:
     # a graph's answers violate the strict-order rules iff the premise plus the Yes answers has a
     # cycle or reaches a pair answered No
