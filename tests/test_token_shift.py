@@ -281,3 +281,16 @@ def test_the_shipped_shift_config_is_the_default_plus_the_shift():
     assert all(torch.equal(p, mine[n]) for n, p in base.named_parameters())  # the same initial weights
     extra = {n: p for n, p in mine.items() if n.endswith("_shift")}
     assert len(mine) == len(dict(base.named_parameters())) + len(extra) and extra
+
+
+def test_a_bare_shipped_architecture_name_loads_from_any_directory(tmp_path, monkeypatch):
+    """``--model embedded_shift.toml`` (finetune_shift.toml's setting) works outside the source
+    tree; a local file of that name comes first."""
+    monkeypatch.chdir(tmp_path)
+    model, _ = load_model("embedded_shift.toml", corpus=task_text)
+    assert model.config.token_shift == 2
+    (tmp_path / "embedded_shift.toml").write_text(ARCH.format(extra="token_shift = 1"))
+    local, _ = load_model("embedded_shift.toml", corpus=task_text)
+    assert local.config.token_shift == 1 and local.config.hidden_size == 32
+    with pytest.raises(ConstraintcError, match="no_such_arch.toml: cannot read"):
+        load_model("no_such_arch.toml", corpus=task_text)

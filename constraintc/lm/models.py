@@ -249,6 +249,11 @@ def build_embedded_model(
     >>> sum(p.numel() for p in model.parameters())       # doctest: +SKIP
     """
     path = Path(config_path) if config_path else embedded_config_path()
+    if not path.is_file() and path.name == str(config_path):
+        # a bare file name that is not here: one of the architecture files shipped with constraintc
+        shipped = embedded_config_path().parent / path.name
+        if shipped.is_file():
+            path = shipped
     try:
         spec = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
