@@ -1,5 +1,7 @@
-"""Distance-biased attention (``examples/configs/embedded_alibi.toml``) against the default's
-plain SDPA attention (``embedded_model.toml``), in one process, the same weights.
+"""Distance-biased attention (``examples/configs/embedded_alibi.toml``), or another shipped
+architecture file (``--against embedded_shift.toml``: the token shift), against the default's
+plain SDPA attention (``embedded_model.toml``), in one process, the same weights (the token
+shift's own weights, zero at the start, are set to small random values so that it computes).
 
 1. A training step of the traces-only stage: forward and backward over 32 `mix` graphs' gold
    depth-first traces in packed rows (as `constraintc finetune --pretrain-steps` and
@@ -7,8 +9,9 @@ plain SDPA attention (``embedded_model.toml``), in one process, the same weights
 2. Greedy generation: 32 reasoning prompts, 64 new tokens each, with the KV cache.
 
     python benchmarks/bench_attention.py --threads 2
+    python benchmarks/bench_attention.py --threads 2 --against embedded_shift.toml
 
-Timings alternate the two models and report medians; the ratio (biased / plain) is the number
+Timings alternate the two models and report medians; the ratio (other / plain) is the number
 to read.
 """
 
@@ -36,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     ap.add_argument("--repeats", type=int, default=10, help="timed repeats per condition (default: 10)")
+    ap.add_argument("--against", default="embedded_alibi.toml", metavar="FILE",
+                    help="the architecture file compared with the default (default: embedded_alibi.toml)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -50,8 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     from constraintc.train.data import trace_completion
 
     plain, tok = load_model("embedded", corpus=task_text)
-    biased, _ = load_model(str(configs_dir() / "embedded_alibi.toml"), corpus=task_text)
-    biased.load_state_dict(plain.state_dict())
+    other_spec = args.against if "/" in args.against else str(configs_dir() / args.against)
+    other, _ = load_model(other_spec, corpus=task_text)
+    missing, unexpected = other.load_state_dict(plain.state_dict(), strict=False)
+    own = [n for n in missing if not n.endswith("_shift")]
+    if own or unexpected:
+        raise SystemExit(f"{args.against}: not the default's shapes ({(own or unexpected)[0]})")
+    with torch.no_grad():  # token-shift weights start at zero; give them values so the shift computes
+        g = torch.Generator().manual_seed(0)
+        for n, p in other.named_parameters():
+            if n.endswith("_shift"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
     records = generate("transitivity", "mix", 128, 0, traces=True, trace_search="depth_first")
     groups: dict = {}
     for r in records:
@@ -75,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
                 model.generate(**enc, max_new_tokens=64, do_sample=False, pad_token_id=tok.pad_token_id)
         return run
 
-    plain.train(), biased.train()
-    p, b = _median_pair(step(plain), step(biased), args.repeats)
-    print(f"training step, 32 graphs ({batch.tokens} tokens): plain {p * 1e3:.1f} ms, biased {b * 1e3:.1f} ms, "
+    plain.train(), other.train()
+    p, b = _median_pair(step(plain), step(other), args.repeats)
+    print(f"training step, 32 graphs ({batch.tokens} tokens): plain {p * 1e3:.1f} ms, {args.against} {b * 1e3:.1f} ms, "
           f"ratio {b / p:.2f}")
-    plain.eval(), biased.eval()
-    p, b = _median_pair(gen(plain), gen(biased), max(2, args.repeats // 3))
-    print(f"generation, 32 prompts x 64 tokens: plain {p:.2f} s, biased {b:.2f} s, ratio {b / p:.2f}")
+    plain.eval(), other.eval()
+    p, b = _median_pair(gen(plain), gen(other), max(2, args.repeats // 3))
+    print(f"generation, 32 prompts x 64 tokens: plain {p:.2f} s, {args.against} {b:.2f} s, ratio {b / p:.2f}")
     return 0
 
 

@@ -89,34 +89,44 @@ def previous_tokens(allowed: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.stack(out)
 
 
-def shift(x: torch.Tensor, prev: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``x`` ``[B, H, L, D]`` plus ``weights[s] * x`` at ``prev[s]`` (``[S, B, L]`` indices into
-    x's positions, -1: nothing) for each shift ``s``; ``weights`` ``[S, H, D]``."""
+def shift(x: torch.Tensor, prev: torch.Tensor, weights: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """Positions ``start:`` of ``x`` ``[B, H, L, D]``, each plus ``weights[s] * x`` at ``prev[s]``
+    (``[S, B, L]`` indices into x's positions, -1: nothing) for each shift ``s``; ``weights``
+    ``[S, H, D]``. Returns ``[B, H, L - start, D]``."""
     b, h, n, d = x.shape
-    out = x
+    out = x[:, :, start:]
     for s in range(weights.shape[0]):
-        p = prev[s]
-        took = x.gather(2, p.clamp(min=0)[:, None, :, None].expand(b, h, n, d))
+        p = prev[s][:, start:]
+        took = x.gather(2, p.clamp(min=0)[:, None, :, None].expand(b, h, n - start, d))
         out = out + weights[s].to(x.dtype)[None, :, None, :] * torch.where((p >= 0)[:, None, :, None], took, 0.0)
     return out
 
 
-def _query_history(module, query: torch.Tensor, k_len: int) -> torch.Tensor:
-    """The layer's queries of all ``k_len`` positions: ``query`` itself when it covers them
-    (training, a prompt's first pass), else the queries kept from the earlier passes of this
-    decoding followed by ``query``. Kept only outside autograd (generation runs without it)."""
-    if query.shape[2] == k_len:
-        history = query
+def _shifted(module, query, key, value, prev):
+    """The token-shifted queries (the new positions'), keys and values (all positions').
+
+    With as many queries as keys (training, a prompt's first pass) everything is shifted here.
+    In cached decoding the earlier positions' shifted keys and values and their raw queries are
+    the ones kept from this decoding's earlier passes (they do not change: a token's previous
+    tokens are fixed), so a step shifts its new positions only. They are kept outside autograd
+    only (generation runs without it); a cached step with nothing kept that fits is an error."""
+    q_len, k_len = query.shape[2], key.shape[2]
+    start = k_len - q_len
+    if start == 0:
+        queries = query
+        keys, values = shift(key, prev, module.key_shift), shift(value, prev, module.value_shift)
     else:
-        kept = getattr(module, "_constraintc_queries", None)
-        if kept is None or kept.shape[0] != query.shape[0] or kept.shape[2] != k_len - query.shape[2]:
+        kept = getattr(module, "_constraintc_decoding", None)
+        if kept is None or kept[0].shape[0] != query.shape[0] or kept[0].shape[2] != start:
             raise RuntimeError(
                 "token shift: cached decoding needs this layer's queries of the earlier positions; "
                 "run the prompt through the model first (model.generate does), without autograd"
             )
-        history = torch.cat([kept, query], dim=2)
-    module._constraintc_queries = None if torch.is_grad_enabled() else history
-    return history
+        queries = torch.cat([kept[0], query], dim=2)
+        keys = torch.cat([kept[1], shift(key, prev, module.key_shift, start)], dim=2)
+        values = torch.cat([kept[2], shift(value, prev, module.value_shift, start)], dim=2)
+    module._constraintc_decoding = None if torch.is_grad_enabled() else (queries, keys, values)
+    return shift(queries, prev, module.query_shift, start), keys, values
 
 
 def distance_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
@@ -131,17 +141,10 @@ def distance_attention(module, query, key, value, attention_mask, dropout: float
     steps = getattr(config, "token_shift", 0) or 0
     if steps:
         allowed = attended(attention_mask, query.shape[2], k_len, query.device)
-        prev = _previous(attention_mask, allowed.expand(key.shape[0], *allowed.shape[1:]), steps)
-        key = shift(key, prev, module.key_shift)
-        value = shift(value, prev, module.value_shift)
-        q_len = query.shape[2]
-        query = shift(_query_history(module, query, k_len), prev, module.query_shift)[:, :, k_len - q_len:]
-    if uses_distance_bias(config):
-        mask = _layer_bias(config, attention_mask, query, k_len)
-    elif steps:
-        mask = torch.where(allowed, 0.0, torch.finfo(query.dtype).min).to(query.dtype)
-    else:
-        mask = attention_mask
+        prev, additive = _previous(attention_mask, allowed.expand(key.shape[0], *allowed.shape[1:]), steps, query.dtype)
+        query, key, value = _shifted(module, query, key, value, prev)
+    # additive masks with a finite minimum: a row with nothing to attend to (padding) stays finite
+    mask = _layer_bias(config, attention_mask, query, k_len) if uses_distance_bias(config) else additive
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
         key = key.repeat_interleave(groups, dim=1)
@@ -172,15 +175,17 @@ def _layer_bias(config, attention_mask, query, k_len: int) -> torch.Tensor:
 _last_prev: list = [None, None]
 
 
-def _previous(attention_mask, allowed: torch.Tensor, steps: int) -> torch.Tensor:
-    """:func:`previous_tokens`, built once per forward pass (every layer sees the same mask)."""
-    key = (attention_mask, tuple(allowed.shape), steps, allowed.device)
-    cached_key, prev = _last_prev
+def _previous(attention_mask, allowed: torch.Tensor, steps: int, dtype: torch.dtype):
+    """:func:`previous_tokens` and the additive form of ``allowed`` (0 where attended, the
+    dtype's minimum elsewhere), built once per forward pass (every layer sees the same mask)."""
+    key = (attention_mask, tuple(allowed.shape), steps, allowed.device, dtype)
+    cached_key, built = _last_prev
     if cached_key is not None and cached_key[0] is key[0] and cached_key[1:] == key[1:]:
-        return prev
-    prev = previous_tokens(allowed, steps)
-    _last_prev[:] = [key, prev]
-    return prev
+        return built
+    built = (previous_tokens(allowed, steps),
+             torch.where(allowed, torch.zeros((), dtype=dtype), torch.finfo(dtype).min).to(dtype))
+    _last_prev[:] = [key, built]
+    return built
 
 
 def register() -> None:
