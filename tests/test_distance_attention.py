@@ -8,7 +8,6 @@ computes it from token indices on one unpadded prompt.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,34 +16,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from constraintc.errors import ConstraintcError
-from constraintc.lm import attention, score_prompts
-from constraintc.lm.binding import score_groups
+from constraintc.lm import attention
 from constraintc.lm.models import build_embedded_model, load_model
 from constraintc.tasks.corpus import task_text
 
-ARCH = """
-[architecture]
-hidden_size = 32
-intermediate_size = 64
-num_hidden_layers = 2
-num_attention_heads = 4
-num_key_value_heads = 2
-head_dim = 8
-{extra}
-
-[tokenizer]
-kind = "names"
-corpus_records_per_task = 20
-"""
+from _attention_cases import (  # noqa: I001  (tests/_attention_cases.py, shared with test_token_shift.py)
+    assert_cached_decoding_matches_recomputing, assert_packed_and_padded_match_alone, group, logits, logits_with,
+    write_arch,
+)
 
 SLOPES = "distance_slopes = [3.0, 0.5, 0.125, 0.0]\ndistance_focus = [1, 0, 2, 0]"
-NAMES = ["a", "b", "c", "d", "e", "f"]
-
-
-def _arch(tmp_path: Path, extra: str) -> Path:
-    path = tmp_path / "arch.toml"
-    path.write_text(ARCH.format(extra=extra))
-    return path
+_arch = write_arch
+_logits = logits
 
 
 @pytest.fixture(scope="module")
@@ -66,26 +49,11 @@ def _index_attention(module, query, key, value, attention_mask, dropout=0.0, sca
     return (weights @ value).transpose(1, 2).contiguous(), None
 
 
-def _logits(model, text, tok):
-    ids = torch.tensor([tok(text)["input_ids"]])
-    with torch.no_grad():
-        return model(input_ids=ids).logits
-
-
 def test_the_bias_is_the_index_distance_on_one_prompt(biased):
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     model, tok = biased
     text = "a causes b. b causes c. c causes d.\nQuestion: Does a cause d?\nAnswer:"
     ours = _logits(model, text, tok)
-    AttentionInterface.register("test_index_distance", _index_attention)
-    AttentionMaskInterface.register("test_index_distance", sdpa_mask)
-    model.config._attn_implementation = "test_index_distance"
-    try:
-        oracle = _logits(model, text, tok)
-    finally:
-        model.config._attn_implementation = attention.IMPLEMENTATION
+    oracle = logits_with(model, tok, text, "test_index_distance", _index_attention)
     assert torch.allclose(ours, oracle, atol=1e-5), (ours - oracle).abs().max()
     # and the bias does something: without it the same weights answer otherwise
     model.config._attn_implementation = "sdpa"
@@ -110,42 +78,14 @@ def test_key_distances_count_attended_keys(data):
                 assert got[i, j].item() == sum(rows[i][j + 1:]), (rows, i, j)
 
 
-graph = st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), min_size=1, max_size=5)
-group = st.tuples(graph, st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), min_size=1, max_size=5))
-
-
-def _prompts(edges, questions):
-    premise = " ".join(f"{u} causes {v}." for u, v in edges)
-    return [f"{premise}\nQuestion: Does {x} cause {y}?\nAnswer:" for x, y in questions]
-
-
 @settings(max_examples=8, deadline=None)
 @given(groups=st.lists(group, min_size=1, max_size=3))
 def test_packed_rows_and_padded_batches_match_one_prompt_at_a_time(biased, groups):
-    model, tok = biased
-    prompt_groups = [_prompts(e, q) for e, q in groups]
-    flat = [p for g in prompt_groups for p in g]
-    packed = torch.cat(score_groups(model, tok, prompt_groups, groups_per_batch=2))
-    padded = score_prompts(model, tok, flat, batch_size=4)
-    alone = score_prompts(model, tok, flat, batch_size=1)
-    assert torch.allclose(packed, alone, atol=2e-6), (packed - alone).abs().max()
-    assert torch.allclose(padded, alone, atol=2e-6), (padded - alone).abs().max()
+    assert_packed_and_padded_match_alone(*biased, groups)
 
 
 def test_cached_decoding_matches_recomputing(biased):
-    model, tok = biased
-    texts = ["a causes b. b causes c.\nQuestion: Does a cause c?\nReasoning:", "d causes e.\nQuestion: Does e cause d?\nReasoning:"]
-    batch = tok(texts, return_tensors="pt", padding=True)
-    with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True)
-    width = batch["input_ids"].shape[1]
-    for row, text in enumerate(texts):
-        ids = tok(text)["input_ids"]
-        new = out.sequences[row, width:].tolist()
-        with torch.no_grad():
-            full = model(input_ids=torch.tensor([ids + new])).logits[0, len(ids) - 1:-1]
-        cached = torch.stack([s[row] for s in out.scores])
-        assert torch.allclose(F.log_softmax(full, -1), F.log_softmax(cached, -1), atol=1e-4)
+    assert_cached_decoding_matches_recomputing(*biased)
 
 
 def test_saved_models_load_with_the_bias(biased, tmp_path):

@@ -9,7 +9,6 @@ random masks by hand.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,27 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from constraintc.errors import ConstraintcError
-from constraintc.lm import attention, score_prompts
-from constraintc.lm.binding import score_groups
+from constraintc.lm import attention
 from constraintc.lm.models import build_embedded_model, load_model
 from constraintc.tasks.corpus import task_text
 
-ARCH = """
-[architecture]
-hidden_size = 32
-intermediate_size = 64
-num_hidden_layers = 2
-num_attention_heads = 4
-num_key_value_heads = 2
-head_dim = 8
-{extra}
+from _attention_cases import (  # noqa: I001  (tests/_attention_cases.py, shared with test_distance_attention.py)
+    ARCH, assert_cached_decoding_matches_recomputing, assert_packed_and_padded_match_alone, group, logits, logits_with,
+    write_arch,
+)
 
-[tokenizer]
-kind = "names"
-corpus_records_per_task = 20
-"""
-
-NAMES = ["a", "b", "c", "d", "e", "f"]
 # the shift alone, and the shift with distance biases (both in one attention function)
 VARIANTS = {
     "shift": "token_shift = 2",
@@ -46,10 +33,8 @@ VARIANTS = {
 }
 
 
-def _arch(tmp_path: Path, extra: str) -> Path:
-    path = tmp_path / "arch.toml"
-    path.write_text(ARCH.format(extra=extra))
-    return path
+_arch = write_arch
+_logits = logits
 
 
 def _randomise_shift(model, seed: int = 0) -> None:
@@ -88,28 +73,13 @@ def _index_attention(module, query, key, value, attention_mask, dropout=0.0, sca
     return (torch.softmax(scores, dim=-1) @ value).transpose(1, 2).contiguous(), None
 
 
-def _logits(model, text, tok):
-    ids = torch.tensor([tok(text)["input_ids"]])
-    with torch.no_grad():
-        return model(input_ids=ids).logits
-
-
 def test_the_shift_is_by_token_index_on_one_prompt(tmp_path):
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     model, tok = build_embedded_model(task_text, _arch(tmp_path, "token_shift = 3"), seed=1)
     text = "a causes b. b causes c. c causes d.\nQuestion: Does a cause d?\nAnswer:"
     before = _logits(model, text, tok)
     _randomise_shift(model, seed=5)
     ours = _logits(model, text, tok)
-    AttentionInterface.register("test_index_shift", _index_attention)
-    AttentionMaskInterface.register("test_index_shift", sdpa_mask)
-    model.config._attn_implementation = "test_index_shift"
-    try:
-        oracle = _logits(model, text, tok)
-    finally:
-        model.config._attn_implementation = attention.IMPLEMENTATION
+    oracle = logits_with(model, tok, text, "test_index_shift", _index_attention)
     assert torch.allclose(ours, oracle, atol=1e-5), (ours - oracle).abs().max()
     # and the shift does something: the same model with zero shift weights answers otherwise
     assert (before - ours).abs().max() > 1e-2
@@ -154,26 +124,10 @@ def test_previous_tokens_read_by_hand(data):
             want = prev(want) if want >= 0 else -1
 
 
-graph = st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), min_size=1, max_size=5)
-group = st.tuples(graph, st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(NAMES)), min_size=1, max_size=5))
-
-
-def _prompts(edges, questions):
-    premise = " ".join(f"{u} causes {v}." for u, v in edges)
-    return [f"{premise}\nQuestion: Does {x} cause {y}?\nAnswer:" for x, y in questions]
-
-
 @settings(max_examples=8, deadline=None)
 @given(groups=st.lists(group, min_size=1, max_size=3))
 def test_packed_rows_and_padded_batches_match_one_prompt_at_a_time(shifted, groups):
-    model, tok = shifted
-    prompt_groups = [_prompts(e, q) for e, q in groups]
-    flat = [p for g in prompt_groups for p in g]
-    packed = torch.cat(score_groups(model, tok, prompt_groups, groups_per_batch=2))
-    padded = score_prompts(model, tok, flat, batch_size=4)
-    alone = score_prompts(model, tok, flat, batch_size=1)
-    assert torch.allclose(packed, alone, atol=2e-6), (packed - alone).abs().max()
-    assert torch.allclose(padded, alone, atol=2e-6), (padded - alone).abs().max()
+    assert_packed_and_padded_match_alone(*shifted, groups)
 
 
 def test_packed_completions_match_each_completion_alone(shifted):
@@ -195,21 +149,14 @@ def test_packed_completions_match_each_completion_alone(shifted):
 
 def test_cached_decoding_matches_recomputing(shifted):
     model, tok = shifted
-    texts = ["a causes b. b causes c.\nQuestion: Does a cause c?\nReasoning:", "d causes e.\nQuestion: Does e cause d?\nReasoning:"]
-    batch = tok(texts, return_tensors="pt", padding=True, padding_side="left")
+    assert_cached_decoding_matches_recomputing(model, tok, new_tokens=8)
+    # and the kept state gives what decoding without the cache gives, token for token
+    batch = tok(["a causes b. b causes c.\nQuestion: Does a cause c?\nReasoning:", "d causes e.\nReasoning:"],
+                return_tensors="pt", padding=True, padding_side="left")
     with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=8, do_sample=False, output_scores=True,
-                             return_dict_in_generate=True, pad_token_id=tok.pad_token_id)
+        cached = model.generate(**batch, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
         again = model.generate(**batch, max_new_tokens=8, do_sample=False, use_cache=False, pad_token_id=tok.pad_token_id)
-    assert torch.equal(out.sequences, again)
-    width = batch["input_ids"].shape[1]
-    for row, text in enumerate(texts):
-        ids = tok(text)["input_ids"]
-        new = out.sequences[row, width:].tolist()
-        with torch.no_grad():
-            full = model(input_ids=torch.tensor([ids + new])).logits[0, len(ids) - 1:-1]
-        cached = torch.stack([s[row] for s in out.scores])
-        assert torch.allclose(F.log_softmax(full, -1), F.log_softmax(cached, -1), atol=1e-4)
+    assert torch.equal(cached, again)
 
 
 def test_a_cached_step_without_its_prompt_pass_is_a_clear_error(shifted):
