@@ -241,3 +241,13 @@ def test_a_bare_shipped_architecture_name_loads_from_any_directory(tmp_path, mon
     assert local.config.token_shift == 1 and local.config.hidden_size == 32
     with pytest.raises(ConstraintcError, match="no_such_arch.toml: cannot read"):
         load_model("no_such_arch.toml", corpus=task_text)
+
+
+def test_a_saved_model_with_unreadable_weights_is_a_clear_error(tmp_path):
+    model, tok = build_embedded_model(task_text, _arch(tmp_path, "token_shift = 1"), seed=0)
+    out = tmp_path / "m"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / "model.safetensors").write_bytes(b"\x00\x01 not safetensors")
+    with pytest.raises(ConstraintcError, match="cannot read the model in"):
+        load_model(str(out))

@@ -20,11 +20,13 @@ Primer (So et al., 2021). A key then carries the tokens before it, and one atten
 match "the token after U" (an induction-style copy) without first growing previous-token heads.
 "The token before" is read off the attention mask as the distance is: the previous *attended*
 token, so packed rows, left padding and cached decoding agree with the prompt run alone. Cached
-decoding keeps each layer's queries of the positions decoded so far (:func:`_query_history`).
+decoding keeps each layer's queries and shifted keys and values of the positions decoded so far
+(:func:`_shifted`).
 
 A model whose config has either runs this attention once :func:`enable` has been called on it;
 :func:`constraintc.lm.models.load_model` does that for every model it loads. Plain
-``transformers`` loads the same weights with unbiased attention: a different model.
+``transformers`` loads the same weights with unbiased attention and without the token-shift
+weights (it reports them unused): a different model.
 """
 
 from __future__ import annotations

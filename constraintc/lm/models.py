@@ -350,9 +350,12 @@ def _token_shift_model(path: Path, dtype: torch.dtype):
     problem = check_token_shift(raw["token_shift"])
     if problem:
         raise ValueError(f"{config_file}: {problem}")
-    model = Gemma3ForCausalLM(AutoConfig.from_pretrained(path))
+    try:
+        model = Gemma3ForCausalLM(AutoConfig.from_pretrained(path))
+        state = load_file(str(weights))
+    except Exception as err:  # a malformed config or weights file (safetensors raises its own error type)
+        raise ValueError(f"cannot read the model in {path}: {err}") from None
     enable_distance_bias(model)
-    state = load_file(str(weights))
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
     if unexpected or set(missing) - tied:
