@@ -97,3 +97,13 @@ def logits_with(model, tok, text, name: str, attention_fn):
         return logits(model, text, tok)
     finally:
         model.config._attn_implementation = attention.IMPLEMENTATION
+
+
+def saved_and_reloaded(model, tok, directory: Path):
+    """``(model, tokenizer)`` saved to ``directory`` and read back as every command reads a
+    ``--model DIR`` (``constraintc.lm.load_model``)."""
+    from constraintc.lm.models import load_model
+
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return load_model(str(directory))

@@ -22,7 +22,7 @@ from constraintc.tasks.corpus import task_text
 
 from _attention_cases import (  # noqa: I001  (tests/_attention_cases.py, shared with test_token_shift.py)
     assert_cached_decoding_matches_recomputing, assert_packed_and_padded_match_alone, group, logits, logits_with,
-    write_arch,
+    saved_and_reloaded, write_arch,
 )
 
 SLOPES = "distance_slopes = [3.0, 0.5, 0.125, 0.0]\ndistance_focus = [1, 0, 2, 0]"
@@ -90,9 +90,7 @@ def test_cached_decoding_matches_recomputing(biased):
 
 def test_saved_models_load_with_the_bias(biased, tmp_path):
     model, tok = biased
-    model.save_pretrained(tmp_path / "m")
-    tok.save_pretrained(tmp_path / "m")
-    again, tok2 = load_model(str(tmp_path / "m"))
+    again, tok2 = saved_and_reloaded(model, tok, tmp_path / "m")
     assert again.config._attn_implementation == attention.IMPLEMENTATION
     assert list(again.config.distance_focus) == [1.0, 0.0, 2.0, 0.0]
     text = "c causes a. a causes f.\nQuestion: Does c cause f?\nAnswer:"

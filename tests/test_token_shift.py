@@ -23,7 +23,7 @@ from constraintc.tasks.corpus import task_text
 
 from _attention_cases import (  # noqa: I001  (tests/_attention_cases.py, shared with test_distance_attention.py)
     ARCH, assert_cached_decoding_matches_recomputing, assert_packed_and_padded_match_alone, group, logits, logits_with,
-    write_arch,
+    saved_and_reloaded, write_arch,
 )
 
 # the shift alone, and the shift with distance biases (both in one attention function)
@@ -184,9 +184,7 @@ def test_the_shift_weights_learn(tmp_path):
 
 def test_saved_models_load_with_the_shift(shifted, tmp_path):
     model, tok = shifted
-    model.save_pretrained(tmp_path / "m")
-    tok.save_pretrained(tmp_path / "m")
-    again, tok2 = load_model(str(tmp_path / "m"))
+    again, tok2 = saved_and_reloaded(model, tok, tmp_path / "m")
     assert again.config._attn_implementation == attention.IMPLEMENTATION
     assert again.config.token_shift == model.config.token_shift
     mine = dict(model.named_parameters())
