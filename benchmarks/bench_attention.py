@@ -48,15 +48,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from constraintc.lm.binding import pack_groups, packed_logits
     from constraintc.lm.models import load_model
-    from constraintc.resources import configs_dir
     from constraintc.tasks import generate
     from constraintc.tasks.corpus import task_text
     from constraintc.tasks.prompts import reasoning_prompt
     from constraintc.train.data import trace_completion
 
     plain, tok = load_model("embedded", corpus=task_text)
-    other_spec = args.against if "/" in args.against else str(configs_dir() / args.against)
-    other, _ = load_model(other_spec, corpus=task_text)
+    other, _ = load_model(args.against, corpus=task_text)  # a local file, else the shipped one of that name
     missing, unexpected = other.load_state_dict(plain.state_dict(), strict=False)
     own = [n for n in missing if not n.endswith("_shift")]
     if own or unexpected:
